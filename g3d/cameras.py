@@ -1,0 +1,162 @@
+"""THE camera convention of g3d, and its conversions.
+
+World frame = the object's frame
+    Origin at the object's centre (the centre of its bounding box), **+y up**, the object's
+    **front towards +z**. With front +z and up +y, the object's own **left side is +x** and its
+    right side is -x (a driver sitting in a car that faces +z has +x on the left hand).
+
+Extrinsics
+    ``R`` [3, 3], ``t`` [3] map world points to camera points, ``x_cam = R @ x_world + t``, in
+    OpenCV / COLMAP camera axes: x right, y down, z forward (the viewing direction).
+    The camera centre is ``c = -R.T @ t``.
+
+Intrinsics
+    ``K = [[f, 0, cx], [0, f, cy], [0, 0, 1]]`` in pixels. Pixel ``(i, j)`` (column i, row j)
+    covers ``[i, i+1) x [j, j+1)``, so its centre is at ``(i + 0.5, j + 0.5)`` (COLMAP's
+    convention); the principal point of a W x H image is ``(W/2, H/2)``. ``fov_deg`` is the
+    horizontal field of view: ``f = W / 2 / tan(fov/2)``.
+
+Azimuth / elevation / distance
+    The camera sits at ``distance * (sin(az) cos(el), sin(el), cos(az) cos(el))`` and looks at
+    the origin with the world's up direction up in the image (roll 0). Azimuth 0 sees the
+    object's front, 90 its left side (+x), 180 its back, 270 its right side. Elevation > 0 is
+    above the object. Angles are in degrees; azimuth is returned in [0, 360).
+
+transforms.json (nerfstudio / instant-ngp)
+    ``transform_matrix`` is camera-to-world in OpenGL axes (x right, y up, z backward):
+    ``c2w_gl = inv([R t; 0 1]) @ diag(1, -1, -1, 1)``.
+
+Every function takes numpy arrays with any number of leading batch dimensions and works in
+float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WORLD_UP = np.array([0.0, 1.0, 0.0])
+_OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
+
+
+def camera_center(azimuth_deg, elevation_deg, distance) -> np.ndarray:
+    """Camera centre in world coordinates. Inputs broadcast; returns float64 [..., 3]."""
+    az = np.deg2rad(np.asarray(azimuth_deg, dtype=np.float64))
+    el = np.deg2rad(np.asarray(elevation_deg, dtype=np.float64))
+    d = np.asarray(distance, dtype=np.float64)
+    az, el, d = np.broadcast_arrays(az, el, d)
+    return np.stack([d * np.sin(az) * np.cos(el), d * np.sin(el), d * np.cos(az) * np.cos(el)], axis=-1)
+
+
+def look_at(center, target=(0.0, 0.0, 0.0), roll_deg=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera ``(R [..., 3, 3], t [..., 3])`` of a camera at ``center`` looking at ``target``.
+
+    The image's up direction is the world's +y (then rotated by ``roll_deg`` about the viewing
+    axis, clockwise in the image). The camera must not look straight up or down.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    target = np.broadcast_to(np.asarray(target, dtype=np.float64), center.shape)
+    fwd = target - center
+    fwd = fwd / np.linalg.norm(fwd, axis=-1, keepdims=True)
+    right = np.cross(fwd, np.broadcast_to(WORLD_UP, fwd.shape))
+    norm = np.linalg.norm(right, axis=-1, keepdims=True)
+    if np.any(norm < 1e-9):
+        raise ValueError("look_at: the camera looks straight up or down; the image's up direction is undefined")
+    right = right / norm
+    down = np.cross(fwd, right)
+    R = np.stack([right, down, fwd], axis=-2)  # rows: camera x, y, z axes in world coordinates
+    roll = np.deg2rad(np.asarray(roll_deg, dtype=np.float64))
+    if np.any(roll != 0):
+        c, s = np.cos(roll), np.sin(roll)
+        z, o = np.zeros_like(c), np.ones_like(c)
+        Rz = np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+        R = Rz @ R
+    t = -np.einsum("...ij,...j->...i", R, center)
+    return R, t
+
+
+def from_azimuth_elevation(azimuth_deg, elevation_deg, distance, roll_deg=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(R [..., 3, 3], t [..., 3])`` of the camera at the given azimuth, elevation and distance."""
+    return look_at(camera_center(azimuth_deg, elevation_deg, distance), roll_deg=roll_deg)
+
+
+def to_azimuth_elevation(R, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(azimuth_deg in [0, 360), elevation_deg, distance)`` of the camera centre of ``(R, t)``.
+
+    The camera need not look at the origin (an SfM camera rarely does exactly); only its centre
+    is used.
+    """
+    c = center_of(R, t)
+    d = np.linalg.norm(c, axis=-1)
+    el = np.rad2deg(np.arcsin(np.clip(c[..., 1] / np.maximum(d, 1e-12), -1.0, 1.0)))
+    az = np.mod(np.rad2deg(np.arctan2(c[..., 0], c[..., 2])), 360.0)
+    return az, el, d
+
+
+def center_of(R, t) -> np.ndarray:
+    """Camera centre ``-R^T t`` in world coordinates, [..., 3]."""
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    return -np.einsum("...ji,...j->...i", R, t)
+
+
+def intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """Pinhole ``K`` [3, 3] of a ``width`` x ``height`` image with horizontal field of view ``fov_deg``."""
+    f = width / 2.0 / np.tan(np.deg2rad(fov_deg) / 2.0)
+    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def fov_of(K, width: int) -> float:
+    """Horizontal field of view in degrees of intrinsics ``K`` for an image ``width`` pixels wide."""
+    return float(np.rad2deg(2.0 * np.arctan(width / 2.0 / np.asarray(K)[0, 0])))
+
+
+def project(points, K, R, t) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points [..., P, 3] to pixels.
+
+    Returns ``(uv [..., P, 2] in pixels, depth [..., P])``; depth is the camera-space z
+    (positive in front of the camera).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    cam = np.einsum("...ij,...pj->...pi", np.asarray(R, np.float64), points) + np.asarray(t, np.float64)[..., None, :]
+    z = cam[..., 2]
+    pix = np.einsum("...ij,...pj->...pi", np.asarray(K, np.float64), cam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = pix[..., :2] / pix[..., 2:3]
+    return uv, z
+
+
+def to_transforms_json(K, R, t, width: int, height: int, file_paths: list[str]) -> dict:
+    """A nerfstudio ``transforms.json`` dict for one shared ``K`` and per-frame ``R`` [N,3,3], ``t`` [N,3]."""
+    K = np.asarray(K, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    frames = []
+    for path, Ri, ti in zip(file_paths, R, t):
+        frames.append({"file_path": path, "transform_matrix": c2w_opengl(Ri, ti).tolist()})
+    return {
+        "camera_model": "OPENCV",
+        "fl_x": float(K[0, 0]),
+        "fl_y": float(K[1, 1]),
+        "cx": float(K[0, 2]),
+        "cy": float(K[1, 2]),
+        "w": int(width),
+        "h": int(height),
+        "frames": frames,
+    }
+
+
+def c2w_opengl(R, t) -> np.ndarray:
+    """Camera-to-world 4x4 in OpenGL axes (the ``transform_matrix`` of transforms.json)."""
+    R = np.asarray(R, dtype=np.float64)
+    M = np.eye(4)
+    M[:3, :3] = R.T @ _OPENCV_TO_OPENGL
+    M[:3, 3] = center_of(R, t)
+    return M
+
+
+def from_c2w_opengl(M) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`c2w_opengl`: ``(R, t)`` world-to-camera in OpenCV axes."""
+    M = np.asarray(M, dtype=np.float64)
+    R = (M[:3, :3] @ _OPENCV_TO_OPENGL).T
+    t = -R @ M[:3, 3]
+    return R, t

@@ -1,0 +1,36 @@
+"""The one exception family of g3d.
+
+Library code raises a :class:`G3DError` subclass whose message is one line: what failed, the
+offending value, and the fix. The CLI prints the message and exits non-zero; it never shows a
+traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class G3DError(Exception):
+    """Base class of every error g3d raises on purpose (bad input, missing extra, refused file)."""
+
+    exit_code = 2
+
+
+class UsageError(G3DError):
+    """An argument or option value that cannot work (unknown class, ``--shard 3/2``, ...)."""
+
+
+class DatasetError(G3DError):
+    """A dataset folder that is missing, foreign, incomplete or corrupt."""
+
+
+class CheckpointError(G3DError):
+    """A generator checkpoint that cannot be read safely or does not describe a known network."""
+
+
+class MissingDependencyError(G3DError):
+    """An optional dependency (an extra) that the requested feature needs is not installed."""
+
+    def __init__(self, package: str, extra: str | None = None, feature: str = "this feature"):
+        hint = f"pip install 'g3d[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{feature} needs {package}, which is not installed: run {hint}")
+        self.package = package
+        self.extra = extra
