@@ -1,0 +1,158 @@
+"""The dataset folder: its paths, its manifest (``g3d.json``) and the shard plan.
+
+Shard boundaries are a pure function of the run's arguments: shard k holds samples
+``[k * samples_per_shard, (k + 1) * samples_per_shard)`` in every view, rows ordered by
+(sample_id, view_id). ``--shard i/N`` writes the shards k with ``k % N == i``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from g3d.errors import DatasetError, UsageError
+
+MANIFEST = "g3d.json"
+VIEWPOINTS = "viewpoints.parquet"
+SAMPLES = "samples.parquet"
+IMAGES = "images"
+PREVIEWS = "previews"
+ANNOTATIONS = "annotations"
+CAMERAS = "cameras.parquet"
+CARD = "README.md"
+
+# Everything g3d writes at a folder's top level (what --overwrite may remove).
+OWNED = (MANIFEST, VIEWPOINTS, SAMPLES, IMAGES, PREVIEWS, CARD)
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which samples each shard holds."""
+
+    samples: int
+    views: int
+    samples_per_shard: int
+
+    @property
+    def num_shards(self) -> int:
+        return max(1, math.ceil(self.samples / self.samples_per_shard))
+
+    def sample_range(self, shard: int) -> range:
+        lo = shard * self.samples_per_shard
+        return range(lo, min(self.samples, lo + self.samples_per_shard))
+
+    def rows(self, shard: int) -> int:
+        return len(self.sample_range(shard)) * self.views
+
+    def mine(self, shard_index: int, shard_count: int) -> list[int]:
+        """Shards written by worker ``shard_index`` of ``shard_count``."""
+        return [k for k in range(self.num_shards) if k % shard_count == shard_index]
+
+
+def default_samples_per_shard(views: int, target_rows: int = 1024) -> int:
+    """About ``target_rows`` rows per shard, whole samples only."""
+    return max(1, target_rows // max(1, views))
+
+
+def parse_shard(spec: str | None, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """``"i/N"`` -> (i, N). Without a spec, torchrun's RANK / WORLD_SIZE (or 0/1)."""
+    if spec is None:
+        env = env or {}
+        world = int(env.get("WORLD_SIZE", "1") or 1)
+        rank = int(env.get("RANK", "0") or 0)
+        if world > 1:
+            if not 0 <= rank < world:
+                raise UsageError(f"torchrun gave RANK={rank} outside WORLD_SIZE={world}")
+            return rank, world
+        return 0, 1
+    try:
+        a, b = spec.split("/")
+        i, n = int(a), int(b)
+    except ValueError:
+        raise UsageError(f"--shard {spec!r} is not of the form i/N (e.g. --shard 0/4)") from None
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {spec}: i must be in 0..N-1 (e.g. --shard 0/{max(n, 1)} ... {max(n, 1) - 1}/{max(n, 1)})")
+    return i, n
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DatasetError(f"{folder} holds no g3d dataset (no {MANIFEST}): run `g3d synth --out {folder}` first")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path} is unreadable ({exc}): rerun `g3d synth` with --overwrite") from None
+
+
+def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
+    """Make ``folder`` ready for a run with ``fingerprint``; True when resuming a matching run.
+
+    A folder holding a different g3d run is refused unless ``overwrite`` (which removes only
+    g3d's own files); a folder holding anything else is always refused.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file, not a folder: choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".g3d-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {folder} ({exc.strerror}): choose a writable folder") from None
+    entries = {p.name for p in folder.iterdir()}
+    if not entries:
+        return False
+    if MANIFEST not in entries:
+        foreign = sorted(e for e in entries if e not in OWNED and not e.startswith("."))
+        if foreign:
+            raise UsageError(
+                f"--out {folder} already holds files that are not a g3d dataset ({', '.join(foreign[:3])}): choose an empty or new folder"
+            )
+        return False  # only our own leftovers from a run killed before its manifest
+    old = read_manifest(folder)
+    if old.get("fingerprint") == fingerprint:
+        return True
+    if not overwrite:
+        diff = sorted(k for k in set(old.get("fingerprint", {})) | set(fingerprint) if old.get("fingerprint", {}).get(k) != fingerprint.get(k))
+        raise UsageError(
+            f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"
+        )
+    for name in OWNED:
+        p = folder / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    return False
+
+
+def completed_shards(folder: Path, plan: ShardPlan) -> dict[int, bool]:
+    """Which shards exist whole (readable Parquet with the planned row count)."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for k in range(plan.num_shards):
+        p = Path(folder) / IMAGES / shard_name(k)
+        ok = False
+        if p.is_file():
+            try:
+                ok = pq.ParquetFile(p).metadata.num_rows == plan.rows(k)
+            except Exception:  # a damaged shard is simply redone
+                ok = False
+        out[k] = ok
+    return out
+
+
+def shard_paths(folder: Path) -> list[Path]:
+    """The complete shards present in ``folder/images``, in order."""
+    return sorted((Path(folder) / IMAGES).glob("part-*.parquet"))

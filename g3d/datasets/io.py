@@ -1,0 +1,76 @@
+"""Atomic file writes: every file g3d writes appears whole under its final name, or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TMP_MARK = ".g3dtmp-"
+
+
+def tmp_path_for(path: Path) -> Path:
+    """A temporary sibling of ``path`` unique to this process (hidden, so readers skip it)."""
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk and rename it to ``path`` (atomic on POSIX)."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    path = Path(path)
+    tmp = tmp_path_for(path)
+    try:
+        tmp.write_bytes(data)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_table(path: Path, table: Any, **kwargs: Any) -> None:
+    """Write a ``pyarrow.Table`` as Parquet to ``path`` atomically."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tmp = tmp_path_for(path)
+    try:
+        pq.write_table(table, tmp, **kwargs)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files that a killed run left in ``folder``; returns how many."""
+    n = 0
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".") and TMP_MARK in p.name:
+                p.unlink(missing_ok=True)
+                n += 1
+    return n

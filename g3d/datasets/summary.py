@@ -1,0 +1,46 @@
+"""``g3d info``: a plain-text summary of a dataset folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from g3d.datasets import folder as dsf
+
+
+def summarize(path: Path) -> str:
+    """What the folder holds: manifest facts, shard completeness, kept rows, columns."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    m = dsf.read_manifest(path)
+    plan = dsf.ShardPlan(m["samples"], m["views"], m["samples_per_shard"])
+    done = dsf.completed_shards(path, plan)
+    n_done = sum(done.values())
+    rows = 0
+    kept = 0
+    columns: list[str] = []
+    for k, ok in done.items():
+        if not ok:
+            continue
+        f = pq.ParquetFile(path / dsf.IMAGES / dsf.shard_name(k))
+        rows += f.metadata.num_rows
+        columns = f.schema_arrow.names
+        kept += sum(f.read(columns=["keep"]).column("keep").to_pylist())
+    gen = m["generator"]
+    lines = [
+        f"folder      {path}",
+        f"class       {m['class']}",
+        f"generator   {gen.get('format')}" + (f" ({gen['path']})" if gen.get("path") else ""),
+        f"images      {m['width']}x{m['height']} px, {m['views']} views x {m['samples']} samples = {m['rows']} rows",
+        f"viewpoints  ws rows {m['viewpoint_layers']} ({m['viewpoints_source']})",
+        f"truncation  {m['truncation_psi']}  seed {m['seed']}",
+        f"shards      {n_done}/{plan.num_shards} complete" + ("" if n_done == plan.num_shards else "  (rerun the same g3d synth command to finish)"),
+        f"rows        {rows} written, {kept} kept",
+        f"truth       {'yes: camera, mask, keypoints' if m.get('ground_truth') else 'no'}",
+    ]
+    if columns:
+        lines.append("columns     " + ", ".join(columns))
+    for extra in (dsf.CAMERAS, dsf.ANNOTATIONS):
+        if (path / extra).exists():
+            lines.append(f"also        {extra}")
+    return "\n".join(lines)

@@ -1,0 +1,488 @@
+"""The built-in procedural generator: a perfectly disentangled "StyleGAN" of cars that knows its truth.
+
+It has StyleGAN's interface (``mapping``: z -> ws, ``synthesis``: ws -> images in [-1, 1]) and
+StyleGAN's layer semantics, made exact:
+
+===========  ==============================================================================
+ws rows      what they set (each group reads the mean of its rows through a fixed rotation)
+===========  ==============================================================================
+0-3          camera only: azimuth (full circle), elevation (about 2-28 deg), distance; roll 0
+4-7          shape: length, width, body and cabin height, roof length and position,
+             windshield and rear-window rake, hood drop, wheel radius and wheelbase, clearance
+8-11         paint hue, saturation and value; specular strength
+12-13        background: sky colours, ground colour, ground texture scale and contrast
+14-15        light: direction and ambient level
+===========  ==============================================================================
+
+Every parameter is a smooth function of ws (a sigmoid or an angle of a projection), so
+interpolating ws morphs the car, like a GAN. Images are rendered through
+:mod:`g3d.render.rasterize` with supersampling; :meth:`BuiltinGenerator.synthesis_with_truth`
+also returns the mask, the camera (:mod:`g3d.cameras` convention) and the 12 Pascal3D+ car
+keypoints in 3D and 2D with visibility.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from g3d import cameras
+from g3d.classes import CAR_KEYPOINTS
+from g3d.errors import UsageError
+from g3d.render.mesh import Mesh, MeshBuilder, face_normals
+from g3d.render.rasterize import gather_faces, rasterize
+from g3d.synth.generator import Generator, GroundTruth
+
+# Row groups of ws (see the module docstring).
+CAMERA_ROWS = (0, 1, 2, 3)
+SHAPE_ROWS = (4, 5, 6, 7)
+PAINT_ROWS = (8, 9, 10, 11)
+BACKGROUND_ROWS = (12, 13)
+LIGHT_ROWS = (14, 15)
+
+# Materials (labels per face).
+PAINT, GLASS, TIRE, RIM, HEADLIGHT, TAILLIGHT, TRIM = range(7)
+
+FOV_DEG = 40.0  # horizontal field of view of every built-in camera
+
+
+def _sig(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.sigmoid(x)
+
+
+def _angle01(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle of (a, b) as a fraction of the full turn, in [0, 1)."""
+    return torch.remainder(torch.atan2(a, b) / (2 * math.pi), 1.0)
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """h, s, v float [N] in [0, 1] -> rgb float [N, 3] in [0, 1] (smooth in h)."""
+    k = torch.stack([torch.full_like(h, 5.0), torch.full_like(h, 3.0), torch.full_like(h, 1.0)], -1)
+    kk = torch.remainder(k + h[:, None] * 6.0, 6.0)
+    f = torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
+    return v[:, None] * (1.0 - s[:, None] * f)
+
+
+class BuiltinGenerator(Generator):
+    """Procedural car generator with StyleGAN's interface and exact ground truth."""
+
+    def __init__(
+        self,
+        resolution: int = 256,  # side of the square images, 32 to 1024
+        z_dim: int = 64,  # size of z (and of each ws row)
+        num_ws: int = 16,  # rows of ws, as a 512 px StyleGAN2 has
+        ssaa: int = 2,  # supersampling factor per side (anti-aliasing); 1 = off
+        seed: int = 20210503,  # seed of the fixed rotations that define the latent layout
+        class_name: str = "car",  # only "car" is built in
+    ):
+        super().__init__()
+        if class_name != "car":
+            raise UsageError(
+                f"the built-in generator draws cars only, not {class_name!r}: use --class car or pass --generator CHECKPOINT"
+            )
+        if not 32 <= int(resolution) <= 1024:
+            raise UsageError(f"--resolution {resolution} is outside the built-in generator's 32-1024 px: choose e.g. 128, 256 or 512")
+        if num_ws < 16:
+            raise UsageError(f"the built-in generator needs num_ws >= 16 (its row groups), got {num_ws}")
+        self.z_dim = self.w_dim = int(z_dim)
+        self.num_ws = int(num_ws)
+        self.resolution = int(resolution)
+        self.ssaa = int(ssaa)
+        self.class_name = class_name
+        self.seed = int(seed)
+        g = torch.Generator().manual_seed(self.seed)
+        # Mapping: a fixed rotation, so w is standard normal like z. w_avg = 0.
+        self.register_buffer("map_rot", torch.linalg.qr(torch.randn(z_dim, z_dim, generator=g))[0])
+        self.register_buffer("w_avg", torch.zeros(z_dim))
+        # One fixed rotation per row group: parameters read its first components.
+        self.register_buffer("group_rot", torch.linalg.qr(torch.randn(5, z_dim, z_dim, generator=g))[0])
+
+    # ---------------------------------------------------------------- mapping
+    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+        """z float32 [N, z_dim] -> ws float32 [N, num_ws, w_dim], truncated towards w_avg (= 0)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise UsageError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
+        w = z.to(self.map_rot) @ self.map_rot
+        ws = w[:, None, :].repeat(1, self.num_ws, 1)
+        if truncation_psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else int(truncation_cutoff)
+            ws[:, :cutoff] = self.w_avg + (ws[:, :cutoff] - self.w_avg) * truncation_psi
+        return ws
+
+    def _group(self, ws: torch.Tensor, rows: tuple[int, ...], gi: int) -> torch.Tensor:
+        return ws[:, list(rows)].mean(dim=1) @ self.group_rot[gi]
+
+    # ---------------------------------------------------------------- parameters
+    def parameters_of(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every scene parameter, each float [N], from ws float [N, num_ws, w_dim]."""
+        ws = ws.to(self.map_rot)
+        c = self._group(ws, CAMERA_ROWS, 0)
+        s = self._group(ws, SHAPE_ROWS, 1)
+        p = self._group(ws, PAINT_ROWS, 2)
+        b = self._group(ws, BACKGROUND_ROWS, 3)
+        li = self._group(ws, LIGHT_ROWS, 4)
+        return {
+            # camera
+            "azimuth_deg": 360.0 * _angle01(c[:, 0], c[:, 1]),
+            "elevation_deg": _sig(1.3 * c[:, 2], 2.0, 28.0),
+            "distance": _sig(c[:, 3], 3.7, 4.5),
+            # shape
+            "length": _sig(s[:, 0], 1.75, 2.15),
+            "width": _sig(s[:, 1], 0.78, 0.92),
+            "body_height": _sig(s[:, 2], 0.26, 0.38),
+            "clearance": _sig(s[:, 3], 0.08, 0.16),
+            "cabin_height": _sig(s[:, 4], 0.22, 0.34),
+            "roof_fraction": _sig(s[:, 5], 0.26, 0.42),
+            "cabin_shift": _sig(s[:, 6], -0.07, 0.04),
+            "windshield_run": _sig(s[:, 7], 0.16, 0.32),
+            "rear_run": _sig(s[:, 8], 0.06, 0.36),
+            "hood_drop": _sig(s[:, 9], 0.0, 0.08),
+            "wheel_radius": _sig(s[:, 10], 0.15, 0.2),
+            "wheelbase_fraction": _sig(s[:, 11], 0.56, 0.64),
+            "tumblehome": _sig(s[:, 12], 0.78, 0.92),
+            # paint
+            "paint_hue": _angle01(p[:, 0], p[:, 1]),
+            "paint_saturation": _sig(1.5 * p[:, 2], 0.05, 0.9),
+            "paint_value": _sig(1.5 * p[:, 3], 0.2, 0.95),
+            "specular": _sig(p[:, 4], 0.15, 0.6),
+            # background
+            "sky_hue": _angle01(b[:, 0], b[:, 1]),
+            "sky_saturation": _sig(b[:, 2], 0.05, 0.5),
+            "sky_value": _sig(b[:, 3], 0.55, 0.95),
+            "ground_hue": _angle01(b[:, 4], b[:, 5]),
+            "ground_saturation": _sig(b[:, 6], 0.0, 0.35),
+            "ground_value": _sig(b[:, 7], 0.25, 0.6),
+            "texture_scale": _sig(b[:, 8], 1.5, 6.0),
+            "texture_contrast": _sig(b[:, 9], 0.02, 0.18),
+            # light
+            "light_azimuth_deg": 360.0 * _angle01(li[:, 0], li[:, 1]),
+            "light_elevation_deg": _sig(li[:, 2], 25.0, 70.0),
+            "ambient": _sig(li[:, 3], 0.3, 0.55),
+        }
+
+    # ---------------------------------------------------------------- geometry
+    def build_mesh(self, prm: dict[str, torch.Tensor]) -> tuple[Mesh, torch.Tensor, torch.Tensor]:
+        """Car meshes in the object frame (see :mod:`g3d.cameras`), their 12 keypoints, and ground height.
+
+        Returns ``(mesh, keypoints float [N, 12, 3], ground_y float [N])``.
+        """
+        L, W = prm["length"], prm["width"]
+        n = L.shape[0]
+        zero = torch.zeros_like(L)
+        yb = prm["clearance"]
+        yt = yb + prm["body_height"]
+        yr = yt + prm["cabin_height"]
+        yf = yt - prm["hood_drop"]
+        half = L / 2
+        roof_c = prm["cabin_shift"] * L
+        roof_half = prm["roof_fraction"] * L / 2
+        zr0, zr1 = roof_c - roof_half, roof_c + roof_half
+        z_trunk = -half + 0.1
+        z_rw = torch.maximum(zr0 - prm["rear_run"], z_trunk + 0.04)  # rear window bottom
+        z_ws = torch.minimum(zr1 + prm["windshield_run"], half - 0.16)  # windshield bottom
+        hw = W / 2
+        tw = hw * prm["tumblehome"]
+
+        def P(x, y, z):
+            return torch.stack([x, y, z], dim=-1)
+
+        mb = MeshBuilder()
+        # Lower body: a prism of its side profile (z, y), from the rear bottom round to the front.
+        prof = [
+            (-half + 0.05, yb),
+            (-half, yb + 0.07),
+            (-half + 0.02, yt - 0.04),
+            (z_trunk, yt),
+            (z_ws, yt),
+            (half - 0.07, yf),
+            (half, yf - 0.07),
+            (half - 0.02, yb + 0.03),
+        ]
+        left = [P(hw, y, z) for z, y in prof]
+        right = [P(-hw, y, z) for z, y in prof]
+        mats = [TRIM, PAINT, PAINT, PAINT, PAINT, PAINT, PAINT, TRIM]
+        body_inside = P(zero, (yb + yt) / 2, zero)
+        mb.prism(left, right, mats, cap_material=PAINT, inside=body_inside)
+        # Greenhouse: rear window, roof, windshield; sits on the belt line.
+        cab = [(z_rw, yt, hw * 0.97), (zr0, yr, tw), (zr1, yr, tw), (z_ws, yt, hw * 0.97)]
+        cl = [P(x, y, z) for z, y, x in cab]
+        cr = [P(-x, y, z) for z, y, x in cab]
+        cab_inside = P(zero, (yt + yr) / 2, roof_c)
+        mb.prism(cl, cr, [GLASS, PAINT, GLASS, PAINT], cap_material=PAINT, inside=cab_inside)
+        # Side windows (two per side, split by a pillar), just outside the greenhouse sides.
+        for sgn in (1.0, -1.0):
+            pts = [P(sgn * x, y, z) for z, y, x in cab]
+            nrm = torch.linalg.cross(pts[1] - pts[0], pts[3] - pts[0])
+            nrm = nrm / nrm.norm(dim=-1, keepdim=True)
+            nrm = nrm * torch.where(nrm[:, :1] * sgn < 0, -1.0, 1.0)  # outward: x component towards this side
+            centre = sum(pts) / 4
+            def inset(p, f=0.86):
+                return centre + (p - centre) * f + nrm * 0.006
+            q = [inset(p) for p in pts]
+            mid_lo = (q[0] + q[3]) / 2
+            mid_hi = (q[1] + q[2]) / 2
+            gap_lo = (q[3] - q[0]) / (q[3] - q[0]).norm(dim=-1, keepdim=True) * 0.025
+            gap_hi = (q[2] - q[1]) / (q[2] - q[1]).norm(dim=-1, keepdim=True) * 0.025
+            ids = [mb.vertex(v) for v in (q[0], q[1], mid_hi - gap_hi, mid_lo - gap_lo)]
+            mb.quad(*ids, GLASS, cab_inside)
+            ids = [mb.vertex(v) for v in (mid_lo + gap_lo, mid_hi + gap_hi, q[2], q[3])]
+            mb.quad(*ids, GLASS, cab_inside)
+        # Lights and grille on the front and rear faces.
+        def face_point(p0, p1, frac, x, out):
+            (za, ya), (zb, yb_) = p0, p1
+            return P(x, ya + (yb_ - ya) * frac, za + (zb - za) * frac + out)
+
+        front0, front1 = prof[5], prof[6]  # hood front -> front bumper top
+        rear0, rear1 = prof[2], prof[1]  # rear top -> rear bumper
+        kp_lights = []
+        for sgn in (1.0, -1.0):
+            xo, xi = sgn * (hw - 0.04), sgn * (hw - 0.2)
+            ids = [
+                mb.vertex(face_point(front0, front1, 0.15, xo, 0.004)),
+                mb.vertex(face_point(front0, front1, 0.15, xi, 0.004)),
+                mb.vertex(face_point(front0, front1, 0.7, xi, 0.004)),
+                mb.vertex(face_point(front0, front1, 0.7, xo, 0.004)),
+            ]
+            mb.quad(*ids, HEADLIGHT, body_inside)
+            kp_lights.append(face_point(front0, front1, 0.42, (xo + xi) / 2, 0.004))
+            ids = [
+                mb.vertex(face_point(rear0, rear1, 0.1, xo, -0.004)),
+                mb.vertex(face_point(rear0, rear1, 0.1, xi, -0.004)),
+                mb.vertex(face_point(rear0, rear1, 0.45, xi, -0.004)),
+                mb.vertex(face_point(rear0, rear1, 0.45, xo, -0.004)),
+            ]
+            mb.quad(*ids, TAILLIGHT, body_inside)
+        gx = hw - 0.26
+        ids = [
+            mb.vertex(face_point(front0, front1, 0.3, gx, 0.004)),
+            mb.vertex(face_point(front0, front1, 0.3, -gx, 0.004)),
+            mb.vertex(face_point(front0, front1, 0.85, -gx, 0.004)),
+            mb.vertex(face_point(front0, front1, 0.85, gx, 0.004)),
+        ]
+        mb.quad(*ids, TRIM, body_inside)
+        # Wheels: cylinders along x, tyre with a rim disc on the outer face.
+        r = prm["wheel_radius"]
+        wb = prm["wheelbase_fraction"] * L / 2
+        tyre = 0.17
+        segs = 18
+        kp_wheels = []
+        for sgn in (1.0, -1.0):
+            for zc in (wb, -wb):
+                x_out = sgn * (hw + 0.015)
+                x_in = sgn * (hw + 0.015 - tyre)
+                centre_in = P(x_in + zero, r, zc)
+                centre_out = P(x_out + zero, r, zc)
+                ring_in, ring_out, ring_rim = [], [], []
+                for k in range(segs):
+                    a = 2 * math.pi * k / segs
+                    dz, dy = math.cos(a), math.sin(a)
+                    ring_in.append(mb.vertex(P(x_in + zero, r + r * dy, zc + r * dz)))
+                    ring_out.append(mb.vertex(P(x_out + zero, r + r * dy, zc + r * dz)))
+                    ring_rim.append(mb.vertex(P(x_out + sgn * 0.004 + zero, r + 0.62 * r * dy, zc + 0.62 * r * dz)))
+                wheel_inside = P(sgn * (hw + 0.015 - tyre / 2) + zero, r, zc)
+                ci = mb.vertex(centre_in)
+                co = mb.vertex(P(x_out + sgn * 0.004 + zero, r, zc))
+                for k in range(segs):
+                    k1 = (k + 1) % segs
+                    mb.quad(ring_in[k], ring_in[k1], ring_out[k1], ring_out[k], TIRE, wheel_inside)
+                    mb.tri(ci, ring_in[k], ring_in[k1], TIRE, wheel_inside)
+                    mb.quad(ring_out[k], ring_out[k1], ring_rim[k1], ring_rim[k], TIRE, wheel_inside)
+                    mb.tri(co, ring_rim[k], ring_rim[k1], RIM, wheel_inside)
+                kp_wheels.append(P(x_out + sgn * 0.004 + zero, r, zc))
+        mesh = mb.build()
+        # Keypoints in the preset's order (left = +x).
+        lfw, lbw, rfw, rbw = kp_wheels
+        kps = torch.stack(
+            [
+                lfw,
+                lbw,
+                rfw,
+                rbw,
+                P(tw, yr, zr1),
+                P(-tw, yr, zr1),
+                P(tw, yr, zr0),
+                P(-tw, yr, zr0),
+                kp_lights[0],
+                kp_lights[1],
+                P(hw, yt, z_trunk),
+                P(-hw, yt, z_trunk),
+            ],
+            dim=1,
+        )
+        # Object frame: origin at the bounding-box centre (x and z are symmetric about 0 already).
+        shift = torch.stack([zero, yr / 2, zero], dim=-1)[:, None, :]
+        mesh.verts = mesh.verts - shift
+        kps = kps - shift
+        return mesh, kps, -yr / 2
+
+    # ---------------------------------------------------------------- rendering
+    def cameras_of(self, prm: dict[str, torch.Tensor], height: int, width: int):
+        """``(K [N,3,3], R [N,3,3], t [N,3])`` float64 numpy for the images' size, camera rows only."""
+        az = prm["azimuth_deg"].detach().double().cpu().numpy()
+        el = prm["elevation_deg"].detach().double().cpu().numpy()
+        d = prm["distance"].detach().double().cpu().numpy()
+        R, t = cameras.from_azimuth_elevation(az, el, d)
+        K = np.broadcast_to(cameras.intrinsics(width, height, FOV_DEG), (len(az), 3, 3)).copy()
+        return K, R, t
+
+    def _background(self, prm, K, R, t, ground_y, H, W) -> torch.Tensor:
+        """Sky gradient and textured ground seen by each camera, float [N, H, W, 3] in [0, 1]."""
+        dev = self.map_rot.device
+        N = K.shape[0]
+        Kt = torch.as_tensor(K, dtype=torch.float32, device=dev)
+        Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
+        c = torch.as_tensor(cameras.center_of(R, t), dtype=torch.float32, device=dev)  # [N, 3]
+        u = (torch.arange(W, device=dev, dtype=torch.float32) + 0.5)[None, None, :].expand(N, H, W)
+        v = (torch.arange(H, device=dev, dtype=torch.float32) + 0.5)[None, :, None].expand(N, H, W)
+        x = (u - Kt[:, 0, 2, None, None]) / Kt[:, 0, 0, None, None]
+        y = (v - Kt[:, 1, 2, None, None]) / Kt[:, 1, 1, None, None]
+        d_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # [N, H, W, 3]
+        d = torch.einsum("nji,nhwj->nhwi", Rt, d_cam)
+        d = d / d.norm(dim=-1, keepdim=True)
+        sky_top = _hsv_to_rgb(prm["sky_hue"], prm["sky_saturation"], prm["sky_value"])
+        sky_low = _hsv_to_rgb(prm["sky_hue"], prm["sky_saturation"] * 0.3, torch.clamp(prm["sky_value"] + 0.08, max=1.0))
+        ground = _hsv_to_rgb(prm["ground_hue"], prm["ground_saturation"], prm["ground_value"])
+        dy = d[..., 1]
+        tsky = torch.clamp(dy * 2.5, 0.0, 1.0)[..., None]
+        sky = sky_low[:, None, None] * (1 - tsky) + sky_top[:, None, None] * tsky
+        # Ground plane y = ground_y: where each downward ray meets it.
+        cy = c[:, 1, None, None]
+        s = (ground_y[:, None, None] - cy) / torch.clamp(dy, max=-1e-4)
+        hit_x = c[:, 0, None, None] + s * d[..., 0]
+        hit_z = c[:, 2, None, None] + s * d[..., 2]
+        sc = prm["texture_scale"][:, None, None]
+        tex = torch.sin(hit_x * sc) * torch.sin(hit_z * sc) + 0.5 * torch.sin((hit_x + 0.7 * hit_z) * sc * 2.3)
+        tex = 1.0 + prm["texture_contrast"][:, None, None] * tex
+        shadow = 1.0 - 0.55 * torch.exp(
+            -((hit_x / (prm["width"][:, None, None] * 0.62)) ** 4 + (hit_z / (prm["length"][:, None, None] * 0.55)) ** 4)
+        )
+        fog = torch.exp(-s.clamp(min=0) / 25.0)[..., None]
+        gcol = ground[:, None, None] * (tex * shadow)[..., None]
+        gcol = gcol * fog + sky_low[:, None, None] * (1 - fog)
+        is_ground = (dy < 0)[..., None]
+        return torch.where(is_ground, gcol, sky).clamp(0.0, 1.0)
+
+    def _shade(self, prm, mesh: Mesh, frags, R, t) -> torch.Tensor:
+        """Flat Blinn-Phong shading of the visible faces, float [N, H, W, 3] (0 on background)."""
+        dev = self.map_rot.device
+        N = mesh.verts.shape[0]
+        normals = face_normals(mesh.verts, mesh.faces)  # [N, F, 3]
+        paint = _hsv_to_rgb(prm["paint_hue"], prm["paint_saturation"], prm["paint_value"])
+        table = torch.zeros(N, 7, 3, device=dev)
+        table[:, PAINT] = paint
+        table[:, GLASS] = torch.tensor([0.1, 0.13, 0.17], device=dev)
+        table[:, TIRE] = torch.tensor([0.06, 0.06, 0.065], device=dev)
+        table[:, RIM] = torch.tensor([0.62, 0.63, 0.65], device=dev)
+        table[:, HEADLIGHT] = torch.tensor([1.0, 0.97, 0.85], device=dev)
+        table[:, TAILLIGHT] = torch.tensor([0.75, 0.05, 0.04], device=dev)
+        table[:, TRIM] = torch.tensor([0.08, 0.08, 0.09], device=dev)
+        albedo = table[:, mesh.material]  # [N, F, 3]
+        laz = torch.deg2rad(prm["light_azimuth_deg"])
+        lel = torch.deg2rad(prm["light_elevation_deg"])
+        light = torch.stack([torch.sin(laz) * torch.cos(lel), torch.sin(lel), torch.cos(laz) * torch.cos(lel)], -1)
+        c = torch.as_tensor(cameras.center_of(R, t), dtype=torch.float32, device=dev)
+        fc = mesh.verts[:, mesh.faces].mean(dim=2)  # [N, F, 3]
+        view = c[:, None] - fc
+        view = view / view.norm(dim=-1, keepdim=True)
+        ndl = (normals * light[:, None]).sum(-1).clamp(min=0)
+        half = light[:, None] + view
+        half = half / half.norm(dim=-1, keepdim=True)
+        ndh = (normals * half).sum(-1).clamp(min=0)
+        amb = prm["ambient"][:, None]
+        diffuse = albedo * (amb + (1 - amb) * ndl)[..., None]
+        spec_w = torch.full_like(amb.expand(-1, mesh.faces.shape[0]), 0.1)
+        spec_w = torch.where(mesh.material[None] == PAINT, prm["specular"][:, None], spec_w)
+        spec_w = torch.where(mesh.material[None] == GLASS, torch.full_like(spec_w, 0.5), spec_w)
+        spec = spec_w * ndh.pow(24)
+        col = diffuse + spec[..., None]
+        emissive = (mesh.material == HEADLIGHT) | (mesh.material == TAILLIGHT)
+        col = torch.where(emissive[None, :, None], albedo, col)
+        return gather_faces(col.clamp(0, 1), frags)
+
+    @torch.no_grad()
+    def synthesis_with_truth(self, ws: torch.Tensor, noise_mode: str = "const") -> tuple[torch.Tensor, GroundTruth]:
+        """ws float32 [N, num_ws, w_dim] -> (images float32 [N, 3, H, W] in [-1, 1], :class:`GroundTruth`)."""
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise UsageError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        prm = self.parameters_of(ws)
+        H = W = self.resolution
+        S = self.ssaa
+        mesh, kps, ground_y = self.build_mesh(prm)
+        K, R, t = self.cameras_of(prm, H, W)
+        Ks = K.copy()
+        Ks[:, :2] *= S  # the same camera at S x the resolution
+        dev = self.map_rot.device
+        Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
+        tt = torch.as_tensor(t, dtype=torch.float32, device=dev)
+        verts_cam = torch.einsum("nij,nvj->nvi", Rt, mesh.verts) + tt[:, None]
+        frags = rasterize(verts_cam, mesh.faces, torch.as_tensor(Ks, dtype=torch.float32, device=dev), H * S, W * S, cull_backfaces=True)
+        fg = self._shade(prm, mesh, frags, R, t).permute(0, 3, 1, 2)  # [N, 3, HS, WS], 0 off the car
+        cover = frags.mask[:, None].float()
+        if S > 1:  # box-filter the car; the smooth background is drawn at the output size
+            fg = F.avg_pool2d(fg, S)
+            cover = F.avg_pool2d(cover, S)
+        bg = self._background(prm, K, R, t, ground_y, H, W).permute(0, 3, 1, 2)
+        img = fg + bg * (1.0 - cover)
+        masks = (cover[:, 0] >= 0.5).cpu().numpy()
+        # Keypoints: project, then visible if in the image and not behind the rendered surface.
+        kp = kps.double().cpu().numpy()
+        uv, z = cameras.project(kp, K, R, t)
+        uvs = uv * S
+        xi = np.clip(np.floor(uvs[..., 0]).astype(np.int64), 0, W * S - 1)
+        yi = np.clip(np.floor(uvs[..., 1]).astype(np.int64), 0, H * S - 1)
+        depth = frags.depth.cpu().numpy()
+        zs = depth[np.arange(len(kp))[:, None], yi, xi]
+        inside = (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
+        visible = inside & ((zs == 0) | (z <= zs + 0.03))
+        truth = GroundTruth(
+            masks=masks,
+            K=K,
+            R=R,
+            t=t,
+            azimuth_deg=prm["azimuth_deg"].double().cpu().numpy(),
+            elevation_deg=prm["elevation_deg"].double().cpu().numpy(),
+            distance=prm["distance"].double().cpu().numpy(),
+            keypoints_3d=kp,
+            keypoints_2d=uv,
+            keypoints_visible=visible,
+            extra={k: v.double().cpu().numpy() for k, v in prm.items() if k not in ("azimuth_deg", "elevation_deg", "distance")},
+        )
+        return img * 2.0 - 1.0, truth
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """ws float32 [N, num_ws, w_dim] -> images float32 [N, 3, H, W] in [-1, 1]."""
+        return self.synthesis_with_truth(ws, noise_mode)[0]
+
+    @property
+    def truth_extra_names(self) -> list[str]:
+        """Names of the per-image scene parameters recorded as ``gt_<name>`` columns."""
+        ws = torch.zeros(1, self.num_ws, self.w_dim, device=self.map_rot.device)
+        return [k for k in self.parameters_of(ws) if k not in ("azimuth_deg", "elevation_deg", "distance")]
+
+    @torch.no_grad()
+    def viewpoint_truth(self, codes: torch.Tensor, layers: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Camera of each viewpoint code float [V, L, w_dim] placed in ws rows ``layers``.
+
+        Returns azimuth_deg, elevation_deg, distance, each float64 [V]. The content rows do not
+        matter: only rows 0-3 set the camera.
+        """
+        ws = torch.zeros(codes.shape[0], self.num_ws, self.w_dim, device=self.map_rot.device)
+        ws[:, list(layers)] = codes.to(ws)
+        prm = self.parameters_of(ws)
+        return {k: prm[k].double().cpu().numpy() for k in ("azimuth_deg", "elevation_deg", "distance")}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "format": "builtin",
+            "class": self.class_name,
+            "resolution": self.resolution,
+            "z_dim": self.z_dim,
+            "num_ws": self.num_ws,
+            "ssaa": self.ssaa,
+            "seed": self.seed,
+            "keypoints": list(CAR_KEYPOINTS),
+        }

@@ -1,0 +1,481 @@
+"""The batched, seeded, sharded, pipelined sampling loop behind ``g3d synth``.
+
+For sample i the content latent is ``mapping(z_i)`` with z_i drawn from a generator seeded by
+(seed, i); the image of view v is ``synthesis(ws_i with rows layers := code_v)``. Rows are
+(sample_id, view_id) pairs in sample-major order; shards hold whole samples (see
+:mod:`g3d.datasets.folder`). Generation runs in the calling thread while PNG encoding runs in a
+thread pool and Parquet writing in a writer thread, with bounded queues between them, so memory
+stays flat however many samples are asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from g3d import __version__
+from g3d.classes import get_preset
+from g3d.datasets import folder as dsf
+from g3d.datasets import io as dsio
+from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
+from g3d.errors import UsageError
+from g3d.synth.viewpoints import Viewpoints, item_seed, load_viewpoints, mix, propose, seeded_z, viewpoints_table
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
+
+
+@dataclass
+class SynthConfig:
+    """Arguments of one ``g3d synth`` run (the CLI's options, one to one)."""
+
+    out: Path  # dataset folder
+    class_name: str = "car"  # class preset (g3d.classes)
+    views: int | None = None  # number of viewpoint codes; None = the preset's (car 39)
+    samples: int = 100  # objects (rows of the contact sheet)
+    generator: str = "builtin"  # "builtin" or a checkpoint path
+    seed: int = 0  # run seed; every random draw derives from (seed, item)
+    truncation: float = 0.7  # truncation psi of the content and viewpoint latents
+    truncation_cutoff: int | None = None  # truncate only ws rows below this; None = all
+    batch_size: int = 32  # images per generator call
+    resolution: int | None = None  # output size for generators that allow it (builtin: 256)
+    viewpoints: str | None = None  # a viewpoints.parquet to use instead of proposing
+    viewpoint_layers: tuple[int, ...] | None = None  # ws rows of the viewpoint code; None = preset's
+    candidates: int | None = None  # candidate codes for the proposal; None = max(64, 4 x views)
+    shard: str | None = None  # "i/N": write only this worker's shards; None = all (or torchrun's)
+    samples_per_shard: int | None = None  # None = about 1024 rows per shard
+    overwrite: bool = False  # replace a different g3d run in `out`
+    device: str = "cpu"
+    crop: tuple[int, int, int, int] | None | str = "auto"  # (top, bottom, left, right), None, or "auto"
+    encode_workers: int = 2  # PNG encoder threads
+    pipelined: bool = True  # False: encode and write inline (the serial baseline of bench/synth.py)
+    preview_samples: int = 8  # rows of the contact sheet
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SynthReport:
+    """What a run did."""
+
+    out: Path
+    rows_written: int
+    shards_written: list[int]
+    shards_skipped: list[int]
+    resumed: bool
+    views: int
+    samples: int
+    contact_sheet: Path | None
+    seconds: float
+    timings: dict[str, float]  # generation / encoding / writing seconds (encoding and writing overlap in pipelined runs)
+
+
+def _load_generator(cfg: SynthConfig):
+    kwargs = dict(cfg.generator_kwargs)
+    if cfg.generator == "builtin":
+        from g3d.synth.builtin import BuiltinGenerator
+
+        kwargs.setdefault("class_name", cfg.class_name)
+        if cfg.resolution is not None:
+            kwargs["resolution"] = cfg.resolution
+        G = BuiltinGenerator(**kwargs).to(cfg.device)
+    else:
+        from g3d.synth.checkpoints import load_generator
+
+        G = load_generator(cfg.generator, device=cfg.device, **kwargs)
+    if cfg.generator != "builtin" and cfg.resolution is not None and cfg.resolution != G.resolution:
+        raise UsageError(
+            f"--resolution {cfg.resolution}: {cfg.generator} draws {G.resolution} px images only; drop --resolution"
+        )
+    return G.eval()
+
+
+def _resolve_crop(cfg: SynthConfig, G, preset) -> tuple[int, int, int, int] | None:
+    crop = cfg.crop
+    if crop == "auto":
+        # The preset's crop is for the real checkpoints' letterboxed 512 px output (car config-f).
+        is_builtin = cfg.generator == "builtin"
+        crop = preset.crop if (preset.crop is not None and not is_builtin and G.resolution == 512) else None
+    if crop is None:
+        return None
+    top, bottom, left, right = (int(v) for v in crop)
+    if not (0 <= top < bottom <= G.resolution and 0 <= left < right <= G.resolution):
+        raise UsageError(f"--crop {top},{bottom},{left},{right} does not fit a {G.resolution} px image: give top,bottom,left,right inside it")
+    return top, bottom, left, right
+
+
+def _fingerprint(cfg: SynthConfig, G, preset, layers, views: int, crop, vp_digest: str | None, per_shard: int) -> dict[str, Any]:
+    return {
+        "class": preset.name,
+        "generator": G.describe(),
+        "views": views,
+        "samples": cfg.samples,
+        "seed": cfg.seed,
+        "truncation_psi": cfg.truncation,
+        "truncation_cutoff": cfg.truncation_cutoff,
+        "viewpoint_layers": list(layers),
+        "viewpoints": vp_digest or {"proposed": True, "candidates": cfg.candidates},
+        "batch_size": cfg.batch_size,
+        "samples_per_shard": per_shard,
+        "crop": list(crop) if crop else None,
+    }
+
+
+def _to_uint8(images: torch.Tensor, crop) -> np.ndarray:
+    """float [N, 3, H, W] in [-1, 1] -> uint8 [N, h, w, 3] (cropped), the on-disk image format."""
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if crop is not None:
+        top, bottom, left, right = crop
+        x = x[:, :, top:bottom, left:right]
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _encode_row(row: dict[str, Any], image: np.ndarray, mask: np.ndarray | None) -> dict[str, Any]:
+    """Fill a row's image and mask columns (runs in an encoder thread)."""
+    t0 = time.perf_counter()
+    stem = f"{row['sample_id']:07d}_{row['view_id']:03d}"
+    row["image"] = image_struct(encode_png(image), f"{stem}.png")
+    if mask is not None:
+        row["mask"] = image_struct(encode_png(mask.astype(np.uint8) * 255), f"{stem}_mask.png")
+        row["mask_area"], row["bbox"] = mask_stats(mask)
+    row["_encode_s"] = time.perf_counter() - t0
+    return row
+
+
+class _ShardSink:
+    """Writes rows of one shard at a time to ``images/.part-k.parquet...`` and renames when whole."""
+
+    def __init__(self, folder: Path, schema) -> None:
+        self.folder = folder
+        self.schema = schema
+        self.writer = None
+        self.path: Path | None = None
+        self.tmp: Path | None = None
+        self.write_s = 0.0
+        self.encode_s = 0.0
+
+    def begin(self, shard: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = self.folder / dsf.IMAGES / dsf.shard_name(shard)
+        self.tmp = dsio.tmp_path_for(self.path)
+        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="none", write_statistics=["sample_id", "view_id"])
+
+    def rows(self, rows: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+
+        t0 = time.perf_counter()
+        for r in rows:
+            self.encode_s += r.pop("_encode_s", 0.0)
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        self.writer.write_table(table)
+        self.write_s += time.perf_counter() - t0
+
+    def end(self) -> None:
+        t0 = time.perf_counter()
+        self.writer.close()
+        self.writer = None
+        dsio.commit(self.tmp, self.path)
+        self.write_s += time.perf_counter() - t0
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+class _Pipeline:
+    """Encoder pool + writer thread; ``submit`` blocks when too much work is queued (bounded memory)."""
+
+    def __init__(self, sink: _ShardSink, workers: int, depth: int = 4) -> None:
+        self.sink = sink
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="g3d-encode")
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="g3d-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                kind, payload = item
+                if self.error is not None:
+                    continue
+                if kind == "begin":
+                    self.sink.begin(payload)
+                elif kind == "rows":
+                    self.sink.rows([f.result() for f in payload])
+                elif kind == "end":
+                    self.sink.end()
+            except BaseException as exc:  # surfaced to the generating thread
+                self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def _put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def begin(self, shard: int) -> None:
+        self._put(("begin", shard))
+
+    def rows(self, rows, images, masks) -> None:
+        futs: list[Future] = [
+            self.pool.submit(_encode_row, r, images[i], None if masks is None else masks[i]) for i, r in enumerate(rows)
+        ]
+        self._put(("rows", futs))
+
+    def end(self) -> None:
+        self._put(("end", None))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.pool.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
+
+
+class _Serial:
+    """Same interface as :class:`_Pipeline`, doing everything inline (baseline for the benchmark)."""
+
+    def __init__(self, sink: _ShardSink) -> None:
+        self.sink = sink
+
+    def begin(self, shard: int) -> None:
+        self.sink.begin(shard)
+
+    def rows(self, rows, images, masks) -> None:
+        self.sink.rows([_encode_row(r, images[i], None if masks is None else masks[i]) for i, r in enumerate(rows)])
+
+    def end(self) -> None:
+        self.sink.end()
+
+    def close(self) -> None:
+        pass
+
+
+def _truth_rows(truth, i: int, extra_names: list[str]) -> dict[str, Any]:
+    return {
+        "K": truth.K[i].reshape(-1).tolist(),
+        "R": truth.R[i].reshape(-1).tolist(),
+        "t": truth.t[i].tolist(),
+        "azimuth_deg": float(truth.azimuth_deg[i]),
+        "elevation_deg": float(truth.elevation_deg[i]),
+        "distance": float(truth.distance[i]),
+        "keypoints_2d": truth.keypoints_2d[i].reshape(-1).tolist(),
+        "keypoints_visible": truth.keypoints_visible[i].tolist(),
+        "keypoints_3d": truth.keypoints_3d[i].reshape(-1).tolist(),
+        **{f"gt_{n}": float(truth.extra[n][i]) for n in extra_names},
+    }
+
+
+def _samples_table_writer(path: Path, cfg: SynthConfig, z_dim: int) -> None:
+    """``samples.parquet``: sample_id, seed, z; streamed in row groups so memory stays flat."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("sample_id", pa.int64()), ("seed", pa.int64()), ("z", pa.list_(pa.float32(), z_dim))])
+    tmp = dsio.tmp_path_for(path)
+    try:
+        with pq.ParquetWriter(tmp, schema) as w:
+            for lo in range(0, cfg.samples, 4096):
+                ids = list(range(lo, min(cfg.samples, lo + 4096)))
+                seeds = [item_seed(cfg.seed, i) for i in ids]
+                zs = [seeded_z(cfg.seed, i, z_dim).numpy() for i in ids]
+                w.write_table(pa.table({"sample_id": ids, "seed": seeds, "z": zs}, schema=schema))
+        dsio.commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Callable[[str], None] | None = None) -> SynthReport:
+    """Generate (or resume) the dataset folder ``cfg.out``. See the module docstring."""
+    t_start = time.perf_counter()
+    log = log or (lambda msg: None)
+    preset = get_preset(cfg.class_name)
+    if cfg.samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {cfg.samples}")
+    if cfg.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if not 0.0 <= cfg.truncation <= 1.0:
+        raise UsageError(f"--truncation {cfg.truncation} is outside 0..1 (1 = none, 0.7 is usual)")
+    shard_index, shard_count = dsf.parse_shard(cfg.shard, dict(os.environ))
+    G = _load_generator(cfg)
+    layers = tuple(cfg.viewpoint_layers) if cfg.viewpoint_layers is not None else preset.viewpoint_layers
+    if max(layers) >= G.num_ws or min(layers) < 0:
+        raise UsageError(f"viewpoint layers {list(layers)} do not fit a generator with {G.num_ws} ws rows: choose rows 0..{G.num_ws - 1}")
+    crop = _resolve_crop(cfg, G, preset)
+
+    vp_file: Viewpoints | None = None
+    if cfg.viewpoints is not None:
+        vp_file = load_viewpoints(cfg.viewpoints, G.w_dim, layers)
+        if cfg.views is not None and cfg.views != vp_file.views:
+            raise UsageError(f"--views {cfg.views} but --viewpoints {cfg.viewpoints} holds {vp_file.views} views: drop --views")
+    views = vp_file.views if vp_file is not None else (cfg.views if cfg.views is not None else preset.views)
+    per_shard = cfg.samples_per_shard or dsf.default_samples_per_shard(views)
+    plan = dsf.ShardPlan(cfg.samples, views, per_shard)
+    out = Path(cfg.out)
+    fp = _fingerprint(cfg, G, preset, layers, views, crop, vp_file.digest() if vp_file else None, per_shard)
+    resumed = dsf.prepare_output(out, fp, cfg.overwrite)
+    (out / dsf.IMAGES).mkdir(exist_ok=True)
+    dsio.remove_stale_temporaries(out)
+    dsio.remove_stale_temporaries(out / dsf.IMAGES)
+
+    # Viewpoint codes: a resumed run reuses the ones it wrote; otherwise load or propose.
+    vp: Viewpoints | None = None
+    if resumed and (out / dsf.VIEWPOINTS).is_file():
+        vp = load_viewpoints(str(out / dsf.VIEWPOINTS), G.w_dim, layers)
+        vp.source = "proposed" if vp_file is None else vp_file.source
+    elif vp_file is not None:
+        vp = vp_file
+    else:
+        n_cand = cfg.candidates if cfg.candidates is not None else max(64, 4 * views)
+        adv = progress("proposing viewpoints", min(n_cand, 2048)) if progress else None
+        vp = propose(G, views, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
+                     batch_size=cfg.batch_size, progress=adv)
+    codes = torch.as_tensor(vp.codes, device=G.device)
+
+    truth_extra: list[str] = list(getattr(G, "truth_extra_names", []))
+    with_truth = G.has_ground_truth
+    if not resumed or not (out / dsf.MANIFEST).is_file():
+        vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
+        dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
+        _samples_table_writer(out / dsf.SAMPLES, cfg, G.z_dim)
+        h = (crop[1] - crop[0]) if crop else G.resolution
+        w = (crop[3] - crop[2]) if crop else G.resolution
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "g3d_version": __version__,
+            "class": preset.name,
+            "generator": G.describe(),
+            "height": h,
+            "width": w,
+            "views": views,
+            "samples": cfg.samples,
+            "rows": cfg.samples * views,
+            "viewpoint_layers": list(layers),
+            "viewpoints_source": vp.source,
+            "truncation_psi": cfg.truncation,
+            "truncation_cutoff": cfg.truncation_cutoff,
+            "seed": cfg.seed,
+            "num_shards": plan.num_shards,
+            "samples_per_shard": per_shard,
+            "keypoints": list(preset.keypoints) if with_truth else [],
+            "ground_truth": with_truth,
+            "fingerprint": fp,
+        }
+        dsio.write_json(out / dsf.MANIFEST, manifest)
+        from g3d.datasets.card import write_card
+
+        write_card(out, manifest)
+
+    done = dsf.completed_shards(out, plan)
+    mine = plan.mine(shard_index, shard_count)
+    todo = [k for k in mine if not done[k]]
+    skipped = [k for k in mine if done[k]]
+    if skipped:
+        log(f"resuming: {len(skipped)} of {len(mine)} shards already complete")
+
+    schema = image_rows_schema(len(preset.keypoints), truth_extra, with_truth)
+    sink = _ShardSink(out, schema)
+    pipe = _Pipeline(sink, cfg.encode_workers) if cfg.pipelined else _Serial(sink)
+    total_rows = sum(plan.rows(k) for k in todo)
+    advance = progress(f"synthesising {preset.name} x {views} views", total_rows) if progress else None
+    gen_s = 0.0
+    written = 0
+    try:
+        for k in todo:
+            ids = list(plan.sample_range(k))
+            z = torch.stack([seeded_z(cfg.seed, i, G.z_dim) for i in ids]).to(G.device)
+            seeds = [item_seed(cfg.seed, i) for i in ids]
+            pipe.begin(k)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                content = G.mapping(z, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
+            gen_s += time.perf_counter() - t0
+            n_rows = len(ids) * views
+            for lo in range(0, n_rows, cfg.batch_size):
+                hi = min(n_rows, lo + cfg.batch_size)
+                rows_idx = np.arange(lo, hi)
+                s_local, v_ids = rows_idx // views, rows_idx % views
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    ws = content[s_local].clone()
+                    ws[:, list(layers)] = codes[v_ids]
+                    if with_truth:
+                        images, truth = G.synthesis_with_truth(ws, noise_mode="const")
+                    else:
+                        images, truth = G.synthesis(ws, noise_mode="const"), None
+                    imgs = _to_uint8(images, crop)
+                gen_s += time.perf_counter() - t0
+                masks = truth.masks if truth is not None else None
+                if masks is not None and crop is not None:
+                    masks = masks[:, crop[0]:crop[1], crop[2]:crop[3]]
+                rows = []
+                for j in range(hi - lo):
+                    sid = ids[int(s_local[j])]
+                    row = {
+                        "sample_id": sid,
+                        "view_id": int(v_ids[j]),
+                        "seed": seeds[int(s_local[j])],
+                        "mask": None,
+                        "height": imgs.shape[1],
+                        "width": imgs.shape[2],
+                        "mask_area": None,
+                        "bbox": None,
+                        "keep": True,
+                        "reject_reason": None,
+                    }
+                    if truth is not None:
+                        row.update(_truth_rows(truth, j, truth_extra))
+                    rows.append(row)
+                pipe.rows(rows, imgs, masks)
+                written += hi - lo
+                if advance:
+                    advance(hi - lo)
+            pipe.end()
+        pipe.close()
+    except BaseException:
+        try:
+            pipe.close()
+        except BaseException:
+            pass
+        sink.abort()
+        raise
+
+    sheet = None
+    if 0 in mine or not (out / dsf.PREVIEWS / "contact_sheet.png").is_file():
+        from g3d.datasets.previews import write_contact_sheet
+
+        if (out / dsf.IMAGES / dsf.shard_name(0)).is_file():
+            sheet = write_contact_sheet(out, max_samples=cfg.preview_samples)
+    elif (out / dsf.PREVIEWS / "contact_sheet.png").is_file():
+        sheet = out / dsf.PREVIEWS / "contact_sheet.png"
+    return SynthReport(
+        out=out,
+        rows_written=written,
+        shards_written=todo,
+        shards_skipped=skipped,
+        resumed=resumed,
+        views=views,
+        samples=cfg.samples,
+        contact_sheet=sheet,
+        seconds=time.perf_counter() - t_start,
+        timings={"generation": gen_s, "encoding": sink.encode_s, "writing": sink.write_s},
+    )

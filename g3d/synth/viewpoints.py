@@ -1,0 +1,211 @@
+"""Viewpoint codes: propose them, freeze them in a file, mix them into content latents.
+
+A viewpoint code is the block of ws rows ``layers`` (the class preset's viewpoint layers) taken
+from one mapped latent: float32 [len(layers), w_dim]. Mixing replaces those rows of a sample's ws
+with the code, so every image of a view column shares the camera-setting rows exactly.
+
+Proposal (the paper chose views by hand; this makes the choice reproducible and reviewable):
+draw ``candidates`` codes, render the same few probe objects under each, describe each candidate
+by its small greyscale probe images, keep ``views`` of them by farthest-point sampling, and order
+them along a short path so neighbouring columns look alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from g3d.errors import UsageError
+
+MAX_CANDIDATES = 2048
+
+
+@dataclass
+class Viewpoints:
+    """``codes`` float32 [V, L, w_dim] for the ws rows ``layers``; ``source`` says where they came from."""
+
+    codes: np.ndarray
+    layers: tuple[int, ...]
+    source: str  # "proposed" or the path of the file they were read from
+
+    @property
+    def views(self) -> int:
+        return int(self.codes.shape[0])
+
+    def digest(self) -> str:
+        return hashlib.sha256(np.ascontiguousarray(self.codes, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def seeded_z(seed: int, index: int, z_dim: int, stream: int = 0) -> torch.Tensor:
+    """The z float32 [z_dim] of item ``index`` in random stream ``stream`` of run ``seed``.
+
+    A pure function of its arguments (no global random state): the same sample gets the same z on
+    any machine and in any shard.
+    """
+    sub = item_seed(seed, index, stream)
+    return torch.randn(z_dim, generator=torch.Generator().manual_seed(sub))
+
+
+def item_seed(seed: int, index: int, stream: int = 0) -> int:
+    """A 63-bit seed derived from (run seed, stream, item index)."""
+    state = np.random.SeedSequence([int(seed), int(stream), int(index)]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def mix(
+    content_ws: torch.Tensor,  # float32 [N, num_ws, w_dim]
+    codes: torch.Tensor,  # float32 [V, L, w_dim]
+    layers: tuple[int, ...],
+) -> torch.Tensor:  # float32 [N * V, num_ws, w_dim], sample-major (row n * V + v)
+    """Every content latent combined with every viewpoint code."""
+    N, V = content_ws.shape[0], codes.shape[0]
+    ws = content_ws[:, None].expand(N, V, *content_ws.shape[1:]).clone()
+    ws[:, :, list(layers)] = codes[None].to(ws)
+    return ws.reshape(N * V, *content_ws.shape[1:])
+
+
+def _descriptor(images: torch.Tensor, size: int = 24) -> torch.Tensor:
+    """images float [N, 3, H, W] in [-1, 1] -> float [N, size*size] (greyscale, mean-free)."""
+    grey = images.clamp(-1, 1).mean(dim=1, keepdim=True)
+    small = torch.nn.functional.adaptive_avg_pool2d(grey, size).flatten(1)
+    return small - small.mean(dim=1, keepdim=True)
+
+
+def farthest_points(desc: np.ndarray, k: int) -> list[int]:
+    """Indices of ``k`` rows of ``desc`` [M, D] chosen by farthest-point sampling (deterministic)."""
+    centre = desc.mean(0)
+    first = int(np.argmin(((desc - centre) ** 2).sum(1)))
+    chosen = [first]
+    dist = ((desc - desc[first]) ** 2).sum(1)
+    for _ in range(k - 1):
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, ((desc - desc[nxt]) ** 2).sum(1))
+    return chosen
+
+
+def short_path(desc: np.ndarray) -> list[int]:
+    """An order of the rows of ``desc`` [V, D] with neighbours alike: nearest-neighbour chain, then 2-opt."""
+    V = desc.shape[0]
+    if V <= 2:
+        return list(range(V))
+    D = np.sqrt(((desc[:, None] - desc[None]) ** 2).sum(-1))
+    # Start from an end of the longest edge of the set, walk to the nearest unvisited each time.
+    start = int(np.unravel_index(np.argmax(D), D.shape)[0])
+    order = [start]
+    left = set(range(V)) - {start}
+    while left:
+        cur = order[-1]
+        nxt = min(left, key=lambda j: (D[cur, j], j))
+        order.append(nxt)
+        left.remove(nxt)
+    for _ in range(100):  # 2-opt on the open path: reverse order[i+1..j] when that shortens it
+        improved = False
+        for i in range(V - 2):
+            for j in range(i + 2, V):
+                a, b, c = order[i], order[i + 1], order[j]
+                d = order[j + 1] if j + 1 < V else None
+                old = D[a, b] + (D[c, d] if d is not None else 0.0)
+                new = D[a, c] + (D[b, d] if d is not None else 0.0)
+                if new < old - 1e-9:
+                    order[i + 1 : j + 1] = order[i + 1 : j + 1][::-1]
+                    improved = True
+        if not improved:
+            break
+    return order
+
+
+@torch.no_grad()
+def propose(
+    G,  # a g3d Generator
+    views: int,
+    layers: tuple[int, ...],
+    seed: int = 0,
+    truncation_psi: float = 0.7,
+    candidates: int | None = None,  # codes to choose from; default 4 x views, at least 64
+    probes: int = 2,  # probe objects rendered under every candidate
+    batch_size: int = 32,
+    progress=None,  # optional callable(advance: int) for a progress bar
+) -> Viewpoints:
+    """Choose ``views`` viewpoint codes that cover the generator's views well, ordered as a path."""
+    if views < 1:
+        raise UsageError(f"--views must be at least 1, got {views}")
+    M = candidates if candidates is not None else max(64, 4 * views)
+    if views > MAX_CANDIDATES or views > M:
+        raise UsageError(
+            f"--views {views} is more than the proposal can fill ({min(M, MAX_CANDIDATES)} candidates): ask for fewer views or pass --viewpoints FILE"
+        )
+    M = min(M, MAX_CANDIDATES)
+    dev = G.device
+    z_c = torch.stack([seeded_z(seed, i, G.z_dim, stream=1) for i in range(M)]).to(dev)
+    cand_ws = G.mapping(z_c, truncation_psi=truncation_psi)
+    codes = cand_ws[:, list(layers)]  # [M, L, w_dim]
+    z_p = torch.stack([seeded_z(seed, i, G.z_dim, stream=2) for i in range(probes)]).to(dev)
+    probe_ws = G.mapping(z_p, truncation_psi=truncation_psi)
+    descs = []
+    for lo in range(0, M, max(1, batch_size // probes)):
+        hi = min(M, lo + max(1, batch_size // probes))
+        ws = mix(probe_ws, codes[lo:hi], layers)  # [probes * (hi-lo)], probe-major
+        img = G.synthesis(ws, noise_mode="const")
+        d = _descriptor(img.float()).view(probes, hi - lo, -1).permute(1, 0, 2).reshape(hi - lo, -1)
+        descs.append(d.cpu())
+        if progress is not None:
+            progress(hi - lo)
+    desc = torch.cat(descs).double().numpy()
+    chosen = farthest_points(desc, views)
+    order = short_path(desc[chosen])
+    picked = [chosen[i] for i in order]
+    return Viewpoints(codes=codes[picked].float().cpu().numpy(), layers=tuple(layers), source="proposed")
+
+
+def viewpoints_table(vp: Viewpoints, truth: dict[str, np.ndarray] | None = None):
+    """``viewpoints.parquet`` as a pyarrow Table: view_id, layers, code (flattened), code_shape, truth columns."""
+    import pyarrow as pa
+
+    V, L, D = vp.codes.shape
+    cols = {
+        "view_id": pa.array(np.arange(V, dtype=np.int32)),
+        "layers": pa.array([list(vp.layers)] * V, type=pa.list_(pa.int32())),
+        "code": pa.array(list(vp.codes.reshape(V, L * D)), type=pa.list_(pa.float32(), L * D)),
+        "code_shape": pa.array([[L, D]] * V, type=pa.list_(pa.int32(), 2)),
+    }
+    for name, values in (truth or {}).items():
+        cols[f"gt_{name}"] = pa.array(np.asarray(values, dtype=np.float64))
+    return pa.table(cols, metadata={b"g3d_source": vp.source.encode()})
+
+
+def load_viewpoints(path: str, w_dim: int, layers: tuple[int, ...] | None = None) -> Viewpoints:
+    """Read codes from a ``viewpoints.parquet`` (a previous run's, or a hand-edited subset of one).
+
+    The codes' shape must match the generator: ``w_dim`` columns, and ``layers`` rows if given.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise UsageError(f"--viewpoints {path}: no such file") from None
+    except Exception as exc:
+        raise UsageError(f"--viewpoints {path} is not a readable Parquet file ({exc}): pass a viewpoints.parquet written by g3d synth") from None
+    if "code" not in table.column_names:
+        raise UsageError(f"--viewpoints {path} has no 'code' column: pass a viewpoints.parquet written by g3d synth")
+    flat = np.array(table.column("code").to_pylist(), dtype=np.float32)
+    if "code_shape" in table.column_names:
+        L, D = table.column("code_shape")[0].as_py()
+    else:
+        L, D = len(layers or ()), w_dim
+    file_layers = tuple(table.column("layers")[0].as_py()) if "layers" in table.column_names else tuple(layers or ())
+    if flat.ndim != 2 or flat.shape[1] != L * D or D != w_dim:
+        raise UsageError(
+            f"--viewpoints {path} holds codes of width {D} but the generator's w_dim is {w_dim}: use a file made with this generator"
+        )
+    if layers is not None and tuple(layers) != file_layers:
+        raise UsageError(
+            f"--viewpoints {path} codes rows {list(file_layers)} but this run mixes rows {list(layers)}: use a file made with the same viewpoint layers"
+        )
+    if flat.shape[0] == 0:
+        raise UsageError(f"--viewpoints {path} holds no views")
+    return Viewpoints(codes=flat.reshape(-1, L, D), layers=file_layers, source=str(path))
