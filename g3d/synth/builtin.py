@@ -114,7 +114,13 @@ class BuiltinGenerator(Generator):
         return ws
 
     def _group(self, ws: torch.Tensor, rows: tuple[int, ...], gi: int) -> torch.Tensor:
-        return ws[:, list(rows)].mean(dim=1) @ self.group_rot[gi]
+        """Projection of the mean of ``rows``, float [N, w_dim], computed one sample at a time.
+
+        Row by row on purpose: a batched matmul may round differently for different batch sizes,
+        and the same code must give bit-identical parameters wherever it sits in a batch.
+        """
+        rot = self.group_rot[gi]
+        return torch.stack([ws[n, list(rows)].mean(dim=0) @ rot for n in range(ws.shape[0])])
 
     # ---------------------------------------------------------------- parameters
     def parameters_of(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:

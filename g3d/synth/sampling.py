@@ -28,7 +28,7 @@ from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
-from g3d.synth.viewpoints import Viewpoints, item_seed, load_viewpoints, mix, propose, seeded_z, viewpoints_table
+from g3d.synth.viewpoints import Viewpoints, check_views, item_seed, load_viewpoints, mix, propose, seeded_z, viewpoints_table
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
 
@@ -328,6 +328,8 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         if cfg.views is not None and cfg.views != vp_file.views:
             raise UsageError(f"--views {cfg.views} but --viewpoints {cfg.viewpoints} holds {vp_file.views} views: drop --views")
     views = vp_file.views if vp_file is not None else (cfg.views if cfg.views is not None else preset.views)
+    if vp_file is None:
+        check_views(views, cfg.candidates)
     per_shard = cfg.samples_per_shard or dsf.default_samples_per_shard(views)
     plan = dsf.ShardPlan(cfg.samples, views, per_shard)
     out = Path(cfg.out)
@@ -345,8 +347,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     elif vp_file is not None:
         vp = vp_file
     else:
-        n_cand = cfg.candidates if cfg.candidates is not None else max(64, 4 * views)
-        adv = progress("proposing viewpoints", min(n_cand, 2048)) if progress else None
+        adv = progress("proposing viewpoints", check_views(views, cfg.candidates)) if progress else None
         vp = propose(G, views, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
                      batch_size=cfg.batch_size, progress=adv)
     codes = torch.as_tensor(vp.codes, device=G.device)

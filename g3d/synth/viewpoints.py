@@ -118,6 +118,18 @@ def short_path(desc: np.ndarray) -> list[int]:
     return order
 
 
+def check_views(views: int, candidates: int | None) -> int:
+    """Number of candidates the proposal draws for ``views``; a :class:`UsageError` if it cannot fill them."""
+    if views < 1:
+        raise UsageError(f"--views must be at least 1, got {views}")
+    M = candidates if candidates is not None else max(64, 4 * views)
+    if views > MAX_CANDIDATES or views > M:
+        raise UsageError(
+            f"--views {views} is more than the proposal can fill ({min(M, MAX_CANDIDATES)} candidates): ask for fewer views or pass --viewpoints FILE"
+        )
+    return min(M, MAX_CANDIDATES)
+
+
 @torch.no_grad()
 def propose(
     G,  # a g3d Generator
@@ -131,14 +143,7 @@ def propose(
     progress=None,  # optional callable(advance: int) for a progress bar
 ) -> Viewpoints:
     """Choose ``views`` viewpoint codes that cover the generator's views well, ordered as a path."""
-    if views < 1:
-        raise UsageError(f"--views must be at least 1, got {views}")
-    M = candidates if candidates is not None else max(64, 4 * views)
-    if views > MAX_CANDIDATES or views > M:
-        raise UsageError(
-            f"--views {views} is more than the proposal can fill ({min(M, MAX_CANDIDATES)} candidates): ask for fewer views or pass --viewpoints FILE"
-        )
-    M = min(M, MAX_CANDIDATES)
+    M = check_views(views, candidates)
     dev = G.device
     z_c = torch.stack([seeded_z(seed, i, G.z_dim, stream=1) for i in range(M)]).to(dev)
     cand_ws = G.mapping(z_c, truncation_psi=truncation_psi)

@@ -1,0 +1,207 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from g3d.datasets import folder as dsf
+from g3d.errors import UsageError
+from g3d.synth.sampling import SynthConfig, run_synth
+
+SMALL = dict(samples=5, views=4, resolution=48, batch_size=3, samples_per_shard=2, candidates=16)
+
+
+def _cfg(out, **kw):
+    args = dict(SMALL)
+    args.update(kw)
+    return SynthConfig(out=Path(out), **args)
+
+
+def _rows(folder) -> pd.DataFrame:
+    parts = dsf.shard_paths(folder)
+    df = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+    return df.sort_values(["sample_id", "view_id"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "car"
+    report = run_synth(_cfg(out))
+    return out, report
+
+
+def test_folder_layout_and_counts(reference):
+    out, report = reference
+    assert report.rows_written == 20 and report.shards_written == [0, 1, 2]
+    for name in ("g3d.json", "viewpoints.parquet", "samples.parquet", "README.md", "previews/contact_sheet.png"):
+        assert (out / name).is_file(), name
+    df = _rows(out)
+    assert len(df) == 20 and not df.duplicated(["sample_id", "view_id"]).any()
+    assert sorted(df.sample_id.unique()) == list(range(5)) and sorted(df.view_id.unique()) == list(range(4))
+    vp = pq.read_table(out / "viewpoints.parquet").to_pandas()
+    assert len(vp) == 4 and len(vp.code[0]) == 4 * 64
+    assert len(pq.read_table(out / "samples.parquet")) == 5
+
+
+def test_view_columns_share_one_camera_and_rows_keep_their_object(reference):
+    out, _ = reference
+    df = _rows(out)
+    vp = pq.read_table(out / "viewpoints.parquet").to_pandas()
+    for v, col in df.groupby("view_id"):
+        K = np.stack(col.K.to_numpy())
+        R = np.stack(col.R.to_numpy())
+        t = np.stack(col.t.to_numpy())
+        assert (K == K[0]).all() and (R == R[0]).all() and (t == t[0]).all()
+        assert (col.azimuth_deg == vp.gt_azimuth_deg[v]).all()
+    cams = {v: tuple(np.round(col.R.iloc[0], 6)) for v, col in df.groupby("view_id")}
+    assert len(set(cams.values())) == 4  # and the views differ
+    gt_cols = [c for c in df.columns if c.startswith("gt_") and "light" not in c and "sky" not in c]
+    assert "gt_length" in gt_cols and "gt_paint_hue" in gt_cols
+    for s, row in df.groupby("sample_id"):
+        for c in gt_cols:
+            assert row[c].nunique() == 1, (s, c)
+    assert df.groupby("view_id").gt_length.nunique().min() > 1  # objects differ down a column
+
+
+def test_images_masks_decode_and_match_manifest(reference):
+    from g3d.datasets.schema import decode_png
+
+    out, _ = reference
+    df = _rows(out)
+    img = decode_png(df.image[0]["bytes"])
+    mask = decode_png(df["mask"][0]["bytes"], grey=True)
+    assert img.shape == (48, 48, 3) and mask.shape == (48, 48)
+    assert abs((mask > 127).mean() - df.mask_area[0]) < 1e-6
+    assert df.keep.all() and df.reject_reason.isna().all()
+    assert df.image[0]["path"] == "0000000_000.png"
+
+
+def test_same_arguments_give_byte_identical_images(reference, tmp_path):
+    out, _ = reference
+    run_synth(_cfg(tmp_path / "again"))
+    a, b = _rows(out), _rows(tmp_path / "again")
+    assert all(x["bytes"] == y["bytes"] for x, y in zip(a.image, b.image))
+    assert all(x["bytes"] == y["bytes"] for x, y in zip(a["mask"], b["mask"]))
+
+
+def test_two_shards_give_the_rows_of_one_run(reference, tmp_path):
+    out, _ = reference
+    r0 = run_synth(_cfg(tmp_path / "s", shard="0/2"))
+    r1 = run_synth(_cfg(tmp_path / "s", shard="1/2"))
+    assert r0.shards_written == [0, 2] and r1.shards_written == [1]
+    a, b = _rows(out), _rows(tmp_path / "s")
+    pd.testing.assert_frame_equal(a.drop(columns=["image", "mask"]), b.drop(columns=["image", "mask"]))
+    assert all(x["bytes"] == y["bytes"] for x, y in zip(a.image, b.image))
+
+
+def test_torchrun_environment_picks_the_shard(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    r = run_synth(_cfg(tmp_path / "t"))
+    assert r.shards_written == [1]
+
+
+def test_rerun_resumes_and_different_run_is_refused(reference, tmp_path):
+    out = tmp_path / "r"
+    run_synth(_cfg(out))
+    (out / "images" / dsf.shard_name(1)).unlink()
+    again = run_synth(_cfg(out))
+    assert again.resumed and again.shards_written == [1] and again.shards_skipped == [0, 2]
+    pd.testing.assert_frame_equal(_rows(out).drop(columns=["image", "mask"]), _rows(reference[0]).drop(columns=["image", "mask"]))
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    with pytest.raises(UsageError, match="different run.*seed.*--overwrite"):
+        run_synth(_cfg(out, seed=1))
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == before  # nothing touched
+    run_synth(_cfg(out, seed=1, overwrite=True))
+    assert not _rows(out).image[0]["bytes"] == _rows(reference[0]).image[0]["bytes"]
+
+
+def test_viewpoints_file_is_used_exactly(reference, tmp_path):
+    out, _ = reference
+    vp = pq.read_table(out / "viewpoints.parquet")
+    subset = tmp_path / "subset.parquet"
+    pq.write_table(vp.slice(1, 2), subset)
+    r = run_synth(_cfg(tmp_path / "v", views=None, viewpoints=str(subset)))
+    assert r.views == 2
+    got = pq.read_table(tmp_path / "v" / "viewpoints.parquet").to_pandas()
+    np.testing.assert_array_equal(np.stack(got.code), np.stack(vp.slice(1, 2).to_pandas().code))
+    # Rows of a view column carry the file's camera.
+    df = _rows(tmp_path / "v")
+    ref = _rows(out)
+    for new_v, old_v in ((0, 1), (1, 2)):
+        assert df[df.view_id == new_v].azimuth_deg.iloc[0] == ref[ref.view_id == old_v].azimuth_deg.iloc[0]
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(class_name="plane"), "unknown class"),
+        (dict(views=5000, candidates=None), "more than the proposal can fill"),
+        (dict(shard="3/2"), "--shard 3/2"),
+        (dict(shard="x"), "not of the form i/N"),
+        (dict(samples=0), "--samples"),
+        (dict(truncation=1.5), "--truncation"),
+        (dict(resolution=4), "resolution"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, kw, match):
+    with pytest.raises(UsageError, match=match) as info:
+        run_synth(_cfg(tmp_path / "bad", **kw))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "bad" / "images").exists()
+
+
+def test_viewpoints_file_of_another_generator_is_refused(tmp_path):
+    import pyarrow as pa
+
+    bad = tmp_path / "vp.parquet"
+    pq.write_table(pa.table({"view_id": [0], "layers": [[0, 1, 2, 3]], "code": [[0.0] * 4 * 512], "code_shape": [[4, 512]]}), bad)
+    with pytest.raises(UsageError, match="w_dim is 64"):
+        run_synth(_cfg(tmp_path / "o", views=None, viewpoints=str(bad)))
+
+
+def test_foreign_folder_is_refused_even_with_overwrite(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    for overwrite in (False, True):
+        with pytest.raises(UsageError, match="not a g3d dataset"):
+            run_synth(_cfg(out, overwrite=overwrite))
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_gives_the_uninterrupted_rows(reference, tmp_path):
+    out = tmp_path / "killed"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import g3d.synth.sampling as s\n"
+        "orig = s._ShardSink.end\n"
+        "def slow_end(self):\n"
+        "    orig(self)\n"
+        "    print('shard done', flush=True)\n"
+        "    time.sleep(30)\n"
+        "s._ShardSink.end = slow_end\n"
+        f"s.run_synth(s.SynthConfig(out=Path({str(out)!r}), **{SMALL!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "shard done"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(dsf.shard_paths(out)) == 1  # one whole shard, no half-written one under a final name
+    r = run_synth(_cfg(out))
+    assert r.resumed and r.shards_skipped == [0] and r.shards_written == [1, 2]
+    assert not [p for p in (out / "images").iterdir() if p.name.startswith(".")]
+    a, b = _rows(reference[0]), _rows(out)
+    pd.testing.assert_frame_equal(a.drop(columns=["image", "mask"]), b.drop(columns=["image", "mask"]))
+    assert all(x["bytes"] == y["bytes"] for x, y in zip(a.image, b.image))
