@@ -84,6 +84,7 @@ def synth(
     candidates: Optional[int] = typer.Option(None, help="Candidate codes the viewpoint proposal chooses from (default max(64, 4 x views))."),
     crop: Optional[str] = typer.Option(None, help="TOP,BOTTOM,LEFT,RIGHT crop of the generator's output, or 'none' (default: the preset's crop for 512 px checkpoints)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    distractors: float = typer.Option(0.0, help="Built-in generator: fraction of objects drawn broken (a second car, shrunk, pushed off-frame), recorded in gt_* columns, to measure filters."),
 ) -> None:
     """Sample N objects in V frozen viewpoints: an aligned multi-view dataset folder.
 
@@ -111,6 +112,7 @@ def synth(
         candidates=candidates,
         crop=_parse_crop(crop),
         device=device,
+        distractors=distractors,
     )
     try:
         with _progress() as progress:

@@ -36,7 +36,8 @@ def image_rows_schema(num_keypoints: int, extra_columns: list[str], with_truth: 
     view_id           int32                        viewpoint index (column)
     seed              int64                        seed of the sample's content latent
     image             struct<bytes, path>          RGB PNG, uint8 [H, W, 3]
-    mask              struct<bytes, path> | null   grey PNG, 255 = object (null: not known yet)
+    mask              struct<bytes, path> | null   grey PNG: 255 = the object, other non-zero values =
+                                                   other instances, 0 = background (null: unknown)
     height, width     int32                        image size in pixels
     mask_area         float32 | null               mask pixels / image pixels
     bbox              list<int32>[4] | null        mask box x0, y0, x1, y1 (x1, y1 exclusive)

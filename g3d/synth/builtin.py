@@ -45,7 +45,13 @@ BACKGROUND_ROWS = (12, 13)
 LIGHT_ROWS = (14, 15)
 
 # Materials (labels per face).
-PAINT, GLASS, TIRE, RIM, HEADLIGHT, TAILLIGHT, TRIM = range(7)
+PAINT, GLASS, TIRE, RIM, HEADLIGHT, TAILLIGHT, TRIM, PAINT2 = range(8)  # PAINT2: a distractor car's paint
+
+# Codes of the gt_distractor column (built-in generator with --distractors).
+DISTRACTOR_KINDS = {0: "none", 1: "second_car", 2: "small", 3: "off_frame"}
+
+# Labels in the mask PNG: the object, and other instances (distractor cars).
+MASK_OBJECT, MASK_OTHER = 255, 100
 
 FOV_DEG = 40.0  # horizontal field of view of every built-in camera
 
@@ -78,6 +84,7 @@ class BuiltinGenerator(Generator):
         ssaa: int = 2,  # supersampling factor per side (anti-aliasing); 1 = off
         seed: int = 20210503,  # seed of the fixed rotations that define the latent layout
         class_name: str = "car",  # only "car" is built in
+        distractors: float = 0.0,  # fraction of objects drawn broken (second car, shrunk, off-frame), for testing filters
     ):
         super().__init__()
         if class_name != "car":
@@ -94,6 +101,9 @@ class BuiltinGenerator(Generator):
         self.ssaa = int(ssaa)
         self.class_name = class_name
         self.seed = int(seed)
+        if not 0.0 <= distractors <= 1.0:
+            raise UsageError(f"--distractors {distractors} is outside 0..1 (the fraction of broken objects)")
+        self.distractors = float(distractors)
         g = torch.Generator().manual_seed(self.seed)
         # Mapping: a fixed rotation, so w is standard normal like z. w_avg = 0.
         self.register_buffer("map_rot", torch.linalg.qr(torch.randn(z_dim, z_dim, generator=g))[0])
@@ -169,6 +179,45 @@ class BuiltinGenerator(Generator):
             "light_elevation_deg": _sig(li[:, 2], 25.0, 70.0),
             "ambient": _sig(li[:, 3], 0.3, 0.55),
         }
+
+    def distractors_of(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Which objects are drawn broken, and how; read from the background rows (scene clutter).
+
+        ``kind`` int64 [N] (0 none, 1 second car, 2 shrunk, 3 off-frame), ``offset`` float [N, 3]
+        (second car's or the pushed car's displacement in the object frame), ``scale`` float [N].
+        The same in every view of an object. About ``distractors`` of all objects are broken,
+        whatever the truncation (the draw is an angle, which truncation does not change).
+        """
+        b = self._group(ws.to(self.map_rot), BACKGROUND_ROWS, 3)
+        on = _angle01(b[:, 10], b[:, 11]) < self.distractors
+        kind = torch.where(on, 1 + torch.clamp((_angle01(b[:, 12], b[:, 13]) * 3).long(), max=2), torch.zeros_like(on, dtype=torch.long))
+        ang = 2 * math.pi * _angle01(b[:, 14], b[:, 15])
+        zero = torch.zeros_like(ang)
+        side = torch.where(torch.cos(ang) >= 0, 1.0, -1.0)
+        second = torch.stack([side * _sig(b[:, 16], 1.2, 1.6), zero, _sig(b[:, 17], -0.8, 0.8)], -1)
+        push = torch.stack([torch.cos(ang), zero, torch.sin(ang)], -1) * _sig(b[:, 18], 1.9, 2.4)[:, None]
+        offset = torch.where((kind == 1)[:, None], second, torch.where((kind == 3)[:, None], push, torch.zeros_like(push)))
+        scale = torch.where(kind == 2, _sig(b[:, 19], 0.3, 0.42), torch.ones_like(ang))
+        return {"kind": kind, "offset": offset, "scale": scale}
+
+    def _apply_distractors(self, ws, mesh: Mesh, kps: torch.Tensor, ground_y: torch.Tensor) -> tuple[Mesh, torch.Tensor, dict]:
+        """Shrink / push the car and add a second one (always present in the topology; collapsed when unused)."""
+        dis = self.distractors_of(ws)
+        foot = torch.stack([torch.zeros_like(ground_y), ground_y, torch.zeros_like(ground_y)], -1)[:, None]
+        s = dis["scale"][:, None, None]
+        main = (mesh.verts - foot) * s + foot + torch.where((dis["kind"] == 3)[:, None, None], dis["offset"][:, None], 0.0)
+        kps = (kps - foot) * s + foot + torch.where((dis["kind"] == 3)[:, None, None], dis["offset"][:, None], 0.0)
+        other = mesh.verts + dis["offset"][:, None]
+        collapsed = torch.full_like(other, 0.0) + foot  # zero-area faces: never rasterized
+        other = torch.where((dis["kind"] == 1)[:, None, None], other, collapsed)
+        V = mesh.verts.shape[1]
+        material2 = torch.where(mesh.material == PAINT, torch.full_like(mesh.material, PAINT2), mesh.material)
+        both = Mesh(
+            verts=torch.cat([main, other], 1),
+            faces=torch.cat([mesh.faces, mesh.faces + V]),
+            material=torch.cat([mesh.material, material2]),
+        )
+        return both, kps, dis
 
     # ---------------------------------------------------------------- geometry
     def build_mesh(self, prm: dict[str, torch.Tensor]) -> tuple[Mesh, torch.Tensor, torch.Tensor]:
@@ -335,7 +384,7 @@ class BuiltinGenerator(Generator):
         K = np.broadcast_to(cameras.intrinsics(width, height, FOV_DEG), (len(az), 3, 3)).copy()
         return K, R, t
 
-    def _background(self, prm, K, R, t, ground_y, H, W) -> torch.Tensor:
+    def _background(self, prm, K, R, t, ground_y, H, W, dis=None) -> torch.Tensor:
         """Sky gradient and textured ground seen by each camera, float [N, H, W, 3] in [0, 1]."""
         dev = self.map_rot.device
         N = K.shape[0]
@@ -363,8 +412,14 @@ class BuiltinGenerator(Generator):
         sc = prm["texture_scale"][:, None, None]
         tex = torch.sin(hit_x * sc) * torch.sin(hit_z * sc) + 0.5 * torch.sin((hit_x + 0.7 * hit_z) * sc * 2.3)
         tex = 1.0 + prm["texture_contrast"][:, None, None] * tex
+        sx, sz, ss = 0.0, 0.0, 1.0
+        if dis is not None:  # the shadow follows a pushed or shrunk car
+            moved = (dis["kind"] == 3).to(hit_x.dtype)[:, None, None]
+            sx = dis["offset"][:, 0, None, None] * moved
+            sz = dis["offset"][:, 2, None, None] * moved
+            ss = dis["scale"][:, None, None]
         shadow = 1.0 - 0.55 * torch.exp(
-            -((hit_x / (prm["width"][:, None, None] * 0.62)) ** 4 + (hit_z / (prm["length"][:, None, None] * 0.55)) ** 4)
+            -(((hit_x - sx) / (prm["width"][:, None, None] * 0.62 * ss)) ** 4 + ((hit_z - sz) / (prm["length"][:, None, None] * 0.55 * ss)) ** 4)
         )
         fog = torch.exp(-s.clamp(min=0) / 25.0)[..., None]
         gcol = ground[:, None, None] * (tex * shadow)[..., None]
@@ -378,8 +433,9 @@ class BuiltinGenerator(Generator):
         N = mesh.verts.shape[0]
         normals = face_normals(mesh.verts, mesh.faces)  # [N, F, 3]
         paint = _hsv_to_rgb(prm["paint_hue"], prm["paint_saturation"], prm["paint_value"])
-        table = torch.zeros(N, 7, 3, device=dev)
+        table = torch.zeros(N, 8, 3, device=dev)
         table[:, PAINT] = paint
+        table[:, PAINT2] = _hsv_to_rgb(torch.remainder(prm["paint_hue"] + 0.5, 1.0), torch.clamp(prm["paint_saturation"] + 0.3, max=0.9), prm["paint_value"])
         table[:, GLASS] = torch.tensor([0.1, 0.13, 0.17], device=dev)
         table[:, TIRE] = torch.tensor([0.06, 0.06, 0.065], device=dev)
         table[:, RIM] = torch.tensor([0.62, 0.63, 0.65], device=dev)
@@ -401,7 +457,8 @@ class BuiltinGenerator(Generator):
         amb = prm["ambient"][:, None]
         diffuse = albedo * (amb + (1 - amb) * ndl)[..., None]
         spec_w = torch.full_like(amb.expand(-1, mesh.faces.shape[0]), 0.1)
-        spec_w = torch.where(mesh.material[None] == PAINT, prm["specular"][:, None], spec_w)
+        is_paint = (mesh.material == PAINT) | (mesh.material == PAINT2)
+        spec_w = torch.where(is_paint[None], prm["specular"][:, None], spec_w)
         spec_w = torch.where(mesh.material[None] == GLASS, torch.full_like(spec_w, 0.5), spec_w)
         spec = spec_w * ndh.pow(24)
         col = diffuse + spec[..., None]
@@ -418,6 +475,10 @@ class BuiltinGenerator(Generator):
         H = W = self.resolution
         S = self.ssaa
         mesh, kps, ground_y = self.build_mesh(prm)
+        F_main = mesh.faces.shape[0]
+        dis = None
+        if self.distractors > 0:
+            mesh, kps, dis = self._apply_distractors(ws, mesh, kps, ground_y)
         K, R, t = self.cameras_of(prm, H, W)
         Ks = K.copy()
         Ks[:, :2] *= S  # the same camera at S x the resolution
@@ -427,13 +488,17 @@ class BuiltinGenerator(Generator):
         verts_cam = torch.einsum("nij,nvj->nvi", Rt, mesh.verts) + tt[:, None]
         frags = rasterize(verts_cam, mesh.faces, torch.as_tensor(Ks, dtype=torch.float32, device=dev), H * S, W * S, cull_backfaces=True)
         fg = self._shade(prm, mesh, frags, R, t).permute(0, 3, 1, 2)  # [N, 3, HS, WS], 0 off the car
-        cover = frags.mask[:, None].float()
+        main_cover = (frags.face_id >= 0) & (frags.face_id < F_main)
+        layers = torch.stack([frags.mask, main_cover], 1).float()  # [N, 2, HS, WS]: any car, the object
         if S > 1:  # box-filter the car; the smooth background is drawn at the output size
             fg = F.avg_pool2d(fg, S)
-            cover = F.avg_pool2d(cover, S)
-        bg = self._background(prm, K, R, t, ground_y, H, W).permute(0, 3, 1, 2)
+            layers = F.avg_pool2d(layers, S)
+        cover = layers[:, :1]
+        bg = self._background(prm, K, R, t, ground_y, H, W, dis).permute(0, 3, 1, 2)
         img = fg + bg * (1.0 - cover)
-        masks = (cover[:, 0] >= 0.5).cpu().numpy()
+        masks = (layers[:, 1] >= 0.5).cpu().numpy()
+        others = ((layers[:, 0] - layers[:, 1]) >= 0.5).cpu().numpy()
+        labels = np.where(masks, MASK_OBJECT, np.where(others, MASK_OTHER, 0)).astype(np.uint8)
         # Keypoints: project, then visible if in the image and not behind the rendered surface.
         kp = kps.double().cpu().numpy()
         uv, z = cameras.project(kp, K, R, t)
@@ -444,8 +509,20 @@ class BuiltinGenerator(Generator):
         zs = depth[np.arange(len(kp))[:, None], yi, xi]
         inside = (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
         visible = inside & ((zs == 0) | (z <= zs + 0.03))
+        extra = {k: v.double().cpu().numpy() for k, v in prm.items() if k not in ("azimuth_deg", "elevation_deg", "distance")}
+        if dis is not None:
+            # Per-image truth of what a filter should catch.
+            verts = mesh.verts[:, : mesh.verts.shape[1] // 2].double().cpu().numpy()
+            vuv, _ = cameras.project(verts, K, R, t)
+            cut = (vuv[..., 0] < 0) | (vuv[..., 0] > W) | (vuv[..., 1] < 0) | (vuv[..., 1] > H)
+            n_other = others.reshape(len(others), -1).mean(1) >= 0.005
+            extra["distractor"] = dis["kind"].double().cpu().numpy()
+            extra["instances"] = masks.reshape(len(masks), -1).any(1).astype(np.float64) + n_other
+            extra["cut"] = cut.any(1).astype(np.float64)
+            extra["area"] = masks.reshape(len(masks), -1).mean(1).astype(np.float64)
         truth = GroundTruth(
             masks=masks,
+            labels=labels,
             K=K,
             R=R,
             t=t,
@@ -455,7 +532,7 @@ class BuiltinGenerator(Generator):
             keypoints_3d=kp,
             keypoints_2d=uv,
             keypoints_visible=visible,
-            extra={k: v.double().cpu().numpy() for k, v in prm.items() if k not in ("azimuth_deg", "elevation_deg", "distance")},
+            extra=extra,
         )
         return img * 2.0 - 1.0, truth
 
@@ -467,7 +544,10 @@ class BuiltinGenerator(Generator):
     def truth_extra_names(self) -> list[str]:
         """Names of the per-image scene parameters recorded as ``gt_<name>`` columns."""
         ws = torch.zeros(1, self.num_ws, self.w_dim, device=self.map_rot.device)
-        return [k for k in self.parameters_of(ws) if k not in ("azimuth_deg", "elevation_deg", "distance")]
+        names = [k for k in self.parameters_of(ws) if k not in ("azimuth_deg", "elevation_deg", "distance")]
+        if self.distractors > 0:
+            names += ["distractor", "instances", "cut", "area"]  # per image: see synthesis_with_truth
+        return names
 
     @torch.no_grad()
     def viewpoint_truth(self, codes: torch.Tensor, layers: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -491,4 +571,5 @@ class BuiltinGenerator(Generator):
             "ssaa": self.ssaa,
             "seed": self.seed,
             "keypoints": list(CAR_KEYPOINTS),
+            "distractors": self.distractors,
         }

@@ -47,6 +47,7 @@ class GroundTruth:
     keypoints_2d: np.ndarray
     keypoints_visible: np.ndarray
     extra: dict[str, np.ndarray]
+    labels: np.ndarray | None = None  # uint8 [N, H, W]: 255 the object, 100 other instances, 0 background
 
 
 class Generator(torch.nn.Module):

@@ -54,6 +54,7 @@ class SynthConfig:
     samples_per_shard: int | None = None  # None = about 1024 rows per shard
     overwrite: bool = False  # replace a different g3d run in `out`
     device: str = "cpu"
+    distractors: float = 0.0  # built-in generator only: fraction of broken objects, for testing filters
     crop: tuple[int, int, int, int] | None | str = "auto"  # (top, bottom, left, right), None, or "auto"
     encode_workers: int = 2  # PNG encoder threads
     pipelined: bool = True  # False: encode and write inline (the serial baseline of bench/synth.py)
@@ -83,11 +84,15 @@ def _load_generator(cfg: SynthConfig):
         from g3d.synth.builtin import BuiltinGenerator
 
         kwargs.setdefault("class_name", cfg.class_name)
+        kwargs["distractors"] = cfg.distractors
         if cfg.resolution is not None:
             kwargs["resolution"] = cfg.resolution
         G = BuiltinGenerator(**kwargs).to(cfg.device)
     else:
         from g3d.synth.checkpoints import load_generator
+
+        if cfg.distractors:
+            raise UsageError("--distractors is for the built-in generator only: drop it or use --generator builtin")
 
         G = load_generator(cfg.generator, device=cfg.device, **kwargs)
     if cfg.generator != "builtin" and cfg.resolution is not None and cfg.resolution != G.resolution:
@@ -138,13 +143,17 @@ def _to_uint8(images: torch.Tensor, crop) -> np.ndarray:
 
 
 def _encode_row(row: dict[str, Any], image: np.ndarray, mask: np.ndarray | None) -> dict[str, Any]:
-    """Fill a row's image and mask columns (runs in an encoder thread)."""
+    """Fill a row's image and mask columns (runs in an encoder thread).
+
+    ``image`` uint8 [H, W, 3]; ``mask`` uint8 [H, W] label map: 255 the object, other non-zero
+    values other instances (distractors), 0 background.
+    """
     t0 = time.perf_counter()
     stem = f"{row['sample_id']:07d}_{row['view_id']:03d}"
     row["image"] = image_struct(encode_png(image), f"{stem}.png")
     if mask is not None:
-        row["mask"] = image_struct(encode_png(mask.astype(np.uint8) * 255), f"{stem}_mask.png")
-        row["mask_area"], row["bbox"] = mask_stats(mask)
+        row["mask"] = image_struct(encode_png(mask), f"{stem}_mask.png")
+        row["mask_area"], row["bbox"] = mask_stats(mask == 255)
     row["_encode_s"] = time.perf_counter() - t0
     return row
 
@@ -427,7 +436,9 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                         images, truth = G.synthesis(ws, noise_mode="const"), None
                     imgs = _to_uint8(images, crop)
                 gen_s += time.perf_counter() - t0
-                masks = truth.masks if truth is not None else None
+                masks = None
+                if truth is not None:
+                    masks = truth.labels if truth.labels is not None else truth.masks.astype(np.uint8) * 255
                 if masks is not None and crop is not None:
                     masks = masks[:, crop[0]:crop[1], crop[2]:crop[3]]
                 rows = []

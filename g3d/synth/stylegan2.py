@@ -480,7 +480,7 @@ class SynthesisNetwork(torch.nn.Module):
         noise_mode: str = "const",
         fused: bool = True,
         dtype: torch.dtype = torch.float32,
-        channels_last: bool = False,
+        channels_last: bool = False,  # channels_last memory format for the activations
         lowp_from_res: int | None = None,  # blocks with res >= this use ``dtype``; others float32
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:  # float32 [N, 3, R, R]
@@ -500,7 +500,7 @@ class SynthesisNetwork(torch.nn.Module):
                 noise_mode,
                 fused,
                 dtype if lowp else torch.float32,
-                channels_last and lowp,
+                channels_last,
                 generator,
             )
         return img
@@ -561,7 +561,7 @@ class StyleGAN2Generator(Generator):
     def set_precision(
         self,
         dtype: torch.dtype = torch.float32,  # float32 | float16 | bfloat16 for synthesis activations
-        channels_last: bool = False,  # channels_last activations in the low-precision blocks
+        channels_last: bool = False,  # channels_last activations (pays off with fused_modconv=False)
         num_lowp_res: int | None = None,  # highest-resolution blocks run in ``dtype``; None = all
     ) -> "StyleGAN2Generator":
         """Choose the synthesis compute precision; parameters stay float32, mapping stays float32.
