@@ -131,6 +131,58 @@ def synth(
         console.print(f"contact sheet: {report.contact_sheet}", highlight=False)
 
 
+@app.command(name="filter")
+def filter_(
+    folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth."),
+    segmenter: Optional[str] = typer.Option(None, help="ground-truth | torchvision | detectron2. Default: ground-truth for the built-in generator, torchvision otherwise."),
+    weights: Optional[str] = typer.Option(None, help="torchvision: 'coco' (default), 'random' or a state-dict PATH; detectron2: the model weights PATH."),
+    config_file: Optional[Path] = typer.Option(None, help="detectron2 config (Mask R-CNN or PointRend)."),
+    min_area: float = typer.Option(0.10, help="Reject masks covering less than this fraction of the image (the paper's 10%)."),
+    min_score: float = typer.Option(0.5, help="An instance counts when its score reaches this; exactly one must."),
+    accept: list[str] = typer.Option([], help="Extra COCO classes that count as the object (e.g. --accept truck for cars)."),
+    replace_masks: bool = typer.Option(False, "--replace-masks", help="Overwrite existing masks with the segmenter's (default: only fill missing ones)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    batch_size: int = typer.Option(8, help="Images per segmenter call."),
+) -> None:
+    """Segment every image and drop bad ones: not exactly one instance, mask under 10%, cut by the border, ...
+
+    Sets keep / reject_reason in every row, stores the chosen mask, writes filter_report.json and
+    one contact sheet per reject reason in previews/ (masks overlaid in red).
+    """
+    from g3d.filters.rules import FilterConfig
+    from g3d.filters.run import FilterRun, run_filter
+
+    cfg = FilterRun(
+        folder=folder,
+        segmenter=segmenter,
+        weights=weights,
+        config_file=str(config_file) if config_file else None,
+        device=device,
+        batch_size=batch_size,
+        accept=tuple(accept),
+        replace_masks=replace_masks,
+        rules=FilterConfig(min_area=min_area, min_score=min_score),
+    )
+    try:
+        with _progress() as progress:
+            report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
+    except G3DError as exc:
+        _fail(exc)
+    from rich.table import Table
+
+    table = Table(title=f"g3d filter ({report.segmenter}): kept {report.kept} of {report.rows} images")
+    table.add_column("reject reason")
+    table.add_column("images (first reason)", justify="right")
+    table.add_column("images failing the rule", justify="right")
+    for reason in sorted(set(report.first_reason) | set(report.failed_rule)):
+        table.add_row(reason, str(report.first_reason.get(reason, 0)), str(report.failed_rule.get(reason, 0)))
+    console.print(table)
+    worst = sorted(report.per_view, key=lambda v: v["kept_fraction"])[:5]
+    console.print("least kept views: " + ", ".join(f"v{v['view_id']} {v['kept_fraction']:.0%}" for v in worst), highlight=False)
+    for p in report.previews:
+        console.print(f"preview: {p}", highlight=False)
+
+
 @app.command()
 def info(folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth.")) -> None:
     """Print what a dataset folder holds: class, generator, counts, shards, columns."""

@@ -29,8 +29,9 @@ class CheckpointError(G3DError):
 class MissingDependencyError(G3DError):
     """An optional dependency (an extra) that the requested feature needs is not installed."""
 
-    def __init__(self, package: str, extra: str | None = None, feature: str = "this feature"):
-        hint = f"pip install 'g3d[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(f"{feature} needs {package}, which is not installed: run {hint}")
+    def __init__(self, package: str, extra: str | None = None, feature: str = "this feature", hint: str | None = None):
+        if hint is None:
+            hint = "run " + (f"pip install 'g3d[{extra}]'" if extra else f"pip install {package}")
+        super().__init__(f"{feature} needs {package}, which is not installed: {hint}")
         self.package = package
         self.extra = extra

@@ -26,7 +26,7 @@ CAMERAS = "cameras.parquet"
 CARD = "README.md"
 
 # Everything g3d writes at a folder's top level (what --overwrite may remove).
-OWNED = (MANIFEST, VIEWPOINTS, SAMPLES, IMAGES, PREVIEWS, CARD)
+OWNED = (MANIFEST, VIEWPOINTS, SAMPLES, IMAGES, PREVIEWS, CARD, ANNOTATIONS, CAMERAS, "annotate", "filter_report.json", ".g3d-filter")
 
 
 def shard_name(index: int) -> str:

@@ -1,0 +1,1 @@
+"""Segmenter masks and bad-mask filtering (``g3d filter``)."""
