@@ -1,0 +1,1 @@
+"""The inverse-graphics trainer: image -> textured mesh, trained through the DIB-R style renderer."""

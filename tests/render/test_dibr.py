@@ -1,0 +1,104 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from g3d import cameras
+from g3d.render.dibr import Lighting, dense_soft_silhouette, render, soft_silhouette
+from g3d.render.rasterize import project_vertices, rasterize
+from g3d.train.template import build_template
+
+
+def _camera(B=1, az=30.0, el=15.0, dist=3.0, size=64, fov=40.0, dtype=torch.float32):
+    R, t = cameras.from_azimuth_elevation([az] * B, [el] * B, [dist] * B)
+    K = np.broadcast_to(cameras.intrinsics(size, size, fov), (B, 3, 3))
+    return (torch.tensor(np.array(K), dtype=dtype), torch.tensor(R, dtype=dtype), torch.tensor(t, dtype=dtype))
+
+
+def test_sphere_silhouette_matches_the_analytic_disk():
+    tpl = build_template(3)
+    size, dist, r = 128, 3.0, 0.8
+    K, R, t = _camera(size=size, dist=dist)
+    out = render(tpl.verts[None] * r, tpl.faces, K, R, t, size, size)
+    f = K[0, 0, 0].item()
+    rad = f * r / math.sqrt(dist**2 - r**2)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    disk = (xs - size / 2) ** 2 + (ys - size / 2) ** 2 <= rad**2
+    hard = out.fragments.mask[0].numpy()
+    iou = (hard & disk).sum() / (hard | disk).sum()
+    assert iou > 0.99, iou
+    # The soft silhouette is the hard one plus DIB-R's blur band (about a pixel at 128 px).
+    alpha = out.alpha[0, 0].numpy()
+    assert (alpha[hard] == 1).all()
+    soft = alpha > 0.5
+    assert (soft & disk).sum() / (soft | disk).sum() > 0.95
+    ring = (~hard) & ((xs - size / 2) ** 2 + (ys - size / 2) ** 2 > (rad + 3) ** 2)
+    assert alpha[ring].max() < 0.05
+
+
+def test_sparse_soft_silhouette_equals_the_dense_reference():
+    tpl = build_template(2)
+    K, R, t = _camera(B=2, size=48)
+    verts = tpl.verts[None].repeat(2, 1, 1) * torch.tensor([0.9, 0.5, 1.2])
+    verts[1] += 0.2
+    cam = torch.einsum("bij,bvj->bvi", R, verts) + t[:, None]
+    uvz = project_vertices(cam, K)
+    covered = rasterize(cam, tpl.faces, K, 48, 48).mask
+    sparse = soft_silhouette(uvz, tpl.faces, covered)
+    dense = dense_soft_silhouette(uvz, tpl.faces, covered)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+    edge = (sparse > 0.01) & (sparse < 0.99)
+    assert edge.sum() > 50  # a real soft band around the outline
+
+
+def _fd_check(fn, x, eps=1e-6, n=12, seed=0):
+    x = x.clone().requires_grad_(True)
+    fn(x).backward()
+    g = x.grad.clone()
+    rng = np.random.default_rng(seed)
+    flat = x.detach().reshape(-1)
+    idx = rng.choice(flat.numel(), n, replace=False)
+    for i in idx:
+        xp, xm = flat.clone(), flat.clone()
+        xp[i] += eps
+        xm[i] -= eps
+        num = (fn(xp.view_as(x)) - fn(xm.view_as(x))).item() / (2 * eps)
+        assert num == pytest.approx(g.reshape(-1)[i].item(), rel=1e-4, abs=1e-6), int(i)
+
+
+def test_finite_difference_gradients_for_vertices_and_texture():
+    torch.manual_seed(0)
+    tpl = build_template(1)
+    K, R, t = _camera(size=24, dtype=torch.float64)
+    verts = (tpl.verts[None].double() * torch.tensor([0.9, 0.6, 1.0], dtype=torch.float64))
+    tex = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    w_img = torch.rand(1, 3, 24, 24, dtype=torch.float64)
+    w_sil = torch.rand(1, 1, 24, 24, dtype=torch.float64)
+    uvs = tpl.face_uvs.double()
+    light = Lighting()
+
+    def loss_v(v):
+        o = render(v, tpl.faces, K, R, t, 24, 24, face_uvs=uvs, texture=tex, lighting=light)
+        return (o.image * w_img).sum() + (o.alpha * w_sil).sum()
+
+    def loss_t(tx):
+        o = render(verts, tpl.faces, K, R, t, 24, 24, face_uvs=uvs, texture=tx, lighting=light, silhouette=False)
+        return (o.image * w_img).sum()
+
+    _fd_check(loss_v, verts)
+    _fd_check(loss_t, tex)
+
+
+def test_per_vertex_colours_and_lighting():
+    tpl = build_template(2)
+    K, R, t = _camera(az=0, el=0, size=32)
+    red = torch.zeros(1, tpl.verts.shape[0], 3)
+    red[..., 0] = 1
+    out = render(tpl.verts[None] * 0.8, tpl.faces, K, R, t, 32, 32, vert_colors=red)
+    m = out.fragments.mask[0]
+    assert torch.allclose(out.image[0, 0][m], torch.ones(int(m.sum())), atol=1e-5)
+    assert out.image[0, 1:].abs().max() < 1e-6 and out.image[0][:, ~m].abs().max() == 0
+    lit = render(tpl.verts[None] * 0.8, tpl.faces, K, R, t, 32, 32, vert_colors=red, lighting=Lighting(ambient=0.2, diffuse=0.8, direction=(0, 1, 0)))
+    top, bottom = lit.image[0, 0, 9, 16].item(), lit.image[0, 0, 23, 16].item()
+    assert top > bottom  # lit from above
