@@ -1,0 +1,152 @@
+"""Training data: kept images with masks, one camera per view, multi-view pairs of one object.
+
+The split is by object (sample_id), never by image: the last ``holdout`` fraction of the sample ids
+is held out. Images are decoded once, resized to the training resolution and kept in memory as
+uint8 (4 bytes a pixel with the mask: 64 px x 10,000 images is 160 MB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from g3d.datasets import folder as dsf
+from g3d.datasets.schema import decode_png
+from g3d.errors import DatasetError
+from g3d.synth.viewpoints import item_seed
+
+
+@dataclass
+class ViewSet:
+    """Cameras of every view at the training resolution: K, R, t float32 [V, ...], and their source."""
+
+    K: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor
+    source: str
+
+
+def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: float, sy: float) -> ViewSet:
+    """One camera per view: ``cameras.parquet`` (g3d sfm-init), else the generator's truth, else pose bins."""
+    import pyarrow.parquet as pq
+
+    from g3d import cameras
+    from g3d.classes import get_preset
+
+    V = manifest["views"]
+    scale = np.diag([sx, sy, 1.0])
+    if (folder / dsf.CAMERAS).is_file():
+        t = pq.read_table(folder / dsf.CAMERAS).to_pandas().sort_values("view_id")
+        if len(t) != V:
+            raise DatasetError(f"{folder / dsf.CAMERAS} has {len(t)} cameras for {V} views: rerun g3d sfm-init")
+        K = np.stack([np.reshape(k, (3, 3)) for k in t.K])
+        R = np.stack([np.reshape(r, (3, 3)) for r in t.R])
+        tt = np.stack(list(t.t))
+        source = "cameras.parquet"
+    elif manifest.get("ground_truth"):
+        first = pq.read_table(dsf.shard_paths(folder)[0], columns=["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
+        if len(first) < V:
+            import pandas as pd
+
+            first = pd.concat([pq.read_table(p, columns=["view_id", "K", "R", "t"]).to_pandas() for p in dsf.shard_paths(folder)]).drop_duplicates("view_id")
+        first = first.sort_values("view_id")
+        K = np.stack([np.reshape(k, (3, 3)) for k in first.K])
+        R = np.stack([np.reshape(r, (3, 3)) for r in first.R])
+        tt = np.stack(list(first.t))
+        source = "ground truth"
+    elif (folder / dsf.ANNOTATIONS / "pose_bins.parquet").is_file():
+        pb = pq.read_table(folder / dsf.ANNOTATIONS / "pose_bins.parquet").to_pandas().sort_values("view_id")
+        preset = get_preset(manifest["class"])
+        az = np.zeros(V)
+        el = np.zeros(V)
+        az[pb.view_id.to_numpy()] = pb.azimuth_deg.to_numpy()
+        el[pb.view_id.to_numpy()] = pb.elevation_deg.to_numpy()
+        R, tt = cameras.from_azimuth_elevation(az, el, np.full(V, preset.distance))
+        K = np.broadcast_to(cameras.intrinsics(manifest["width"], manifest["height"], preset.fov_deg), (V, 3, 3))
+        source = "pose bins"
+    else:
+        raise DatasetError(
+            f"{folder} has no cameras: run `g3d sfm-init {folder}` (or `g3d annotate pull` for pose bins) first"
+        )
+    K = scale @ K
+    return ViewSet(torch.tensor(K, dtype=torch.float32), torch.tensor(R, dtype=torch.float32), torch.tensor(tt, dtype=torch.float32), source)
+
+
+class PairData:
+    """Kept images of one split, in memory at the training resolution, served as multi-view pairs."""
+
+    def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
+                 max_images: int | None = None) -> None:
+        import cv2
+        import pyarrow.parquet as pq
+
+        self.folder = Path(folder)
+        manifest = dsf.read_manifest(self.folder)
+        H0, W0 = manifest["height"], manifest["width"]
+        self.width = int(resolution)
+        self.height = max(1, round(resolution * H0 / W0))
+        sx, sy = self.width / W0, self.height / H0
+        self.cameras = load_cameras(self.folder, manifest, self.width, self.height, sx, sy)
+        samples = manifest["samples"]
+        n_test = max(1, int(round(samples * holdout))) if samples > 1 and holdout > 0 else 0
+        first_test = samples - n_test
+        want = (lambda s: s < first_test) if split == "train" else (lambda s: s >= first_test)
+        imgs, masks, sids, vids = [], [], [], []
+        for path in dsf.shard_paths(self.folder):
+            cols = ["sample_id", "view_id", "keep", "image", "mask"]
+            t = pq.read_table(path, columns=cols)
+            if t.column("mask").null_count == t.num_rows:
+                raise DatasetError(f"{path.name} has no masks: run `g3d filter {self.folder}` first")
+            for r in t.to_pylist():
+                if not r["keep"] or not want(r["sample_id"]) or r["mask"] is None:
+                    continue
+                img = decode_png(r["image"]["bytes"])
+                m = decode_png(r["mask"]["bytes"], grey=True) == 255  # the object (other labels: other instances)
+                if img.shape[:2] != (self.height, self.width):
+                    img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
+                    m = cv2.resize(m.astype(np.float32), (self.width, self.height), interpolation=cv2.INTER_AREA) >= 0.5
+                imgs.append(img)
+                masks.append(m)
+                sids.append(r["sample_id"])
+                vids.append(r["view_id"])
+                if max_images and len(imgs) >= max_images:
+                    break
+        if not imgs:
+            raise DatasetError(f"{self.folder} has no kept images with masks in the {split} split: check `g3d info {self.folder}`")
+        self.images = torch.from_numpy(np.stack(imgs))  # uint8 [N, H, W, 3]
+        self.masks = torch.from_numpy(np.stack(masks))  # bool [N, H, W]
+        self.sample_ids = torch.tensor(sids)
+        self.view_ids = torch.tensor(vids)
+        by_sample: dict[int, list[int]] = {}
+        for i, s in enumerate(sids):
+            by_sample.setdefault(s, []).append(i)
+        self.groups = [v for v in by_sample.values() if len(v) >= 2]
+        if not self.groups and split == "train":
+            raise DatasetError(f"{self.folder}: no object has two kept views, so no multi-view pairs: synthesise more views or filter less")
+        self.resized = (H0, W0) != (self.height, self.width)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def pairs(self, seed: int, step: int, rank: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices (i [batch], j [batch]): two different kept views of the same object.
+
+        A pure function of (seed, step, rank), so a resumed run sees exactly the batches it would have.
+        """
+        g = torch.Generator().manual_seed(item_seed(seed, step, stream=1000 + rank))
+        gi = torch.randint(len(self.groups), (batch,), generator=g)
+        i_idx, j_idx = [], []
+        for k in gi.tolist():
+            grp = self.groups[k]
+            a, b = torch.randperm(len(grp), generator=g)[:2].tolist()
+            i_idx.append(grp[a])
+            j_idx.append(grp[b])
+        return torch.tensor(i_idx), torch.tensor(j_idx)
+
+    def batch(self, idx: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images float [B, 3, H, W] in [0, 1], masks float [B, 1, H, W], view ids int64 [B])."""
+        img = self.images[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
+        return img, self.masks[idx].to(device)[:, None].float(), self.view_ids[idx].to(device)

@@ -1,0 +1,311 @@
+"""The training loop behind ``g3d train``: multi-view pairs, the paper's losses, learnable cameras.
+
+For each pair (i, j) of views of one object the network predicts shape and texture from image i,
+renders them in both views with the DIB-R style renderer and compares with both images and masks
+(paper Eq. 2). Cameras are learnable per view, initialised from the dataset (cameras.parquet, the
+generator's truth, or pose bins).
+
+Runs on CPU or CUDA (AMP on CUDA), and data-parallel under ``torchrun`` (gloo on CPU, NCCL on
+CUDA): every rank draws its own pairs, gradients are averaged, rank 0 writes. ``RUN/`` holds
+``config.json``, ``metrics.jsonl``, ``checkpoints/last.pt`` (model, cameras, optimiser, scaler,
+step) and ``previews/step_*.png``. Rerunning into the same RUN resumes exactly: batches are a pure
+function of (seed, step, rank). A NaN loss stops the run with the last good checkpoint kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from g3d.datasets import io as dsio
+from g3d.errors import G3DError, UsageError
+from g3d.render.dibr import render
+from g3d.train.data import PairData
+from g3d.train.losses import LossWeights, Perceptual, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
+from g3d.train.model import InverseGraphicsNet, ViewCameras
+from g3d.train.template import build_template
+
+
+class TrainingError(G3DError):
+    """Training cannot go on (NaN loss, corrupt checkpoint, ...)."""
+
+
+@dataclass
+class TrainConfig:
+    """Arguments of ``g3d train`` (one to one with its options)."""
+
+    folder: str  # dataset folder
+    out: str  # run folder
+    resolution: int = 64  # training image width in pixels (height keeps the aspect)
+    batch_size: int = 8  # pairs per step and rank (the paper: 16)
+    steps: int = 1000
+    lr: float = 1e-4  # Adam (the paper's)
+    camera_lr: float = 1e-4  # Adam on the per-view camera deltas
+    learn_cameras: bool = True
+    tex_res: int = 64  # UV texture map side
+    weights: LossWeights = field(default_factory=LossWeights)
+    warmup_steps: int = 0  # colour-only steps before the perceptual loss joins
+    vgg_weights: str | None = None  # torchvision VGG-16 state dict for the perceptual loss; None = off
+    backbone_weights: str | None = None  # torchvision ResNet-18 state dict (ImageNet); None = random init
+    holdout: float = 0.1  # fraction of objects held out for evaluation
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    log_every: int = 10
+    preview_every: int = 200
+    checkpoint_every: int = 100
+    max_images: int | None = None  # cap on images kept in memory
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        return d
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d["weights"] = LossWeights(**d["weights"])
+        return TrainConfig(**d)
+
+
+@dataclass
+class TrainReport:
+    out: Path
+    steps_done: int
+    resumed_from: int
+    last_metrics: dict[str, float]
+    seconds: float
+    camera_source: str
+
+
+# Settings that may differ between a run and its resumption.
+_RESUMABLE = {"steps", "log_every", "preview_every", "checkpoint_every", "device"}
+
+
+def _dist() -> tuple[int, int, bool]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world, world > 1
+
+
+def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet, ViewCameras]:
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    tpl = build_template(3)
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone_weights=cfg.backbone_weights).to(device)
+    cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=cfg.learn_cameras).to(device)
+    return model, cams
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dsio.write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A run checkpoint; a damaged file is a :class:`TrainingError` naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TrainingError(f"checkpoint {path} is damaged ({type(exc).__name__}): delete it to start over, or restore a copy") from None
+
+
+def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int):
+    """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
+    img_i, mask_i, view_i = data_i
+    img_j, mask_j, view_j = data_j
+    verts, tex, offsets = model(img_i)
+    B = img_i.shape[0]
+    views = torch.cat([view_i, view_j])
+    K, R, t = cams(views)
+    out = render(torch.cat([verts, verts]).float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=torch.cat([tex, tex]).float())
+    target = torch.cat([img_i, img_j])
+    mask = torch.cat([mask_i, mask_j])
+    w = cfg.weights
+    terms = {
+        "color": color_l1(out.image, target, mask),
+        "iou": iou_loss(out.alpha, mask),
+        "flatten": flatten_loss(verts.float(), tpl),
+        "laplacian": laplacian_loss(verts.float(), tpl),
+        "move": move_loss(offsets.float()),
+    }
+    total = w.color * terms["color"] + w.iou * terms["iou"] + w.flatten * terms["flatten"] + w.laplacian * terms["laplacian"] + w.move * terms["move"]
+    if percept is not None and step >= cfg.warmup_steps:
+        comp = out.image * mask + target * (1 - mask)  # compare the object region only
+        terms["percept"] = percept(comp, target)
+        total = total + w.percept * terms["percept"]
+    with torch.no_grad():
+        hard = out.fragments.mask[:, None].float()
+        inter = (hard * mask).flatten(1).sum(1)
+        union = ((hard + mask) > 0).float().flatten(1).sum(1).clamp(min=1)
+        terms["iou_hard"] = (inter / union).mean()
+    return total, terms, (verts, tex)
+
+
+def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: int, n: int = 4) -> None:
+    """Rows: held-in objects; columns: input image, then the prediction rendered in 4 views."""
+    import numpy as np
+
+    from g3d.datasets.previews import grid
+    from g3d.datasets.schema import encode_png
+
+    idx = torch.arange(min(n, len(data)))
+    img, _, view = data.batch(idx, device)
+    V = cams.K.shape[0]
+    show = torch.linspace(0, V - 1, 4).round().long().to(device)
+    with torch.no_grad():
+        verts, tex, _ = model(img)
+        cells = [img.permute(0, 2, 3, 1).cpu()]
+        for v in show:
+            K, R, t = cams(v.repeat(len(idx)))
+            o = render(verts.float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex.float(), silhouette=False)
+            cells.append((o.image + (1 - o.fragments.mask[:, None].float())).permute(0, 2, 3, 1).cpu())
+    arr = (torch.stack(cells, 1).clamp(0, 1) * 255).round().byte().numpy()
+    sheet = grid(arr, ["input"] + [f"v{int(v)}" for v in show])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
+
+
+def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None,
+          log: Callable[[str], None] | None = None) -> TrainReport:
+    """Train (or resume) the run in ``cfg.out``. See the module docstring."""
+    t_start = time.perf_counter()
+    log = log or (lambda m: None)
+    rank, world, distributed = _dist()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA device is visible: use --device cpu")
+    if distributed:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        if cfg.device.startswith("cuda"):
+            cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    device = torch.device(cfg.device)
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        diff = sorted(k for k in set(old) | set(cfg.to_json()) if k not in _RESUMABLE and old.get(k) != cfg.to_json().get(k))
+        if diff:
+            raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): choose another --out")
+    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images)
+    if data.resized and rank == 0:
+        log(f"note: images are resized to {data.width}x{data.height} for training")
+    H, W = data.height, data.width
+    model, cams = build(cfg, data, device)
+    tpl = build_template(3).to(device)
+    percept = None
+    if cfg.vgg_weights:
+        percept = Perceptual(cfg.vgg_weights).to(device)
+    elif cfg.weights.percept > 0 and rank == 0:
+        log("note: perceptual loss off (no VGG-16 weights; pass --vgg-weights PATH to use it)")
+    groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
+    if cfg.learn_cameras:
+        groups.append({"params": list(cams.parameters()), "lr": cfg.camera_lr})
+    opt = torch.optim.Adam(groups)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start = 0
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        cams.load_state_dict(state["cams"])
+        opt.load_state_dict(state["opt"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["step"])
+        if rank == 0:
+            log(f"resuming {out} at step {start}")
+    net, cam_mod = model, cams
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        cam_mod = DDP(cams, device_ids=[device.index] if device.type == "cuda" else None) if cfg.learn_cameras else cams
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        dsio.write_json(cfg_path, cfg.to_json())
+        _trim_metrics(out / "metrics.jsonl", start)
+    advance = progress("training", cfg.steps - start) if (progress and rank == 0) else None
+    last: dict[str, float] = {}
+    t_last = time.perf_counter()
+    for step in range(start, cfg.steps):
+        i_idx, j_idx = data.pairs(cfg.seed, step, rank, cfg.batch_size)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            total, terms, _ = pair_losses(net, cam_mod, tpl, data.batch(i_idx, device), data.batch(j_idx, device), cfg, percept, step, H, W)
+        if not torch.isfinite(total):
+            raise TrainingError(f"loss is {float(total.detach())} at step {step}: stopped; {ckpt_path} keeps the last good state (lower --lr and resume)")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
+        done = step + 1
+        if rank == 0:
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                last = {"step": done, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()},
+                        "seconds_per_step": (now - t_last) / max(1, min(cfg.log_every, done - start))}
+                t_last = now
+                with open(out / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(last) + "\n")
+            if done % cfg.preview_every == 0 or done == cfg.steps:
+                _preview(out / "previews" / f"step_{done:07d}.png", model, cams, tpl, data, device, H, W)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                _save(ckpt_path, {"model": model.state_dict(), "cams": cams.state_dict(), "opt": opt.state_dict(),
+                                  "scaler": scaler.state_dict(), "step": done})
+            if advance:
+                advance(1)
+    if rank == 0 and start < cfg.steps:
+        dsio.write_json(out / "cameras_learned.json", {"source": data.cameras.source, "dw": cams.dw.detach().cpu().tolist(), "dt": cams.dt.detach().cpu().tolist()})
+    if distributed:
+        _check_ranks_agree(model, cams, world, rank, out)
+    return TrainReport(out, cfg.steps, start, last, time.perf_counter() - t_start, data.cameras.source)
+
+
+def _check_ranks_agree(model, cams, world: int, rank: int, out: Path) -> None:
+    """All-gather a checksum of every rank's parameters; rank 0 records them in ``ddp_check.json``."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().double().reshape(-1) for p in list(model.parameters()) + list(cams.parameters())])
+    mine = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1, dtype=flat.dtype, device=flat.device).remainder(97)).sum()])
+    allc = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(allc, mine)
+    sums = [c.cpu().tolist() for c in allc]
+    agree = all(s == sums[0] for s in sums)
+    if rank == 0:
+        dsio.write_json(out / "ddp_check.json", {"world_size": world, "checksums": sums, "identical": agree})
+    dist.barrier()
+    if not agree:
+        raise TrainingError(f"parameters differ between the {world} ranks after training (see {out / 'ddp_check.json'})")
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past ``step`` (left by a run that died after logging, before checkpointing)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    dsio.write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+
+def load_run(run: str | Path, device="cpu"):
+    """(config, model, cameras, template) of a finished or interrupted run, for eval and export."""
+    run = Path(run)
+    if not (run / "config.json").is_file() or not (run / "checkpoints" / "last.pt").is_file():
+        raise UsageError(f"{run} is not a g3d training run (no config.json or checkpoints/last.pt): run `g3d train DIR --out {run}` first")
+    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    tpl = build_template(3)
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res)
+    model.load_state_dict(state["model"])
+    V = state["cams"]["K"].shape[0]
+    cams = ViewCameras(torch.zeros(V, 3, 3), torch.zeros(V, 3, 3), torch.zeros(V, 3))
+    cams.load_state_dict(state["cams"])
+    return cfg, model.to(device).eval(), cams.to(device), tpl.to(device), int(state["step"])

@@ -1,0 +1,82 @@
+"""The paper's losses (Eq. 1): colour, perceptual, silhouette IoU, flatten, Laplacian, vertex move."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from g3d.train.template import Template, laplacian_residual
+
+
+@dataclass
+class LossWeights:
+    """L = 20 L1colour + 0.5 Lpercept + 3 Liou + 5 Lflatten + 5 Llaplacian + 2.5 Lmove (paper defaults)."""
+
+    color: float = 20.0
+    percept: float = 0.5
+    iou: float = 3.0
+    flatten: float = 5.0
+    laplacian: float = 5.0
+    move: float = 2.5
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def color_l1(render: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |render - image| inside the mask. render, image float [B, 3, H, W]; mask float [B, 1, H, W]."""
+    return ((render - image).abs() * mask).sum() / (mask.sum() * 3).clamp(min=1.0)
+
+
+def iou_loss(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - soft IoU of the silhouette ``alpha`` and ``mask`` (float [B, 1, H, W]), averaged over the batch."""
+    inter = (alpha * mask).flatten(1).sum(1)
+    union = (alpha + mask - alpha * mask).flatten(1).sum(1).clamp(min=1e-6)
+    return (1.0 - inter / union).mean()
+
+
+def flatten_loss(verts: torch.Tensor, tpl: Template) -> torch.Tensor:
+    """Mean (1 - cos)^2 between the normals of faces sharing an edge (smooth surfaces)."""
+    f = tpl.faces
+    a, b, c = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
+    n = F.normalize(torch.linalg.cross(b - a, c - a), dim=-1, eps=1e-12)
+    cos = (n[:, tpl.face_pairs[:, 0]] * n[:, tpl.face_pairs[:, 1]]).sum(-1)
+    return ((1.0 - cos) ** 2).mean()
+
+
+def laplacian_loss(verts: torch.Tensor, tpl: Template) -> torch.Tensor:
+    """Mean squared uniform-Laplacian residual."""
+    return laplacian_residual(verts, tpl).pow(2).sum(-1).mean()
+
+
+def move_loss(offsets: torch.Tensor) -> torch.Tensor:
+    """Mean squared vertex offset from the template."""
+    return offsets.pow(2).sum(-1).mean()
+
+
+class Perceptual(torch.nn.Module):
+    """VGG-16 feature distance (relu1_2 .. relu4_3), from a torchvision VGG-16 state dict the user has."""
+
+    def __init__(self, weights_path: str) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        from g3d.filters.segmenters import load_state_dict
+
+        vgg = vgg16(weights=None)
+        vgg.load_state_dict(load_state_dict(weights_path))
+        self.blocks = torch.nn.ModuleList([vgg.features[:4], vgg.features[4:9], vgg.features[9:16], vgg.features[16:23]])
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x, y = (a - self.mean) / self.std, (b - self.mean) / self.std
+        loss = a.new_zeros(())
+        for blk in self.blocks:
+            x, y = blk(x), blk(y)
+            loss = loss + (x - y).abs().mean()
+        return loss

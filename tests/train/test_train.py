@@ -1,0 +1,146 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from g3d.errors import DatasetError, UsageError
+from g3d.synth.sampling import SynthConfig, run_synth
+from g3d.train.evaluate import evaluate
+from g3d.train.loop import TrainConfig, TrainingError, load_run, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "car"
+    run_synth(SynthConfig(out=out, samples=8, views=4, resolution=32, candidates=16))
+    return out
+
+
+def _cfg(folder, out, **kw):
+    args = dict(folder=str(folder), out=str(out), resolution=32, batch_size=2, steps=4, lr=1e-3, tex_res=16,
+                log_every=1, preview_every=2, checkpoint_every=2, holdout=0.25)
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def _params(run):
+    _, model, cams, _, step = load_run(run)
+    return step, torch.cat([p.detach().reshape(-1) for p in list(model.parameters()) + list(cams.parameters())])
+
+
+def test_resume_is_exact(tiny, tmp_path):
+    train(_cfg(tiny, tmp_path / "straight"))
+    train(_cfg(tiny, tmp_path / "split", steps=2))
+    rep = train(_cfg(tiny, tmp_path / "split", steps=4))
+    assert rep.resumed_from == 2
+    s1, a = _params(tmp_path / "straight")
+    s2, b = _params(tmp_path / "split")
+    assert s1 == s2 == 4 and torch.equal(a, b)
+    lines = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4]
+    assert (tmp_path / "split" / "previews" / "step_0000004.png").is_file()
+
+
+def test_other_settings_into_the_same_run_are_refused(tiny, tmp_path):
+    train(_cfg(tiny, tmp_path / "r", steps=1))
+    with pytest.raises(UsageError, match="other settings.*lr"):
+        train(_cfg(tiny, tmp_path / "r", lr=5e-4))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    import g3d.train.loop as loop
+
+    real = loop.color_l1
+    calls = {"n": 0}
+
+    def poisoned(*a):
+        calls["n"] += 1
+        return real(*a) * (float("nan") if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr(loop, "color_l1", poisoned)
+    with pytest.raises(TrainingError, match="at step 2.*last good state") as info:
+        train(_cfg(tiny, tmp_path / "nan", checkpoint_every=1))
+    assert "\n" not in str(info.value)
+    step, p = _params(tmp_path / "nan")
+    assert step == 2 and torch.isfinite(p).all()
+
+
+def test_damaged_checkpoint_and_missing_masks_are_named(tiny, tmp_path):
+    run = tmp_path / "dmg"
+    train(_cfg(tiny, run, steps=2))
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="last.pt is damaged"):
+        train(_cfg(tiny, run, steps=3))
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from g3d.datasets import folder as dsf
+    from g3d.datasets.schema import image_type
+
+    nomask = tmp_path / "nomask"
+    shutil.copytree(tiny, nomask)
+    for p in dsf.shard_paths(nomask):
+        t = pq.read_table(p)
+        pq.write_table(t.set_column(t.schema.get_field_index("mask"), "mask", pa.nulls(t.num_rows, image_type())), p)
+    with pytest.raises(DatasetError, match="no masks: run `g3d filter"):
+        train(_cfg(nomask, tmp_path / "x"))
+
+
+def test_export_mesh_glb_and_obj_load_in_trimesh(tiny, tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    import cv2
+
+    from g3d.train.export import export_mesh
+
+    run = tmp_path / "run"
+    train(_cfg(tiny, run, steps=2))
+    img = tmp_path / "car.png"
+    rows = __import__("pyarrow.parquet", fromlist=["x"]).read_table(sorted((tiny / "images").glob("part-*"))[0]).to_pylist()
+    img.write_bytes(rows[0]["image"]["bytes"])
+    glb = export_mesh(run, img, tmp_path / "car.glb")[0]
+    mesh = trimesh.load(glb, force="mesh")
+    assert len(mesh.faces) == 1280 and mesh.visual.kind == "texture"
+    assert mesh.visual.material.baseColorTexture.size == (16, 16)
+    objs = export_mesh(run, img, tmp_path / "car.obj")
+    mesh2 = trimesh.load(objs[0], force="mesh")
+    assert len(mesh2.faces) == 1280 and mesh2.visual.kind == "texture"
+    np.testing.assert_allclose(mesh.bounds, mesh2.bounds, atol=1e-5)  # the same shape in both files
+    assert mesh.bounds[1][2] - mesh.bounds[0][2] > mesh.bounds[1][1] - mesh.bounds[0][1]  # longer than tall, like the template
+    with pytest.raises(UsageError, match=".glb or .obj"):
+        export_mesh(run, img, tmp_path / "car.ply")
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_keeps_ranks_identical(tiny, tmp_path):
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "g3d.cli",
+           "train", str(tiny), "--out", str(run), "--resolution", "32", "--batch-size", "2", "--steps", "3",
+           "--tex-res", "16", "--lr", "1e-3", "--checkpoint-every", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check = json.loads((run / "ddp_check.json").read_text())
+    assert check["world_size"] == 2 and check["identical"] and check["checksums"][0] == check["checksums"][1]
+    assert _params(run)[0] == 3
+
+
+@pytest.mark.slow
+def test_cpu_training_raises_held_out_iou_well_above_the_template(tmp_path):
+    data = tmp_path / "car"
+    run_synth(SynthConfig(out=data, samples=40, views=8, resolution=64, candidates=32))
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "run"), resolution=64, batch_size=8, steps=120, lr=1e-3,
+                      holdout=0.2, preview_every=1000, checkpoint_every=1000))
+    rep = evaluate(tmp_path / "run")
+    assert rep.images == 8 * 8
+    assert rep.iou > rep.template_iou + 0.15 and rep.iou > 0.8, rep
+    assert rep.chamfer < rep.template_chamfer
+    assert len(rep.per_view) == 8
