@@ -131,6 +131,21 @@ def synth(
         console.print(f"contact sheet: {report.contact_sheet}", highlight=False)
 
 
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., help="A StyleGAN2 checkpoint: NVlabs .pkl, NVIDIA TensorFlow .pkl, rosinality .pt, or safetensors."),
+    dst: Path = typer.Argument(..., help="Output .safetensors (g3d's format: weights plus the architecture in its metadata)."),
+) -> None:
+    """Convert a StyleGAN2 checkpoint to g3d's safetensors format. Nothing in the input is executed."""
+    from g3d.synth.checkpoints import convert_checkpoint
+
+    try:
+        out = convert_checkpoint(src, dst)
+    except G3DError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {out}")
+
+
 @app.command(name="filter")
 def filter_(
     folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth."),

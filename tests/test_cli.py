@@ -44,3 +44,31 @@ def test_bad_input_is_one_line_with_a_fix_and_nonzero_exit(tmp_path):
         assert needle in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
         assert len([line for line in r.stderr.strip().splitlines() if line.strip()]) <= 2, r.stderr
+
+
+def test_convert_then_synth_with_the_converted_checkpoint(stylegan_fixtures, tmp_path):
+    dst = tmp_path / "g.safetensors"
+    r = g3d("convert", str(stylegan_fixtures / "rosinality_small.safetensors"), str(dst))
+    assert r.returncode == 0, r.stderr
+    r = g3d("synth", "--generator", str(dst), "--views", "3", "--samples", "1", "--candidates", "12", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    r = g3d("info", str(tmp_path / "o"))
+    assert "64x64 px" in r.stdout and "truth       no" in r.stdout
+
+
+def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "network.pkl"
+    bad.write_bytes(pickle.dumps({"G_ema": Evil()}))
+    r = g3d("synth", "--generator", str(bad), "--out", str(tmp_path / "x"))
+    assert r.returncode != 0 and "network.pkl" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()

@@ -106,7 +106,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         return BuiltinGenerator(**kwargs).to(device)
     unknown = sorted(set(kwargs) - set(_LOAD_OPTIONS))
     if unknown:
-        raise UsageError(f"unknown option(s) {unknown} for a StyleGAN2 checkpoint; valid: {list(_LOAD_OPTIONS)}")
+        raise UsageError(
+            f"unknown option(s) {unknown} for a StyleGAN2 checkpoint; valid: {list(_LOAD_OPTIONS)}"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -157,7 +159,11 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         save_file(state, str(tmp), metadata=metadata)
         os.replace(tmp, dst)
     except OSError as exc:
-        raise _fail(dst, f"cannot write the converted checkpoint ({_one_line(exc)})", "check the folder exists and is writable") from None
+        raise _fail(
+            dst,
+            f"cannot write the converted checkpoint ({_one_line(exc)})",
+            "check the folder exists and is writable",
+        ) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -239,17 +245,29 @@ def _check_state(gen: StyleGAN2Generator, state: dict[str, torch.Tensor], path: 
     missing = [k for k in expected if k not in state]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise _fail(path, f"missing tensor {missing[0]!r}{more}", "the checkpoint is incomplete or not a StyleGAN2 generator")
+        raise _fail(
+            path,
+            f"missing tensor {missing[0]!r}{more}",
+            "the checkpoint is incomplete or not a StyleGAN2 generator",
+        )
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise _fail(path, f"unexpected tensor {unexpected[0]!r}{more}", "the checkpoint does not describe a StyleGAN2 'skip' generator")
+        raise _fail(
+            path,
+            f"unexpected tensor {unexpected[0]!r}{more}",
+            "the checkpoint does not describe a StyleGAN2 'skip' generator",
+        )
     for k, shape in expected.items():
         t = state[k]
         if not isinstance(t, torch.Tensor):
             raise _fail(path, f"entry {k!r} is a {type(t).__name__}, not a tensor")
         if tuple(t.shape) != shape:
-            raise _fail(path, f"tensor {k!r} has shape {list(t.shape)}, expected {list(shape)}", "the checkpoint is corrupt or its tensors disagree with each other")
+            raise _fail(
+                path,
+                f"tensor {k!r} has shape {list(t.shape)}, expected {list(shape)}",
+                "the checkpoint is corrupt or its tensors disagree with each other",
+            )
         if not t.is_floating_point():
             raise _fail(path, f"tensor {k!r} has dtype {t.dtype}, expected a float type")
         if not bool(torch.isfinite(t).all()):
@@ -268,7 +286,11 @@ def _read_safetensors_file(p: Path) -> LoadedCheckpoint:
             metadata = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for bad headers/offsets
-        raise _fail(p, f"is not a readable safetensors file ({_one_line(exc, 160)})", "the file is truncated or corrupt: re-download it") from None
+        raise _fail(
+            p,
+            f"is not a readable safetensors file ({_one_line(exc, 160)})",
+            "the file is truncated or corrupt: re-download it",
+        ) from None
     sidecar = _read_sidecar(p)
     if "g3d_config" in metadata or (sidecar is not None and "g3d_config" in sidecar):
         raw = metadata.get("g3d_config")
@@ -276,7 +298,11 @@ def _read_safetensors_file(p: Path) -> LoadedCheckpoint:
             cfg_dict = json.loads(raw) if raw is not None else sidecar["g3d_config"]  # type: ignore[index]
             config = StyleGAN2Config.from_dict(cfg_dict)
         except (json.JSONDecodeError, TypeError, G3DError) as exc:
-            raise _fail(p, f"has an unreadable g3d_config ({_one_line(exc, 160)})", "re-create it with convert_checkpoint") from None
+            raise _fail(
+                p,
+                f"has an unreadable g3d_config ({_one_line(exc, 160)})",
+                "re-create it with convert_checkpoint",
+            ) from None
         notes: dict[str, Any] = {}
         if "g3d_source" in metadata:
             try:
@@ -305,7 +331,9 @@ def _read_sidecar(p: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(side, f"sidecar JSON of {p.name} is unreadable ({_one_line(exc, 160)})", "fix or remove it") from None
+        raise _fail(
+            side, f"sidecar JSON of {p.name} is unreadable ({_one_line(exc, 160)})", "fix or remove it"
+        ) from None
     if not isinstance(data, dict):
         raise _fail(side, "sidecar JSON is not an object", "fix or remove it")
     return data
@@ -361,9 +389,17 @@ def _read_torch_file(p: Path) -> LoadedCheckpoint:
                 f"refused: the torch file references {m.group(1)}, which a StyleGAN2 checkpoint never needs; nothing in it was run",
                 "only load checkpoints from a source you trust, in a supported format",
             ) from None
-        raise _fail(p, f"torch file cannot be read safely ({_one_line(exc, 160)})", "the file is corrupt or not a checkpoint") from None
+        raise _fail(
+            p,
+            f"torch file cannot be read safely ({_one_line(exc, 160)})",
+            "the file is corrupt or not a checkpoint",
+        ) from None
     except Exception as exc:  # zip/stream errors of a truncated or corrupt file
-        raise _fail(p, f"torch file is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})", "re-download the checkpoint") from None
+        raise _fail(
+            p,
+            f"torch file is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})",
+            "re-download the checkpoint",
+        ) from None
     if not isinstance(obj, dict):
         raise _fail(p, f"torch file holds a {type(obj).__name__}, expected a dict with 'g_ema'")
     if "g_ema" in obj:
@@ -395,7 +431,11 @@ def _read_torch_file(p: Path) -> LoadedCheckpoint:
         return _from_nvlabs_layout(sd, {}, p, "rosinality-torch", notes)
     if tensors_only and "mapping.fc0.weight" in obj:
         return _from_nvlabs_layout(dict(obj), {}, p, "nvlabs-state-dict")
-    raise _fail(p, f"torch file holds a dict with keys {_key_sample(obj, 6)}, none of them a generator", "expected a rosinality checkpoint with 'g_ema'")
+    raise _fail(
+        p,
+        f"torch file holds a dict with keys {_key_sample(obj, 6)}, none of them a generator",
+        "expected a rosinality checkpoint with 'g_ema'",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,22 +500,38 @@ def _sf_codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
 def _sf_load_storage(data: Any) -> Any:
     if not isinstance(data, (bytes, bytearray)):
         raise _Refused("torch.storage._load_from_bytes without bytes")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's own allow-list said no
+        m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise _Refused(f"{m.group(1) if m else 'a global'} inside a tensor storage") from None
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise _Refused(f"a tensor storage that is a {type(storage).__name__}")
     return storage
 
 
-def _sf_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):  # noqa: ANN001
+def _sf_rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):  # noqa: ANN001
     if isinstance(storage, torch.storage.TypedStorage):
         dtype = storage.dtype
-        untyped = storage.untyped()
+        with warnings.catch_warnings():  # TypedStorage is deprecated, but it is what these files hold
+            warnings.simplefilter("ignore")
+            untyped = storage.untyped()
     else:
         raise _Refused("a tensor rebuilt from something other than a typed storage")
-    ints = lambda xs: isinstance(xs, (tuple, list)) and all(isinstance(v, int) and v >= 0 for v in xs)  # noqa: E731
-    if not (isinstance(storage_offset, int) and storage_offset >= 0 and ints(size) and ints(stride) and len(size) == len(stride)):
+    ints = lambda xs: isinstance(xs, (tuple, list)) and all(
+        isinstance(v, int) and v >= 0 for v in xs
+    )  # noqa: E731
+    if not (
+        isinstance(storage_offset, int)
+        and storage_offset >= 0
+        and ints(size)
+        and ints(stride)
+        and len(size) == len(stride)
+    ):
         raise _Refused("a tensor with malformed offset/size/stride")
     itemsize = torch.empty([], dtype=dtype).element_size()
     numel_storage = untyped.nbytes() // itemsize
@@ -488,7 +544,9 @@ def _sf_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=F
     return t
 
 
-def _sf_rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None) -> torch.Tensor:
+def _sf_rebuild_parameter(
+    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> torch.Tensor:
     if not isinstance(data, torch.Tensor):
         raise _Refused("a parameter without tensor data")
     return data
@@ -584,7 +642,11 @@ def _unpickle(p: Path) -> Any:
     except RecursionError:
         raise _fail(p, "pickle is nested too deeply to be a network pickle") from None
     except Exception as exc:  # EOFError, UnpicklingError, errors of stand-ins on malformed data
-        raise _fail(p, f"pickle is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})", "re-download the checkpoint") from None
+        raise _fail(
+            p,
+            f"pickle is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})",
+            "re-download the checkpoint",
+        ) from None
 
 
 def _read_pickle_file(p: Path) -> LoadedCheckpoint:
@@ -592,7 +654,11 @@ def _read_pickle_file(p: Path) -> LoadedCheckpoint:
     if isinstance(obj, dict) and ("G_ema" in obj or "G" in obj or "D" in obj):
         g = obj.get("G_ema")
         if g is None:
-            raise _fail(p, "network pickle has no 'G_ema' (keys: " + ", ".join(map(str, obj)) + ")", "export a snapshot that includes G_ema")
+            raise _fail(
+                p,
+                "network pickle has no 'G_ema' (keys: " + ", ".join(map(str, obj)) + ")",
+                "export a snapshot that includes G_ema",
+            )
         return _from_nvlabs_pickle(g, p)
     if isinstance(obj, _PersistentObject):
         return _from_nvlabs_pickle(obj, p)
@@ -613,7 +679,9 @@ def _read_pickle_file(p: Path) -> LoadedCheckpoint:
 # NVlabs network pickles
 
 
-def _persistent_state_dict(obj: _PersistentObject, p: Path, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+def _persistent_state_dict(
+    obj: _PersistentObject, p: Path, prefix: str = "", depth: int = 0
+) -> dict[str, Any]:
     """Rebuild ``state_dict()`` of a persistent module tree: parameters + persistent buffers."""
     if depth > 32:
         raise _fail(p, "network pickle nests modules more than 32 deep")
@@ -684,7 +752,11 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
 
     def need(name: str) -> np.ndarray:
         if name not in tf:
-            raise _fail(p, f"TensorFlow variable {name!r} is missing", "the pickle is not a complete StyleGAN2 generator")
+            raise _fail(
+                p,
+                f"TensorFlow variable {name!r} is missing",
+                "the pickle is not a complete StyleGAN2 generator",
+            )
         return tf[name]
 
     def t(a: np.ndarray) -> torch.Tensor:
@@ -692,7 +764,9 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
 
     def conv(a: np.ndarray, name: str, flip: bool = False) -> torch.Tensor:
         if a.ndim != 4:
-            raise _fail(p, f"TensorFlow variable {name!r} has shape {list(a.shape)}, expected [kh, kw, in, out]")
+            raise _fail(
+                p, f"TensorFlow variable {name!r} has shape {list(a.shape)}, expected [kh, kw, in, out]"
+            )
         if flip:
             a = a[::-1, ::-1]
         return t(a.transpose(3, 2, 0, 1))
@@ -712,7 +786,11 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
     if "dlatent_avg" in tf:
         sd["mapping.w_avg"] = t(take("dlatent_avg"))
     if any(k.startswith("mapping/LabelEmbed") or k.startswith("mapping/LabelConcat") for k in tf):
-        raise _fail(p, "TensorFlow generator is conditional (has a label embedding)", "use an unconditional checkpoint")
+        raise _fail(
+            p,
+            "TensorFlow generator is conditional (has a label embedding)",
+            "use an unconditional checkpoint",
+        )
     i = 0
     while f"mapping/Dense{i}/weight" in tf:
         sd[f"mapping.fc{i}.weight"] = dense(take(f"mapping/Dense{i}/weight"), f"mapping/Dense{i}/weight")
@@ -726,15 +804,27 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
     for r in res_list:
         s = f"synthesis/{r}x{r}"
         b = f"synthesis.b{r}"
-        layers = [("Conv", "conv1", None)] if r == 4 else [("Conv0_up", "conv0", 2 * int(math.log2(r)) - 5), ("Conv1", "conv1", 2 * int(math.log2(r)) - 4)]
+        layers = (
+            [("Conv", "conv1", None)]
+            if r == 4
+            else [
+                ("Conv0_up", "conv0", 2 * int(math.log2(r)) - 5),
+                ("Conv1", "conv1", 2 * int(math.log2(r)) - 4),
+            ]
+        )
         if r == 4:
             const = take(f"{s}/Const/const")
             if const.ndim != 4 or const.shape[0] != 1:
-                raise _fail(p, f"TensorFlow variable '{s}/Const/const' has shape {list(const.shape)}, expected [1, C, 4, 4]")
+                raise _fail(
+                    p,
+                    f"TensorFlow variable '{s}/Const/const' has shape {list(const.shape)}, expected [1, C, 4, 4]",
+                )
             sd[f"{b}.const"] = t(const[0])
         for tf_name, pt_name, noise_idx in layers:
             n = f"{s}/{tf_name}"
-            sd[f"{b}.{pt_name}.weight"] = conv(take(f"{n}/weight"), f"{n}/weight", flip=(tf_name == "Conv0_up"))
+            sd[f"{b}.{pt_name}.weight"] = conv(
+                take(f"{n}/weight"), f"{n}/weight", flip=(tf_name == "Conv0_up")
+            )
             sd[f"{b}.{pt_name}.bias"] = t(take(f"{n}/bias"))
             sd[f"{b}.{pt_name}.affine.weight"] = dense(take(f"{n}/mod_weight"), f"{n}/mod_weight")
             sd[f"{b}.{pt_name}.affine.bias"] = t(take(f"{n}/mod_bias")) + 1
@@ -743,7 +833,10 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
                 idx = 0 if r == 4 else noise_idx
                 noise = take(f"synthesis/noise{idx}")
                 if noise.ndim != 4 or noise.shape[:2] != (1, 1):
-                    raise _fail(p, f"TensorFlow variable 'synthesis/noise{idx}' has shape {list(noise.shape)}, expected [1, 1, r, r]")
+                    raise _fail(
+                        p,
+                        f"TensorFlow variable 'synthesis/noise{idx}' has shape {list(noise.shape)}, expected [1, 1, r, r]",
+                    )
                 sd[f"{b}.{pt_name}.noise_const"] = t(noise[0, 0])
         n = f"{s}/ToRGB"
         if f"{n}/weight" in tf:
@@ -752,17 +845,31 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
             sd[f"{b}.torgb.affine.weight"] = dense(take(f"{n}/mod_weight"), f"{n}/mod_weight")
             sd[f"{b}.torgb.affine.bias"] = t(take(f"{n}/mod_bias")) + 1
         if any(k.startswith(f"{s}/Skip") for k in tf):
-            raise _fail(p, "TensorFlow generator uses the 'resnet' architecture", "only 'skip' (config-e/f) generators are supported")
+            raise _fail(
+                p,
+                "TensorFlow generator uses the 'resnet' architecture",
+                "only 'skip' (config-e/f) generators are supported",
+            )
+    # G_main keeps its progressive-growing level of detail ('lod', a scalar) as a variable.
+    used.update(k for k in tf if k.rsplit("/", 1)[-1] == "lod" and tf[k].size == 1)
     unused = sorted(set(tf) - used)
     if unused:
-        raise _fail(p, f"TensorFlow variable {unused[0]!r} has no place in a StyleGAN2 'skip' generator" + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""))
+        raise _fail(
+            p,
+            f"TensorFlow variable {unused[0]!r} has no place in a StyleGAN2 'skip' generator"
+            + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""),
+        )
     return sd
 
 
 def _from_tf_network(gs: _TFNetwork, p: Path) -> LoadedCheckpoint:
     comps = gs.state.get("components") or {}
     if not isinstance(comps, dict) or "mapping" not in comps or "synthesis" not in comps:
-        raise _fail(p, "TensorFlow network has no 'mapping' and 'synthesis' components", "expected a StyleGAN2 Gs network")
+        raise _fail(
+            p,
+            "TensorFlow network has no 'mapping' and 'synthesis' components",
+            "expected a StyleGAN2 Gs network",
+        )
     kw: dict[str, Any] = {}
     for net in (gs, comps["mapping"], comps["synthesis"]):
         sk = net.state.get("static_kwargs") or {}
@@ -770,7 +877,9 @@ def _from_tf_network(gs: _TFNetwork, p: Path) -> LoadedCheckpoint:
             for k, v in sk.items():
                 kw.setdefault(k, v)
     if not kw.get("normalize_latents", True):
-        raise _fail(p, "TensorFlow mapping network does not normalise z (normalize_latents=False)", "not supported")
+        raise _fail(
+            p, "TensorFlow mapping network does not normalise z (normalize_latents=False)", "not supported"
+        )
     for key in ("nonlinearity", "mapping_nonlinearity"):
         if kw.get(key, "lrelu") != "lrelu":
             raise _fail(p, f"TensorFlow generator uses {key}={kw[key]!r}; only 'lrelu' is supported")
@@ -815,7 +924,9 @@ def _rosinality_to_nvlabs(sd: dict[str, Any], p: Path) -> tuple[dict[str, torch.
         v = take(key)
         if v.ndim != ndim or any(d != 1 for d in v.shape[:n_lead]):
             want = "[" + ", ".join(["1"] * n_lead + ["..."]) + f"] with {ndim} dims"
-            raise _fail(p, f"tensor {key!r} has shape {list(v.shape)}, expected {want}", "the checkpoint is corrupt")
+            raise _fail(
+                p, f"tensor {key!r} has shape {list(v.shape)}, expected {want}", "the checkpoint is corrupt"
+            )
         return v.reshape(v.shape[n_lead:])
 
     out: dict[str, torch.Tensor] = {}
@@ -866,7 +977,11 @@ def _rosinality_to_nvlabs(sd: dict[str, Any], p: Path) -> tuple[dict[str, torch.
     unused = [k for k in sd if k not in used]
     if unused:
         more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
-        raise _fail(p, f"unexpected tensor {unused[0]!r}{more} in the rosinality state dict", "the checkpoint is not a rosinality StyleGAN2 generator of a known layout")
+        raise _fail(
+            p,
+            f"unexpected tensor {unused[0]!r}{more} in the rosinality state dict",
+            "the checkpoint is not a rosinality StyleGAN2 generator of a known layout",
+        )
     return out, {}
 
 
@@ -881,7 +996,11 @@ def _need(sd: dict[str, Any], key: str, p: Path, ndim: int | None = None) -> tor
     if not isinstance(v, torch.Tensor):
         raise _fail(p, f"entry {key!r} is a {type(v).__name__}, not a tensor")
     if ndim is not None and v.ndim != ndim:
-        raise _fail(p, f"tensor {key!r} has shape {list(v.shape)}, expected {ndim} dimensions", "the checkpoint is corrupt")
+        raise _fail(
+            p,
+            f"tensor {key!r} has shape {list(v.shape)}, expected {ndim} dimensions",
+            "the checkpoint is corrupt",
+        )
     return v
 
 
@@ -891,7 +1010,9 @@ def _taps_from_filter(f2d: torch.Tensor, key: str, p: Path) -> tuple[float, ...]
         raise _fail(p, f"resample filter {key!r} has shape {list(f2d.shape)}, expected a square 2-D filter")
     taps = f2d.sum(dim=1) / f2d.sum().sqrt()
     if not torch.allclose(torch.outer(taps, taps), f2d, atol=1e-6):
-        raise _fail(p, f"resample filter {key!r} is not separable", "only separable FIR filters are supported")
+        raise _fail(
+            p, f"resample filter {key!r} is not separable", "only separable FIR filters are supported"
+        )
     nz = taps.abs()[taps.abs() > 1e-12]
     taps = taps / nz.min() if nz.numel() else taps
     return tuple(round(float(v), 6) for v in taps)
@@ -915,8 +1036,15 @@ def _from_nvlabs_layout(
     if "mapping.embed.weight" in sd:
         c_dim = max(c_dim, int(_need(sd, "mapping.embed.weight", p, 2).shape[1]))
     if c_dim:
-        raise _fail(p, f"is a conditional generator (c_dim={c_dim})", "use an unconditional StyleGAN2 checkpoint (c_dim=0)")
-    for key, val in (("activation", mk.get("activation", "lrelu")), ("activation", sk.get("activation", "lrelu"))):
+        raise _fail(
+            p,
+            f"is a conditional generator (c_dim={c_dim})",
+            "use an unconditional StyleGAN2 checkpoint (c_dim=0)",
+        )
+    for key, val in (
+        ("activation", mk.get("activation", "lrelu")),
+        ("activation", sk.get("activation", "lrelu")),
+    ):
         if val != "lrelu":
             raise _fail(p, f"uses {key} {val!r}; only 'lrelu' is supported")
 
@@ -938,11 +1066,17 @@ def _from_nvlabs_layout(
     resolution = res_list[-1]
     expected_res = [2**i for i in range(2, int(math.log2(max(resolution, 4))) + 1)]
     if res_list != expected_res:
-        raise _fail(p, f"synthesis blocks {res_list} are not the sequence 4, 8, ..., {resolution}", "the checkpoint is incomplete")
+        raise _fail(
+            p,
+            f"synthesis blocks {res_list} are not the sequence 4, 8, ..., {resolution}",
+            "the checkpoint is incomplete",
+        )
     channels = {4: int(_need(sd, "synthesis.b4.const", p, 3).shape[0])}
     for r in res_list[1:]:
         channels[r] = int(_need(sd, f"synthesis.b{r}.conv1.weight", p, 4).shape[0])
-    img_channels = int(_need(sd, "synthesis.b4.torgb.weight", p, 4).shape[0]) if "synthesis.b4.torgb.weight" in sd else 3
+    img_channels = (
+        int(_need(sd, "synthesis.b4.torgb.weight", p, 4).shape[0]) if "synthesis.b4.torgb.weight" in sd else 3
+    )
     architecture = sk.get("architecture", "skip")
     if any(".skip." in k for k in keys):
         architecture = "resnet"
@@ -963,7 +1097,11 @@ def _from_nvlabs_layout(
     for k in filter_keys:
         f = _need(sd, k, p).double()
         if f.shape != ref2d.shape or not torch.allclose(f, ref2d, atol=1e-6):
-            raise _fail(p, f"resample filter {k!r} differs from the filter {list(taps)} the network declares", "the checkpoint is inconsistent")
+            raise _fail(
+                p,
+                f"resample filter {k!r} differs from the filter {list(taps)} the network declares",
+                "the checkpoint is inconsistent",
+            )
     state = {k: v for k, v in sd.items() if k not in filter_keys}
 
     conv_clamp = sk.get("conv_clamp")
@@ -1000,14 +1138,27 @@ def _from_nvlabs_layout(
         "img_channels": hints.get("img_channels"),
         "mapping num_layers": mk.get("num_layers"),
     }
-    actual = {"z_dim": z_dim, "w_dim": w_dim, "img_resolution": resolution, "img_channels": img_channels, "mapping num_layers": n_layers}
+    actual = {
+        "z_dim": z_dim,
+        "w_dim": w_dim,
+        "img_resolution": resolution,
+        "img_channels": img_channels,
+        "mapping num_layers": n_layers,
+    }
     for name, want in declared.items():
         if want is not None and int(want) != actual[name]:
-            raise _fail(p, f"stored kwargs say {name}={want} but the tensors give {actual[name]}", "the checkpoint is inconsistent or corrupt")
+            raise _fail(
+                p,
+                f"stored kwargs say {name}={want} but the tensors give {actual[name]}",
+                "the checkpoint is inconsistent or corrupt",
+            )
     if sk.get("use_noise") is False and use_noise:
         raise _fail(p, "stored kwargs say use_noise=False but the checkpoint has noise tensors")
 
-    state = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in state.items()}
+    state = {
+        k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+        for k, v in state.items()
+    }
     ck = LoadedCheckpoint(config, state, fmt, p, notes)
     if "mapping.w_avg" not in state:
         _fill_w_avg(ck)

@@ -105,12 +105,17 @@ class StyleGAN2Config:
                 f"StyleGAN2 architecture {self.architecture!r} is not supported: only 'skip' "
                 "(the config-e/f generator) is implemented"
             )
-        if len(self.resample_filter) < 1 or sum(self.resample_filter) == 0:
-            raise UsageError(f"StyleGAN2 resample filter {list(self.resample_filter)} is empty or sums to 0")
+        taps = list(self.resample_filter)
+        if len(taps) < 2 or len(taps) % 2 or sum(taps) == 0:
+            raise UsageError(
+                f"StyleGAN2 resample filter {taps} must have an even number (>= 2) of taps summing to non-zero"
+            )
         if self.conv_clamp is not None and not self.conv_clamp > 0:
             raise UsageError(f"StyleGAN2 conv_clamp={self.conv_clamp!r} must be positive or None")
         if not self.mapping_lr_multiplier > 0:
-            raise UsageError(f"StyleGAN2 mapping lr multiplier {self.mapping_lr_multiplier!r} must be positive")
+            raise UsageError(
+                f"StyleGAN2 mapping lr multiplier {self.mapping_lr_multiplier!r} must be positive"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,8 +203,12 @@ def upsample2d(
     g = f.to(x.dtype) * 2.0  # gain 2 per axis
     # Zero-insert + pad ((k+1)//2, (k-2)//2) + convolve == transposed conv cropped by (k-2)//2.
     crop = (k - 2) // 2
-    x = F.conv_transpose2d(x, g.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, 2), padding=(0, crop), groups=c)
-    x = F.conv_transpose2d(x, g.reshape(1, 1, k, 1).expand(c, 1, k, 1), stride=(2, 1), padding=(crop, 0), groups=c)
+    x = F.conv_transpose2d(
+        x, g.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, 2), padding=(0, crop), groups=c
+    )
+    x = F.conv_transpose2d(
+        x, g.reshape(1, 1, k, 1).expand(c, 1, k, 1), stride=(2, 1), padding=(crop, 0), groups=c
+    )
     return x
 
 
@@ -241,7 +250,7 @@ def modulated_conv2d(
         if up:
             wt = w.transpose(1, 2).reshape(n * i, o, kh, kw)  # [N*I, O, k, k]
             x = F.conv_transpose2d(x, wt.to(x.dtype), stride=2, groups=n)
-            x = _fir_depthwise(x, resample_filter, pad=1, gain=4.0)
+            x = _fir_depthwise(x, resample_filter, pad=resample_filter.numel() // 2 - 1, gain=4.0)
         else:
             x = F.conv2d(x, w.reshape(n * o, i, kh, kw).to(x.dtype), padding=kh // 2, groups=n)
         return x.reshape(n, o, *x.shape[2:])
@@ -249,7 +258,7 @@ def modulated_conv2d(
     x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
     if up:
         x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
-        x = _fir_depthwise(x, resample_filter, pad=1, gain=4.0)
+        x = _fir_depthwise(x, resample_filter, pad=resample_filter.numel() // 2 - 1, gain=4.0)
     else:
         x = F.conv2d(x, weight.to(x.dtype), padding=kh // 2)
     if dcoefs is not None:
@@ -421,7 +430,13 @@ class SynthesisBlock(torch.nn.Module):
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim, resolution, up=True, use_noise=use_noise, conv_clamp=conv_clamp
+                in_channels,
+                out_channels,
+                w_dim,
+                resolution,
+                up=True,
+                use_noise=use_noise,
+                conv_clamp=conv_clamp,
             )
         self.conv1 = SynthesisLayer(
             out_channels, out_channels, w_dim, resolution, use_noise=use_noise, conv_clamp=conv_clamp
@@ -571,7 +586,9 @@ class StyleGAN2Generator(Generator):
         Returns ``self``.
         """
         if dtype not in (torch.float32,) + LOWP_DTYPES:
-            raise UsageError(f"StyleGAN2 compute dtype {dtype} is not supported: use float32, float16 or bfloat16")
+            raise UsageError(
+                f"StyleGAN2 compute dtype {dtype} is not supported: use float32, float16 or bfloat16"
+            )
         if num_lowp_res is not None and num_lowp_res < 0:
             raise UsageError(f"num_lowp_res={num_lowp_res} must be >= 0 or None")
         self.compute_dtype = dtype
@@ -593,8 +610,12 @@ class StyleGAN2Generator(Generator):
     ) -> torch.Tensor:  # float32 [N, num_ws, w_dim]
         """Map z to per-layer latents ws, lerped towards ``w_avg`` by ``truncation_psi``."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise UsageError(f"z has shape {list(z.shape)}, expected [N, {self.z_dim}] (N latents of size z_dim)")
-        if truncation_cutoff is not None and (int(truncation_cutoff) != truncation_cutoff or truncation_cutoff < 0):
+            raise UsageError(
+                f"z has shape {list(z.shape)}, expected [N, {self.z_dim}] (N latents of size z_dim)"
+            )
+        if truncation_cutoff is not None and (
+            int(truncation_cutoff) != truncation_cutoff or truncation_cutoff < 0
+        ):
             raise UsageError(f"truncation_cutoff={truncation_cutoff!r} must be a non-negative int or None")
         w = self.mapping_network(z)  # [N, w_dim]
         ws = w.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
@@ -616,8 +637,10 @@ class StyleGAN2Generator(Generator):
     ) -> torch.Tensor:  # float32 [N, 3, resolution, resolution], nominally in [-1, 1]
         """Draw images from per-layer latents.
 
-        The automatic modconv choice is the references' inference path (fused grouped conv) for
-        float32 or a single image, and the scaled-activation path for low-precision batches.
+        Automatic modconv choice: the fused grouped conv (the references' inference path) for a
+        single image and for float32 batches on CUDA (NVlabs's rule); the scaled-activation path
+        for low-precision CUDA batches and for every CPU batch (about 2x cheaper per image at
+        batch 32 on CPU). Both match the reference outputs to ~1e-5.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise UsageError(
@@ -627,7 +650,12 @@ class StyleGAN2Generator(Generator):
             raise UsageError(f"noise_mode {noise_mode!r} is not one of {list(NOISE_MODES)}")
         fused = fused_modconv if fused_modconv is not None else self.fused_modconv
         if fused is None:
-            fused = self.compute_dtype == torch.float32 or ws.shape[0] == 1
+            if ws.shape[0] == 1:
+                fused = True
+            elif ws.device.type == "cuda":
+                fused = self.compute_dtype == torch.float32
+            else:
+                fused = False
         img = self.synthesis_network(
             ws,
             noise_mode=noise_mode,

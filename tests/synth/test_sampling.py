@@ -205,3 +205,46 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_rows(reference, tmp_p
     a, b = _rows(reference[0]), _rows(out)
     pd.testing.assert_frame_equal(a.drop(columns=["image", "mask"]), b.drop(columns=["image", "mask"]))
     assert all(x["bytes"] == y["bytes"] for x, y in zip(a.image, b.image))
+
+
+def test_stylegan2_checkpoint_end_to_end_with_frozen_viewpoint_rows(stylegan_fixtures, tmp_path):
+    """`g3d synth --generator FIXTURE`: every image of a view column is synthesis(ws with that view's code)."""
+    import torch
+
+    from g3d.datasets.schema import decode_png
+    from g3d.synth.checkpoints import load_generator
+
+    ckpt = stylegan_fixtures / "nvlabs_small.safetensors"
+    out = tmp_path / "sg"
+    r = run_synth(SynthConfig(out=out, generator=str(ckpt), views=39, samples=3, batch_size=16, samples_per_shard=2, candidates=80))
+    assert r.views == 39 and r.rows_written == 117
+    df = _rows(out)
+    assert df["mask"].isna().all() and "K" not in df.columns  # a real GAN knows no ground truth
+    codes = np.stack(pq.read_table(out / "viewpoints.parquet").to_pandas().code).reshape(39, 4, -1)
+    samples = pq.read_table(out / "samples.parquet").to_pandas()
+    G = load_generator(str(ckpt))
+    z = torch.tensor(np.stack(samples.z), dtype=torch.float32)
+    with torch.no_grad():
+        content = G.mapping(z, truncation_psi=0.7)
+        for _, row in df.iloc[::7].iterrows():
+            ws = content[row.sample_id : row.sample_id + 1].clone()
+            ws[0, :4] = torch.tensor(codes[row.view_id])
+            img = G.synthesis(ws, noise_mode="const")
+            want = ((img.clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
+            got = decode_png(row.image["bytes"]).astype(np.float64)
+            assert np.abs(got - want).max() <= 1.0, (row.sample_id, row.view_id)
+    manifest = __import__("json").loads((out / "g3d.json").read_text())
+    assert manifest["generator"]["sha256"] and manifest["width"] == 64 and not manifest["ground_truth"]
+
+
+def test_crop_of_a_checkpoint_output(stylegan_fixtures, tmp_path):
+    from g3d.datasets.schema import decode_png
+
+    ckpt = stylegan_fixtures / "rosinality_small.safetensors"
+    run_synth(SynthConfig(out=tmp_path / "c", generator=str(ckpt), views=2, samples=1, candidates=8, crop=(8, 56, 0, 64)))
+    img = decode_png(_rows(tmp_path / "c").image[0]["bytes"])
+    assert img.shape == (48, 64, 3)
+    with pytest.raises(UsageError, match="--crop"):
+        run_synth(SynthConfig(out=tmp_path / "d", generator=str(ckpt), views=2, samples=1, candidates=8, crop=(0, 100, 0, 64)))
+    with pytest.raises(UsageError, match="--resolution 128"):
+        run_synth(SynthConfig(out=tmp_path / "e", generator=str(ckpt), views=2, samples=1, candidates=8, resolution=128))
