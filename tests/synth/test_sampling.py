@@ -248,3 +248,24 @@ def test_crop_of_a_checkpoint_output(stylegan_fixtures, tmp_path):
         run_synth(SynthConfig(out=tmp_path / "d", generator=str(ckpt), views=2, samples=1, candidates=8, crop=(0, 100, 0, 64)))
     with pytest.raises(UsageError, match="--resolution 128"):
         run_synth(SynthConfig(out=tmp_path / "e", generator=str(ckpt), views=2, samples=1, candidates=8, resolution=128))
+
+
+def test_car_preset_crops_a_512px_checkpoint_to_512x384(tmp_path):
+    """Car config-f draws 512x512 with black bars: the car preset keeps rows 64:448 by default."""
+    import torch
+    from safetensors.torch import save_file
+
+    from g3d.datasets.schema import decode_png
+    from g3d.synth.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+    cfg = StyleGAN2Config(z_dim=16, w_dim=16, resolution=512, channels={r: 4 for r in (4, 8, 16, 32, 64, 128, 256, 512)}, mapping_layers=2)
+    torch.manual_seed(0)
+    G = StyleGAN2Generator(cfg)
+    assert G.num_ws == 16
+    path = tmp_path / "tiny512.safetensors"
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(path), metadata={"g3d_config": cfg.to_json()})
+    r = run_synth(SynthConfig(out=tmp_path / "o", generator=str(path), views=2, samples=1, candidates=8, batch_size=2))
+    img = decode_png(_rows(tmp_path / "o").image[0]["bytes"])
+    assert img.shape == (384, 512, 3) and r.rows_written == 2
+    run_synth(SynthConfig(out=tmp_path / "p", generator=str(path), views=2, samples=1, candidates=8, crop=None))
+    assert decode_png(_rows(tmp_path / "p").image[0]["bytes"]).shape == (512, 512, 3)
