@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from g3d.render.rasterize import Fragments, project_vertices, rasterize
+from g3d.render.rasterize import Fragments, box_pixel_pairs, project_vertices, rasterize
 
 SIGMA = 1.0 / 7000.0  # DIB-R's default, NDC units squared
 CUTOFF = -math.log(1e-7)  # d^2 / sigma beyond which a face's contribution is negligible
@@ -102,25 +102,8 @@ def soft_silhouette(
         bg = (~covered).reshape(-1)
     log_keep = torch.zeros(B * H * W, dtype=uvz.dtype, device=dev)
     flat = uvz.reshape(B * V, 3)
-    cum = torch.cumsum(count, 0)
-    n_faces = count.numel()
-    start = 0
-    while start < n_faces and int(cum[-1]) > 0:
-        base = int(cum[start - 1]) if start > 0 else 0
-        end = max(start + 1, min(n_faces, int(torch.searchsorted(cum, base + max_pairs, right=True))))
+    for pf, xi, yi in box_pixel_pairs(x0, y0, bw, count, max_pairs):  # integer tables: no graph
         with torch.no_grad():
-            ids = torch.arange(start, end, device=dev)
-            cnt = count[ids]
-            n = int(cnt.sum())
-        start = end
-        if n == 0:
-            continue
-        with torch.no_grad():
-            pf = ids.repeat_interleave(cnt)
-            local = torch.arange(n, device=dev) - (torch.cumsum(cnt, 0) - cnt).repeat_interleave(cnt)
-            w = bw.index_select(0, pf)
-            xi = x0.index_select(0, pf) + local % w
-            yi = y0.index_select(0, pf) + torch.div(local, w, rounding_mode="floor")
             b = batch_of.index_select(0, pf)
             pix = (b * H + yi) * W + xi
             keep = bg.index_select(0, pix)

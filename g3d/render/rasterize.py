@@ -68,6 +68,38 @@ def _face_boxes(uvz_f: torch.Tensor, height: int, width: int, cull_backfaces: bo
     return x0.long(), y0.long(), bw.long(), count, area2
 
 
+def box_pixel_pairs(
+    x0: torch.Tensor,  # int64 [M] first pixel column of each box
+    y0: torch.Tensor,  # int64 [M] first pixel row
+    bw: torch.Tensor,  # int64 [M] box width in pixels
+    count: torch.Tensor,  # int64 [M] pixels in the box (0 skips it)
+    max_pairs: int,  # pairs per chunk (bounds memory); a single larger box is one chunk
+):
+    """Every (box, pixel) pair of the boxes, in chunks: yields (box index, x, y), each int64 [P].
+
+    Exact enumeration with ``repeat_interleave`` over the box sizes, so the cost follows the sum of
+    the box areas (a few huge faces do not blow up a padded layout).
+    """
+    cum = torch.cumsum(count, 0)
+    M = count.numel()
+    if M == 0 or int(cum[-1]) == 0:
+        return
+    start = 0
+    while start < M:
+        base = int(cum[start - 1]) if start > 0 else 0
+        end = max(start + 1, min(M, int(torch.searchsorted(cum, base + max_pairs, right=True))))
+        ids = torch.arange(start, end, device=count.device)
+        cnt = count[start:end]
+        start = end
+        n = int(cnt.sum())
+        if n == 0:
+            continue
+        box = ids.repeat_interleave(cnt)
+        local = torch.arange(n, device=count.device) - (torch.cumsum(cnt, 0) - cnt).repeat_interleave(cnt)
+        w = bw.index_select(0, box)
+        yield box, x0.index_select(0, box) + local % w, y0.index_select(0, box) + torch.div(local, w, rounding_mode="floor")
+
+
 def _edge_bary(ua, va, ub, vb, uc, vc, px, py, area2):
     """Screen-space barycentrics (l0, l1, l2) of points (px, py) in triangles a, b, c."""
     l0 = ((ub - px) * (vc - py) - (vb - py) * (uc - px)) / area2
@@ -105,28 +137,7 @@ def rasterize(
         face_of = torch.arange(F, device=device).repeat(B)
 
         zbuf = torch.full((B * height * width,), _NO_FACE, dtype=torch.int64, device=device)
-        cum = torch.cumsum(cntf, 0)
-        total = int(cum[-1]) if cum.numel() else 0
-        start_face = 0
-        nface = B * F
-        while start_face < nface and total > 0:
-            # Take faces until the chunk holds about max_pairs candidate pairs.
-            base = int(cum[start_face - 1]) if start_face > 0 else 0
-            end_face = int(torch.searchsorted(cum, base + max_pairs, right=True))
-            end_face = max(end_face, start_face + 1)
-            end_face = min(end_face, nface)
-            ids = torch.arange(start_face, end_face, device=device)
-            cnt = cntf[ids]
-            n = int(cnt.sum())
-            start_face = end_face
-            if n == 0:
-                continue
-            pair_face = ids.repeat_interleave(cnt)  # global (b*F + f) per pair
-            offs = torch.cumsum(cnt, 0) - cnt
-            local = torch.arange(n, device=device) - offs.repeat_interleave(cnt)
-            w = bwf.index_select(0, pair_face)
-            px_i = x0f.index_select(0, pair_face) + local % w
-            py_i = y0f.index_select(0, pair_face) + torch.div(local, w, rounding_mode="floor")
+        for pair_face, px_i, py_i in box_pixel_pairs(x0f, y0f, bwf, cntf, max_pairs):
             px = px_i.to(uvz.dtype) + 0.5
             py = py_i.to(uvz.dtype) + 0.5
             g = lambda t: t.index_select(0, pair_face)  # noqa: E731
