@@ -3,12 +3,12 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench venv label-studio clean
 
 $(BIN)/g3d: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,sfm,annotate]'
 	touch $(BIN)/g3d
 
 venv: $(BIN)/g3d
@@ -16,10 +16,13 @@ venv: $(BIN)/g3d
 ## The main job: 39 aligned views of cars from the built-in generator, then where to look.
 demo: venv
 	$(BIN)/g3d synth --class car --views 39 --out g3d-data/car
-	@echo "contact sheet: g3d-data/car/previews/contact_sheet.png"
+
+## Label Studio server in its own environment (.venv-ls), for the annotate tests.
+label-studio:
+	bash scripts/label-studio-venv.sh
 
 ## The whole test suite, slow end-to-end tests included (what CI runs).
-test: venv
+test: venv label-studio
 	$(BIN)/python -m pytest -q tests
 
 ## Only the fast tests.
@@ -30,4 +33,4 @@ bench: venv
 	$(BIN)/python bench/synth.py
 
 clean:
-	rm -rf $(VENV) g3d-data
+	rm -rf $(VENV) .venv-ls g3d-data
