@@ -26,7 +26,9 @@ console = Console(stderr=True)
 
 
 def _fail(exc: G3DError) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -284,6 +286,16 @@ def info(folder: Path = typer.Argument(..., help="A dataset folder written by g3
     except G3DError as exc:
         _fail(exc)
     typer.echo(text)
+
+
+def _register_stage_commands() -> None:
+    """Stages that own a Typer sub-app (their modules import nothing heavy at the top)."""
+    from g3d.annotate.commands import annotate_app
+
+    app.add_typer(annotate_app, name="annotate")
+
+
+_register_stage_commands()
 
 
 def main() -> None:
