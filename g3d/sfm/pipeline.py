@@ -1,0 +1,482 @@
+"""``g3d sfm-init``: one camera per view from pose bins and keypoints, in the object's frame.
+
+:func:`run_sfm_init` reads a dataset folder's annotations, makes the pose-bin cameras, refines them
+from the keypoints through COLMAP (both routes of :mod:`g3d.sfm.colmap`, the better kept), brings
+the result into the object frame (:mod:`g3d.sfm.align`), checks every view
+(:mod:`g3d.sfm.checks`), falls back to the pose-bin camera where a check fails, and writes
+``cameras.parquet`` and ``previews/sfm_cameras.png``. :func:`solve` is the same in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from g3d import cameras
+from g3d.errors import DatasetError, UsageError
+from g3d.sfm import checks as chk
+from g3d.sfm.align import AlignmentError, Similarity, rotation_angle_deg, to_object_frame, umeyama
+from g3d.sfm.inputs import Annotations, read_annotations
+from g3d.sfm.posebins import bin_width_deg, focal_guess, pose_bin_cameras
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "bins", "sfm")
+ROUTES = ("best", "bins_ba", "mapping")
+SOURCES = ("pose_bin", "sfm", "sfm_flagged")
+PREVIEW = "sfm_cameras.png"
+SINGLE_ELEVATION_TOLERANCE_DEG = 45.0  # bins that all share one elevation say nothing finer about it
+
+
+@dataclass
+class SfmConfig:
+    """Arguments of one ``g3d sfm-init`` run."""
+
+    folder: Path  # dataset folder with annotations/ (written by g3d annotate pull)
+    method: Literal["auto", "bins", "sfm"] = "auto"  # bins: pose bins only; sfm: keypoints required; auto: keypoints where enough, bins elsewhere
+    focal_guess: float | None = None  # focal length guess in pixels; None = from the class preset's field of view
+    max_reproj_px: float = 8.0  # views whose mean reprojection error stays above this are re-estimated, then flagged
+    route: Literal["best", "bins_ba", "mapping"] = "best"  # keypoint route(s) to run; best = both, the better kept
+    min_keypoints: int = chk.MIN_KEYPOINTS  # views with fewer fitted keypoints keep their pose-bin camera
+    bin_tolerance_deg: float | None = None  # allowed refined-vs-bin difference; None = one azimuth bin width
+    # (elevation: the same when the bins carry several elevations, else 45 deg)
+    distance: float | None = None  # pose-bin camera distance (and the scale of the output); None = the preset's
+    scale: str | float = "distance"  # "distance" (median camera distance = distance), "unit_box", or an object length
+    preview: bool = True  # write previews/sfm_cameras.png
+    seed: int = 0  # RANSAC seed
+
+
+@dataclass
+class RouteSummary:
+    """One keypoint route's outcome, for the report."""
+
+    route: str
+    registered: int  # views it placed
+    kept: int  # views that passed every check
+    focal: float  # refined focal in pixels (NaN: failed)
+    mean_reproj_px: float
+    seconds: float
+    frame: str  # how the object frame was found
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Solution:
+    """Cameras of every view (object frame, :mod:`g3d.cameras` convention). V views."""
+
+    view_ids: np.ndarray  # int32 [V]
+    has_camera: np.ndarray  # bool [V]
+    K: np.ndarray  # float64 [3, 3] shared intrinsics
+    R: np.ndarray  # float64 [V, 3, 3] (NaN rows: no camera)
+    t: np.ndarray  # float64 [V, 3]
+    source: list[str | None]  # [V] pose_bin | sfm | sfm_flagged | None
+    reproj_px: np.ndarray  # float64 [V] mean reprojection error of the refined camera (NaN: none)
+    num_keypoints: np.ndarray  # int [V] annotated keypoints
+    flags: list[list[chk.Flag]]  # [V] failed checks of the chosen route
+    points: np.ndarray  # float64 [P, 3] keypoints in the object frame (NaN: none)
+    routes: list[RouteSummary]
+    chosen: str | None  # route whose cameras were used
+    focal_guess: float
+    problems: list[str]  # input and model-wide problems
+    outliers: list[str]  # keypoints ignored as outliers, "view 3 left_front_wheel (41 px)"
+    bin_R: np.ndarray  # float64 [V, 3, 3] pose-bin cameras (NaN: no bin)
+    bin_t: np.ndarray
+    refined_R: np.ndarray  # float64 [V, 3, 3] the chosen route's cameras, object frame, flagged ones included
+    refined_t: np.ndarray
+    comparison: str | None = None  # how far the two routes' cameras are apart, when both ran
+    results: dict = field(default_factory=dict)  # route name -> colmap.RouteResult in the route's own frame ("<name>/again": re-solved without flagged views)
+
+
+@dataclass
+class SfmReport:
+    """What a ``g3d sfm-init`` run did."""
+
+    cameras: Path  # cameras.parquet
+    preview: Path | None  # previews/sfm_cameras.png
+    method: str
+    views: int  # views in the dataset
+    written: int  # camera rows written
+    sources: dict[str, int]  # rows per source
+    focal: float  # shared focal of the output
+    focal_guess: float
+    chosen_route: str | None
+    routes: list[RouteSummary]
+    comparison: str | None
+    flagged: dict[int, list[str]]  # view_id -> messages of its failed checks
+    no_camera: list[int]  # views without a camera (rejected, or no bin and not refined)
+    problems: list[str]
+    outliers: list[str]
+    seconds: float
+
+    def lines(self) -> list[str]:
+        """A short human-readable summary (the CLI prints it)."""
+        from g3d.sfm.report import summary_lines
+
+        return summary_lines(self)
+
+
+def _align(route, ann_preset, bins_R, bins_t, cfg: SfmConfig) -> tuple[Similarity | None, str]:
+    """Object-frame similarity of a route's result: from keypoint semantics, else fitted to the bin cameras."""
+    try:
+        sim = to_object_frame(route.points, route.R, route.t, ann_preset, scale=cfg.scale, distance=cfg.distance)
+        return sim, sim.method
+    except AlignmentError as exc:
+        reason = str(exc)
+        if exc.degenerate:  # the names are there but the model is flat or flipped: no frame to trust
+            return None, f"none, the model is degenerate ({reason})"
+    both = route.registered & np.isfinite(bins_R).all(axis=(1, 2))
+    if both.sum() >= 3:
+        c_est = cameras.center_of(route.R[both], route.t[both])
+        c_bin = cameras.center_of(bins_R[both], bins_t[both])
+        sim = umeyama(c_est, c_bin)
+        return sim, f"fitted to the pose-bin cameras ({reason})"
+    return None, f"none ({reason}, and fewer than 3 views have a bin to fit it to)"
+
+
+def _evaluate(route, ann: Annotations, bins_R, bins_t, f0: float, cfg: SfmConfig):
+    """Align a route's result and check every view: (R, t, points, flags, frame text, model flag)."""
+    V = len(ann.view_ids)
+    sim, frame = _align(route, ann.preset, bins_R, bins_t, cfg)
+    if sim is None:  # checks without the bins (no frame to compare them in), and the model rejected
+        R, t, pts = route.R, route.t, route.points
+        has_bin = np.zeros(V, bool)
+    else:
+        R, t = sim.cameras(route.R, route.t)
+        pts = sim.points(route.points)
+        has_bin = ann.has_bin
+    K = np.array([[route.focal, 0, ann.width / 2], [0, route.focal, ann.height / 2], [0, 0, 1.0]])
+    tol = cfg.bin_tolerance_deg if cfg.bin_tolerance_deg is not None else bin_width_deg(ann.preset)
+    elevations = np.unique(ann.bin_elevation_deg[ann.has_bin])
+    el_tol = tol if len(elevations) > 1 else max(tol, SINGLE_ELEVATION_TOLERANCE_DEG)
+    from g3d.sfm.colmap import absolute_pose, reprojection_errors
+
+    def swap_test(v: int):
+        swapped = chk.swap_left_right(ann.xy[v], ann.preset)
+        res = absolute_pose(swapped, pts, K, max(cfg.max_reproj_px, 4.0), cfg.seed)
+        if res is None:
+            return None
+        az, _, _ = cameras.to_azimuth_elevation(res[0], res[1])
+        e = reprojection_errors(swapped[None], K, res[0][None], res[1][None], pts)[0]
+        return float(az), np.where(np.isfinite(e), e, np.inf)[np.isfinite(swapped[:, 0]) & np.isfinite(pts[:, 0])]
+
+    err_all = reprojection_errors(ann.xy, K, R, t, pts)
+
+    flags = []
+    for v in range(V):
+        flags.append(
+            chk.view_flags(
+                v, int(ann.view_ids[v]), ann.xy[v], route.used[v], bool(route.registered[v]), float(route.reproj_px[v]),
+                R[v], t[v], float(ann.bin_azimuth_deg[v]) if has_bin[v] else np.nan, float(ann.bin_elevation_deg[v]),
+                tol, cfg.max_reproj_px, cfg.min_keypoints, swap_test if route.registered[v] else None,
+                np.where(np.isfinite(err_all[v]), err_all[v], np.inf)[np.isfinite(ann.xy[v, :, 0]) & np.isfinite(pts[:, 0])],
+                el_tol,
+            )
+        )
+    if sim is None:
+        return R, t, pts, flags, frame, chk.Flag("frame", f"no object frame: {frame}")
+    model_flag = chk.focal_flag(route.focal, f0) or chk.model_flag(flags, route.registered)
+    return R, t, pts, flags, frame, model_flag
+
+
+def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> Solution:
+    """Cameras for every view of ``ann`` (see the module docstring); never raises for bad keypoints."""
+    say = log_fn or (lambda m: log.info(m))
+    if cfg.method not in METHODS:
+        raise UsageError(f"--method {cfg.method!r} is not one of {', '.join(METHODS)}")
+    if cfg.route not in ROUTES:
+        raise UsageError(f"route {cfg.route!r} is not one of {', '.join(ROUTES)}")
+    if cfg.focal_guess is not None and not cfg.focal_guess > 0:
+        raise UsageError(f"--focal-guess {cfg.focal_guess} must be a positive number of pixels")
+    if not cfg.max_reproj_px > 0:
+        raise UsageError(f"--max-reproj-px {cfg.max_reproj_px} must be positive")
+    preset = ann.preset
+    V, P = ann.xy.shape[:2]
+    W, H = ann.width, ann.height
+    f0 = focal_guess(preset, W, cfg.focal_guess)
+    dist = preset.distance if cfg.distance is None else float(cfg.distance)
+    az = np.where(ann.has_bin, ann.bin_azimuth_deg, np.nan)
+    bins_R, bins_t = pose_bin_cameras(az, ann.bin_elevation_deg, dist)
+    problems = list(ann.problems)
+    if cfg.method == "bins" and not ann.has_pose_bins:
+        raise UsageError(f"--method bins needs {ann.folder}/annotations/pose_bins.parquet: annotate pose bins, or use --method auto")
+    if cfg.method == "sfm" and not ann.has_keypoints:
+        raise UsageError(f"--method sfm needs {ann.folder}/annotations/keypoints.parquet: click keypoints, or use --method auto")
+
+    routes: list[RouteSummary] = []
+    results: dict = {}
+    candidates = []  # (key, route, R, t, pts, flags, model_flag)
+    npts = ann.num_keypoints
+    want_refine = cfg.method != "bins" and ann.has_keypoints
+    if want_refine and (npts >= 3).sum() < 2:
+        problems.append(f"keypoint refinement skipped: only {(npts >= 3).sum()} views have 3 or more keypoints")
+        want_refine = False
+    if want_refine:
+        from g3d.errors import MissingDependencyError
+        from g3d.sfm import colmap
+
+        try:
+            colmap.require_pycolmap()
+        except MissingDependencyError as exc:
+            if cfg.method == "sfm":
+                raise
+            problems.append(f"keypoints unused: {exc}")
+            want_refine = False
+    if want_refine:
+        _quiet_colmap()
+        opts = colmap.RefineOptions(max_reproj_px=cfg.max_reproj_px, seed=cfg.seed)
+        runs = []
+        if cfg.route in ("best", "bins_ba"):
+            if ann.has_bin.sum() >= 2:
+                runs.append(("bins_ba", lambda: colmap.refine_from_bins(ann.xy, bins_R, bins_t, f0, W, H, opts)))
+            else:
+                problems.append("bins+BA route skipped: fewer than two views have a pose bin")
+        if cfg.route in ("best", "mapping"):
+            runs.append(("mapping", lambda: colmap.map_keypoints(ann.xy, f0, W, H, opts)))
+        for name, run in runs:
+            say(f"refining cameras: route {name}")
+            t0 = time.perf_counter()
+            try:
+                res = run()
+            except Exception as exc:  # COLMAP's estimators throw on degenerate input; never crash the run
+                res = colmap.failed(name, V, P, f"COLMAP failed ({type(exc).__name__}: {exc})", time.perf_counter() - t0)
+            results[name] = res
+            if not res.ok:
+                routes.append(RouteSummary(name, 0, 0, float("nan"), float("nan"), res.seconds, "-", res.messages))
+                continue
+            R, t, pts, flags, frame, model_flag = _evaluate(res, ann, bins_R, bins_t, f0, cfg)
+            # Views that contradict the others (mirrored labels, a wrong bin pulling them) bend the
+            # model a little: solve once more without them; they stay flagged.
+            excl = [v for v in range(V) if res.registered[v] and any(f.code in chk.INCONSISTENT for f in flags[v])]
+            if excl and model_flag is None and len(excl) < 0.5 * res.registered.sum():
+                xy2 = ann.xy.copy()
+                xy2[excl] = np.nan
+                note = f"solved again without the flagged views {', '.join(str(int(ann.view_ids[v])) for v in excl)}"
+                try:
+                    res2 = colmap.refine_from_cameras(name, xy2, res.R, res.t, res.focal, W, H, opts, res.messages + [note])
+                except Exception as exc:  # keep the first solution
+                    res2 = None
+                    problems.append(f"route {name}: solving again without the flagged views failed ({type(exc).__name__}: {exc})")
+                if res2 is not None and res2.ok:
+                    for v in excl:  # they keep their first-pass camera and verdict
+                        res2.registered[v] = True
+                        res2.R[v], res2.t[v] = res.R[v], res.t[v]
+                        res2.used[v], res2.reproj_px[v] = res.used[v], res.reproj_px[v]
+                    res2.seconds += res.seconds
+                    res2.reestimated = sorted(set(res.reestimated) | set(res2.reestimated))
+                    first_flags = flags
+                    R2, t2, pts2, flags2, frame2, model_flag2 = _evaluate(res2, ann, bins_R, bins_t, f0, cfg)
+                    if model_flag2 is None:
+                        for v in excl:
+                            flags2[v] = flags2[v] or first_flags[v]
+                        res, R, t, pts, flags, frame, model_flag = res2, R2, t2, pts2, flags2, frame2, model_flag2
+                        results[f"{name}/again"] = res
+            kept = np.array([res.registered[v] and not flags[v] for v in range(V)]) & (model_flag is None)
+            routes.append(RouteSummary(name, int(res.registered.sum()), int(kept.sum()), res.focal, res.mean_reproj_px, res.seconds, frame, list(res.messages)))
+            key = (int(kept.sum()), int(res.registered.sum()), -round(float(np.nan_to_num(res.mean_reproj_px, nan=1e9)), 2))
+            candidates.append((key, res, R, t, pts, flags, model_flag))
+
+    source: list[str | None] = [None] * V
+    R_out = np.full((V, 3, 3), np.nan)
+    t_out = np.full((V, 3), np.nan)
+    reproj = np.full(V, np.nan)
+    flags_out: list[list[chk.Flag]] = [[] for _ in range(V)]
+    points = np.full((P, 3), np.nan)
+    focal = f0
+    chosen = None
+    outliers: list[str] = []
+    comparison = None
+    refined_R = np.full((V, 3, 3), np.nan)
+    refined_t = np.full((V, 3), np.nan)
+    model_flag = None
+    if len(candidates) == 2:
+        a, b = candidates
+        d = route_disagreement_deg(np.where(a[1].registered[:, None, None], a[2], np.nan), np.where(b[1].registered[:, None, None], b[2], np.nan))
+        if np.isfinite(d).any():
+            comparison = (
+                f"{a[1].route} vs {b[1].route}: cameras {np.nanmedian(d):.2f} deg apart (median), {np.nanmax(d):.1f} deg at most, "
+                f"over {int(np.isfinite(d).sum())} views both placed"
+            )
+    if candidates:
+        key, res, R, t, pts, flags, model_flag = max(candidates, key=lambda c: c[0])
+        refined_R = np.where(res.registered[:, None, None], R, np.nan)
+        refined_t = np.where(res.registered[:, None], t, np.nan)
+        chosen = res.route
+        points = pts
+        n_kept = sum(1 for v in range(V) if res.registered[v] and not flags[v])
+        if model_flag is not None:
+            problems.append(f"route {res.route}: {model_flag.message}; every view keeps its pose-bin camera")
+            why = {"focal": "implausible focal", "frame": "no object frame"}.get(model_flag.code, "most views contradict it")
+            flags = [
+                [chk.Flag(model_flag.code, f"view {int(ann.view_ids[v])}: the whole model was rejected ({why}, see the note below)")] + fl
+                if res.registered[v] else fl
+                for v, fl in enumerate(flags)
+            ]
+        elif n_kept >= max(3, 0.5 * int(res.registered.sum())):
+            focal = res.focal
+        else:
+            problems.append(f"route {res.route}: only {n_kept} of {int(res.registered.sum())} placed views passed the checks: kept the focal guess {f0:.1f} px")
+        flags_out = flags
+        for v in range(V):
+            if res.registered[v]:
+                reproj[v] = res.reproj_px[v]
+                for p in np.flatnonzero(np.isfinite(ann.xy[v, :, 0]) & ~res.used[v] & np.isfinite(res.points[:, 0])):
+                    outliers.append(f"view {int(ann.view_ids[v])} {preset.keypoints[p]}")
+            if res.registered[v] and not flags[v] and model_flag is None:
+                R_out[v], t_out[v], source[v] = R[v], t[v], "sfm"
+        problems.extend(chk.global_problems(flags, res.registered))
+    if want_refine and (npts == 0).any():
+        empty = [int(ann.view_ids[v]) for v in range(V) if npts[v] == 0 and not ann.rejected[v]]
+        if empty:
+            problems.append(f"no keypoints clicked in views {', '.join(str(v) for v in empty[:20])}{' ...' if len(empty) > 20 else ''}: they keep their pose-bin camera")
+        for v in range(V):
+            if npts[v] == 0:
+                flags_out[v] = []
+    for v in range(V):
+        if source[v] is not None or ann.rejected[v]:
+            continue
+        attempted = want_refine and npts[v] > 0
+        if ann.has_bin[v]:
+            R_out[v], t_out[v] = bins_R[v], bins_t[v]
+            source[v] = "sfm_flagged" if attempted else "pose_bin"
+        elif attempted and model_flag is None and np.isfinite(refined_R[v]).all():
+            R_out[v], t_out[v], source[v] = refined_R[v], refined_t[v], "sfm_flagged"  # flagged, and no bin to fall back to
+        if attempted and not flags_out[v]:
+            flags_out[v] = [chk.Flag("unregistered", f"view {int(ann.view_ids[v])}: no keypoint route placed it")]
+    K = np.array([[focal, 0.0, W / 2.0], [0.0, focal, H / 2.0], [0.0, 0.0, 1.0]])
+    return Solution(
+        view_ids=ann.view_ids.copy(),
+        has_camera=np.array([s is not None for s in source]),
+        K=K,
+        R=R_out,
+        t=t_out,
+        source=source,
+        reproj_px=reproj,
+        num_keypoints=npts,
+        flags=flags_out,
+        points=points,
+        routes=routes,
+        chosen=chosen,
+        focal_guess=f0,
+        problems=problems,
+        outliers=outliers,
+        bin_R=bins_R,
+        bin_t=bins_t,
+        refined_R=refined_R,
+        refined_t=refined_t,
+        comparison=comparison,
+        results=results,
+    )
+
+
+def _quiet_colmap() -> None:
+    """COLMAP logs every step (and Ceres every failed step) through glog; keep errors only."""
+    import pycolmap
+
+    try:
+        pycolmap.logging.minloglevel = 2
+    except AttributeError:  # pragma: no cover - other pycolmap builds
+        pass
+
+
+def cameras_table(sol: Solution, width: int):
+    """The ``cameras.parquet`` table: one row per view that has a camera.
+
+    ==================  ====================  ===================================================
+    column              type                  meaning
+    ==================  ====================  ===================================================
+    view_id             int32                 the view (column of the dataset)
+    K, R                list<float64>[9]      shared intrinsics; world-to-camera rotation (row-major)
+    t                   list<float64>[3]      world-to-camera translation (:mod:`g3d.cameras`)
+    azimuth_deg,        float64               the camera centre in the object frame
+    elevation_deg,
+    distance
+    fov_deg             float64               horizontal field of view of K
+    source              string                pose_bin: the bin camera, no keypoints tried;
+                                              sfm: refined from the keypoints, every check passed;
+                                              sfm_flagged: a check failed, the bin camera is used
+                                              (the flagged refined one where the view has no bin)
+    reprojection_error  float64 | null        mean pixel error of the refined camera over its
+                                              inlier keypoints (null for pose_bin)
+    num_keypoints       int32                 keypoints annotated in the view
+    ==================  ====================  ===================================================
+    """
+    import pyarrow as pa
+
+    rows = np.flatnonzero(sol.has_camera)
+    az, el, d = cameras.to_azimuth_elevation(sol.R[rows], sol.t[rows]) if len(rows) else (np.zeros(0),) * 3
+    fov = cameras.fov_of(sol.K, width)
+    reproj = [None if sol.source[v] == "pose_bin" or not np.isfinite(sol.reproj_px[v]) else float(sol.reproj_px[v]) for v in rows]
+    return pa.table(
+        {
+            "view_id": pa.array(sol.view_ids[rows], pa.int32()),
+            "K": pa.array([sol.K.reshape(9).tolist()] * len(rows), pa.list_(pa.float64(), 9)),
+            "R": pa.array([sol.R[v].reshape(9).tolist() for v in rows], pa.list_(pa.float64(), 9)),
+            "t": pa.array([sol.t[v].tolist() for v in rows], pa.list_(pa.float64(), 3)),
+            "azimuth_deg": pa.array(np.asarray(az, np.float64), pa.float64()),
+            "elevation_deg": pa.array(np.asarray(el, np.float64), pa.float64()),
+            "distance": pa.array(np.asarray(d, np.float64), pa.float64()),
+            "fov_deg": pa.array([fov] * len(rows), pa.float64()),
+            "source": pa.array([sol.source[v] for v in rows], pa.string()),
+            "reprojection_error": pa.array(reproj, pa.float64()),
+            "num_keypoints": pa.array(sol.num_keypoints[rows], pa.int32()),
+        }
+    )
+
+
+def run_sfm_init(cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> SfmReport:
+    """Read ``cfg.folder``'s annotations, make one camera per view, write ``cameras.parquet`` and the preview.
+
+    Raises :class:`DatasetError` when no camera at all can be made (no annotation usable, no bin
+    and no refined view); every other problem is named in the report.
+    """
+    from g3d.datasets import folder as dsf
+    from g3d.datasets import io as dsio
+
+    start = time.perf_counter()
+    folder = Path(cfg.folder)
+    ann = read_annotations(folder)
+    sol = solve(ann, cfg, log_fn)
+    if not sol.has_camera.any():
+        causes = "; ".join((sol.problems + [r.messages[-1] for r in sol.routes if r.messages])[:4]) or "no view has a pose bin or enough keypoints"
+        raise DatasetError(f"no camera could be made for any of the {len(ann.view_ids)} views of {folder} ({causes}): annotate pose bins for the views (g3d annotate push poses)")
+    out = folder / dsf.CAMERAS
+    dsio.write_table(out, cameras_table(sol, ann.width))
+    preview = None
+    if cfg.preview:
+        from g3d.sfm.report import write_preview
+
+        preview = write_preview(folder / dsf.PREVIEWS / PREVIEW, sol, ann)
+    sources = {s: int(sum(1 for x in sol.source if x == s)) for s in SOURCES}
+    flagged = {int(sol.view_ids[v]): [f.message for f in sol.flags[v]] for v in range(len(sol.view_ids)) if sol.flags[v]}
+    return SfmReport(
+        cameras=out,
+        preview=preview,
+        method=cfg.method,
+        views=len(ann.view_ids),
+        written=int(sol.has_camera.sum()),
+        sources=sources,
+        focal=float(sol.K[0, 0]),
+        focal_guess=sol.focal_guess,
+        chosen_route=sol.chosen,
+        routes=sol.routes,
+        comparison=sol.comparison,
+        flagged=flagged,
+        no_camera=[int(v) for v, s in zip(sol.view_ids, sol.source) if s is None],
+        problems=sol.problems,
+        outliers=sol.outliers,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def route_disagreement_deg(a_R: np.ndarray, b_R: np.ndarray) -> np.ndarray:
+    """Per-view rotation angle between two camera sets in the same frame (NaN where either is missing)."""
+    ok = np.isfinite(a_R).all(axis=(1, 2)) & np.isfinite(b_R).all(axis=(1, 2))
+    out = np.full(len(a_R), np.nan)
+    if ok.any():
+        out[ok] = rotation_angle_deg(a_R[ok], b_R[ok])
+    return out
