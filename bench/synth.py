@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from g3d.synth.builtin import BuiltinGenerator  # noqa: E402
@@ -74,18 +75,27 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    samples, views = (4, 8) if args.quick else (16, 16)
+    samples, views = (4, 8) if args.quick else (32, 16)
     results = {}
     print(f"built-in generator, {samples} samples x {views} views per run, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} torch threads")
+          f"{torch.get_num_threads()} torch threads; medians of {1 if args.quick else 3} interleaved runs")
     print(f"{'px':>4} {'gen-only img/s':>15} {'serial img/s':>13} {'pipelined img/s':>16} {'pipe/serial':>12} "
           f"{'e2e/gen':>8}   serial split gen/encode/write (s)")
+    reps = 1 if args.quick else 3
     for res in (128, 256):
         end_to_end(res, 2, 4, args.batch_size, pipelined=True)  # warm-up: imports, thread pools, first allocations
-        gen = generation_only(res, samples * views, args.batch_size)
-        ser, ser_t = end_to_end(res, samples, views, args.batch_size, pipelined=False)
-        pipe, _ = end_to_end(res, samples, views, args.batch_size, pipelined=True)
-        results[res] = dict(generation_only=gen, serial=ser, pipelined=pipe, ratio=pipe / ser, e2e_over_gen=pipe / gen, serial_split=ser_t)
+        # Interleave the three measurements and take medians: a shared 2-core machine drifts.
+        gens, sers, pipes, splits = [], [], [], []
+        for _ in range(reps):
+            gens.append(generation_only(res, samples * views, args.batch_size))
+            s_rate, s_t = end_to_end(res, samples, views, args.batch_size, pipelined=False)
+            sers.append(s_rate)
+            splits.append(s_t)
+            pipes.append(end_to_end(res, samples, views, args.batch_size, pipelined=True)[0])
+        gen, ser, pipe = (float(np.median(x)) for x in (gens, sers, pipes))
+        ser_t = splits[int(np.argsort(sers)[len(sers) // 2])]
+        results[res] = dict(generation_only=gen, serial=ser, pipelined=pipe, ratio=pipe / ser, e2e_over_gen=pipe / gen,
+                            serial_split=ser_t, runs={"gen": gens, "serial": sers, "pipelined": pipes})
         split = "/".join(f"{ser_t[k]:.2f}" for k in ("generation", "encoding", "writing"))
         print(f"{res:>4} {gen:>15.1f} {ser:>13.1f} {pipe:>16.1f} {pipe / ser:>12.2f} {pipe / gen:>8.2f}   {split}")
     if not args.quick:

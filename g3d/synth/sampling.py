@@ -56,7 +56,7 @@ class SynthConfig:
     device: str = "cpu"
     distractors: float = 0.0  # built-in generator only: fraction of broken objects, for testing filters
     crop: tuple[int, int, int, int] | None | str = "auto"  # (top, bottom, left, right), None, or "auto"
-    encode_workers: int = 2  # PNG encoder threads
+    encode_workers: int = 1  # PNG encoder threads (on 2 cores, more only competes with the generator)
     pipelined: bool = True  # False: encode and write inline (the serial baseline of bench/synth.py)
     preview_samples: int = 8  # rows of the contact sheet
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
