@@ -142,20 +142,42 @@ def _to_uint8(images: torch.Tensor, crop) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _encode_row(row: dict[str, Any], image: np.ndarray, mask: np.ndarray | None) -> dict[str, Any]:
-    """Fill a row's image and mask columns (runs in an encoder thread).
+def _encode_batch(cols: dict[str, Any], images: np.ndarray, masks: np.ndarray | None) -> dict[str, Any]:
+    """Add the PNG image and mask columns (and mask stats) to one batch of rows (runs in an encoder thread).
 
-    ``image`` uint8 [H, W, 3]; ``mask`` uint8 [H, W] label map: 255 the object, other non-zero
-    values other instances (distractors), 0 background.
+    ``images`` uint8 [N, H, W, 3]; ``masks`` uint8 [N, H, W] label maps: 255 the object, other
+    non-zero values other instances (distractors), 0 background.
     """
     t0 = time.perf_counter()
-    stem = f"{row['sample_id']:07d}_{row['view_id']:03d}"
-    row["image"] = image_struct(encode_png(image), f"{stem}.png")
-    if mask is not None:
-        row["mask"] = image_struct(encode_png(mask), f"{stem}_mask.png")
-        row["mask_area"], row["bbox"] = mask_stats(mask == 255)
-    row["_encode_s"] = time.perf_counter() - t0
-    return row
+    stems = [f"{s:07d}_{v:03d}" for s, v in zip(cols["sample_id"].tolist(), cols["view_id"].tolist())]
+    cols["image"] = [image_struct(encode_png(im), f"{st}.png") for im, st in zip(images, stems)]
+    if masks is not None:
+        cols["mask"] = [image_struct(encode_png(m), f"{st}_mask.png") for m, st in zip(masks, stems)]
+        stats = [mask_stats(m == 255) for m in masks]
+        cols["mask_area"] = [a for a, _ in stats]
+        cols["bbox"] = [b for _, b in stats]
+    cols["_encode_s"] = time.perf_counter() - t0
+    return cols
+
+
+def _columns_table(cols: dict[str, Any], schema):
+    """A pyarrow Table in ``schema`` from a batch's columns (numpy arrays, or lists); missing columns are null."""
+    import pyarrow as pa
+
+    n = len(cols["sample_id"])
+    arrays = []
+    for field in schema:
+        v = cols.get(field.name)
+        if v is None:
+            arrays.append(pa.nulls(n, field.type))
+        elif isinstance(v, np.ndarray) and pa.types.is_fixed_size_list(field.type):
+            flat = pa.array(v.reshape(-1), type=field.type.value_type)
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, field.type.list_size))
+        elif isinstance(v, np.ndarray):
+            arrays.append(pa.array(v, type=field.type))
+        else:
+            arrays.append(pa.array(v, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class _ShardSink:
@@ -177,14 +199,10 @@ class _ShardSink:
         self.tmp = dsio.tmp_path_for(self.path)
         self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="none", write_statistics=["sample_id", "view_id"])
 
-    def rows(self, rows: list[dict[str, Any]]) -> None:
-        import pyarrow as pa
-
+    def rows(self, cols: dict[str, Any]) -> None:
         t0 = time.perf_counter()
-        for r in rows:
-            self.encode_s += r.pop("_encode_s", 0.0)
-        table = pa.Table.from_pylist(rows, schema=self.schema)
-        self.writer.write_table(table)
+        self.encode_s += cols.pop("_encode_s", 0.0)
+        self.writer.write_table(_columns_table(cols, self.schema))
         self.write_s += time.perf_counter() - t0
 
     def end(self) -> None:
@@ -227,7 +245,7 @@ class _Pipeline:
                 if kind == "begin":
                     self.sink.begin(payload)
                 elif kind == "rows":
-                    self.sink.rows([f.result() for f in payload])
+                    self.sink.rows(payload.result())
                 elif kind == "end":
                     self.sink.end()
             except BaseException as exc:  # surfaced to the generating thread
@@ -243,11 +261,9 @@ class _Pipeline:
     def begin(self, shard: int) -> None:
         self._put(("begin", shard))
 
-    def rows(self, rows, images, masks) -> None:
-        futs: list[Future] = [
-            self.pool.submit(_encode_row, r, images[i], None if masks is None else masks[i]) for i, r in enumerate(rows)
-        ]
-        self._put(("rows", futs))
+    def rows(self, cols, images, masks) -> None:
+        fut: Future = self.pool.submit(_encode_batch, cols, images, masks)
+        self._put(("rows", fut))
 
     def end(self) -> None:
         self._put(("end", None))
@@ -269,8 +285,8 @@ class _Serial:
     def begin(self, shard: int) -> None:
         self.sink.begin(shard)
 
-    def rows(self, rows, images, masks) -> None:
-        self.sink.rows([_encode_row(r, images[i], None if masks is None else masks[i]) for i, r in enumerate(rows)])
+    def rows(self, cols, images, masks) -> None:
+        self.sink.rows(_encode_batch(cols, images, masks))
 
     def end(self) -> None:
         self.sink.end()
@@ -279,18 +295,20 @@ class _Serial:
         pass
 
 
-def _truth_rows(truth, i: int, extra_names: list[str]) -> dict[str, Any]:
+def _truth_columns(truth, extra_names: list[str]) -> dict[str, np.ndarray]:
+    """Ground-truth columns of a batch, as numpy arrays (see :func:`g3d.datasets.schema.image_rows_schema`)."""
+    N = truth.K.shape[0]
     return {
-        "K": truth.K[i].reshape(-1).tolist(),
-        "R": truth.R[i].reshape(-1).tolist(),
-        "t": truth.t[i].tolist(),
-        "azimuth_deg": float(truth.azimuth_deg[i]),
-        "elevation_deg": float(truth.elevation_deg[i]),
-        "distance": float(truth.distance[i]),
-        "keypoints_2d": truth.keypoints_2d[i].reshape(-1).tolist(),
-        "keypoints_visible": truth.keypoints_visible[i].tolist(),
-        "keypoints_3d": truth.keypoints_3d[i].reshape(-1).tolist(),
-        **{f"gt_{n}": float(truth.extra[n][i]) for n in extra_names},
+        "K": truth.K.reshape(N, -1),
+        "R": truth.R.reshape(N, -1),
+        "t": truth.t.reshape(N, -1),
+        "azimuth_deg": truth.azimuth_deg,
+        "elevation_deg": truth.elevation_deg,
+        "distance": truth.distance,
+        "keypoints_2d": truth.keypoints_2d.reshape(N, -1),
+        "keypoints_visible": truth.keypoints_visible.reshape(N, -1),
+        "keypoints_3d": truth.keypoints_3d.reshape(N, -1),
+        **{f"gt_{n}": truth.extra[n] for n in extra_names},
     }
 
 
@@ -441,25 +459,18 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                     masks = truth.labels if truth.labels is not None else truth.masks.astype(np.uint8) * 255
                 if masks is not None and crop is not None:
                     masks = masks[:, crop[0]:crop[1], crop[2]:crop[3]]
-                rows = []
-                for j in range(hi - lo):
-                    sid = ids[int(s_local[j])]
-                    row = {
-                        "sample_id": sid,
-                        "view_id": int(v_ids[j]),
-                        "seed": seeds[int(s_local[j])],
-                        "mask": None,
-                        "height": imgs.shape[1],
-                        "width": imgs.shape[2],
-                        "mask_area": None,
-                        "bbox": None,
-                        "keep": True,
-                        "reject_reason": None,
-                    }
-                    if truth is not None:
-                        row.update(_truth_rows(truth, j, truth_extra))
-                    rows.append(row)
-                pipe.rows(rows, imgs, masks)
+                n = hi - lo
+                cols: dict[str, Any] = {
+                    "sample_id": np.asarray(ids, dtype=np.int64)[s_local],
+                    "view_id": v_ids.astype(np.int32),
+                    "seed": np.asarray(seeds, dtype=np.int64)[s_local],
+                    "height": np.full(n, imgs.shape[1], np.int32),
+                    "width": np.full(n, imgs.shape[2], np.int32),
+                    "keep": np.ones(n, bool),
+                }
+                if truth is not None:
+                    cols.update(_truth_columns(truth, truth_extra))
+                pipe.rows(cols, imgs, masks)
                 written += hi - lo
                 if advance:
                     advance(hi - lo)
