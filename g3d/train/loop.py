@@ -7,7 +7,7 @@ generator's truth, or pose bins).
 
 Runs on CPU or CUDA (AMP on CUDA), and data-parallel under ``torchrun`` (gloo on CPU, NCCL on
 CUDA): every rank draws its own pairs, gradients are averaged, rank 0 writes. ``RUN/`` holds
-``config.json``, ``metrics.jsonl``, ``checkpoints/last.pt`` (model, cameras, optimiser, scaler,
+``config.json``, ``metrics.jsonl`` (and ``tensorboard/`` when tensorboard is installed), ``checkpoints/last.pt`` (model, cameras, optimiser, scaler,
 step) and ``previews/step_*.png``. Rerunning into the same RUN resumes exactly: batches are a pure
 function of (seed, step, rank). A NaN loss stops the run with the last good checkpoint kept.
 """
@@ -235,6 +235,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         dsio.write_json(cfg_path, cfg.to_json())
         _trim_metrics(out / "metrics.jsonl", start)
     advance = progress("training", cfg.steps - start) if (progress and rank == 0) else None
+    tb = _tensorboard(out) if rank == 0 else None
     last: dict[str, float] = {}
     t_last = time.perf_counter()
     for step in range(start, cfg.steps):
@@ -256,6 +257,10 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
                 t_last = now
                 with open(out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(last) + "\n")
+                if tb is not None:
+                    for k, v in last.items():
+                        if k != "step":
+                            tb.add_scalar(f"train/{k}", v, done)
             if done % cfg.preview_every == 0 or done == cfg.steps:
                 _preview(out / "previews" / f"step_{done:07d}.png", model, cams, tpl, data, device, H, W)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -263,11 +268,22 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
                                   "scaler": scaler.state_dict(), "step": done})
             if advance:
                 advance(1)
+    if tb is not None:
+        tb.close()
     if rank == 0 and start < cfg.steps:
         dsio.write_json(out / "cameras_learned.json", {"source": data.cameras.source, "dw": cams.dw.detach().cpu().tolist(), "dt": cams.dt.detach().cpu().tolist()})
     if distributed:
         _check_ranks_agree(model, cams, world, rank, out)
     return TrainReport(out, cfg.steps, start, last, time.perf_counter() - t_start, data.cameras.source)
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer for ``RUN/tensorboard`` when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _check_ranks_agree(model, cams, world: int, rank: int, out: Path) -> None:
