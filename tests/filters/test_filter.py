@@ -180,8 +180,7 @@ def test_detectron2_adapter_converts_inputs_and_outputs():
 
 
 def test_detectron2_missing_is_one_line_with_the_install_hint():
-    pytest.importorskip  # detectron2 is not installable from the registry: the import fails here
-    try:
+    try:  # detectron2 is not installable from the package registry: here the import fails
         import detectron2  # noqa: F401
     except ImportError:
         with pytest.raises(MissingDependencyError, match="detectron2.*not on the package registry") as info:
