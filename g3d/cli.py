@@ -300,6 +300,22 @@ def _register_stage_commands() -> None:
 _register_stage_commands()
 
 
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Join each docstring paragraph into one line, so the terminal wraps it (not the source's line breaks)."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        doc = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if doc:
+            info.help = "\n\n".join(" ".join(par.split()) for par in doc.split("\n\n"))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
