@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from g3d.filters.run import FilterRun, run_filter  # noqa: E402
+from g3d.filters.run import FilterRun, run_filter, score_against_truth  # noqa: E402
 from g3d.filters.segmenters import TorchvisionSegmenter  # noqa: E402
 from g3d.synth.sampling import SynthConfig, run_synth  # noqa: E402
 
@@ -43,8 +43,11 @@ def main() -> None:
         t0 = time.perf_counter()
         rep = run_filter(FilterRun(folder=work))
         rules_rate = n / (time.perf_counter() - t0)
-        print(f"{args.resolution} px, {n} images, {torch.get_num_threads()} threads")
+        score = score_against_truth(work)
+        print(f"{args.resolution} px, {n} images (30% of objects broken by --distractors), {torch.get_num_threads()} threads")
         print(f"rules + rewrite (ground-truth masks): {rules_rate:8.1f} images/s  (kept {rep.kept}/{rep.rows})")
+        print(f"against the generator's truth: precision {score['precision']:.3f}, recall {score['recall']:.3f} "
+              f"({score['bad']} truly bad, {score['rejected']} rejected)")
     # Random weights score every class near 1/91: a 0.5 threshold keeps detections few, as COCO weights do on real pictures.
     seg = TorchvisionSegmenter(weights="random", min_score=0.5)
     rng = np.random.default_rng(0)

@@ -98,6 +98,17 @@ def main() -> None:
                             serial_split=ser_t, runs={"gen": gens, "serial": sers, "pipelined": pipes})
         split = "/".join(f"{ser_t[k]:.2f}" for k in ("generation", "encoding", "writing"))
         print(f"{res:>4} {gen:>15.1f} {ser:>13.1f} {pipe:>16.1f} {pipe / ser:>12.2f} {pipe / gen:>8.2f}   {split}")
+    # How well the proposed viewpoints cover the circle and how smooth their column order is (built-in truth).
+    from g3d.synth.viewpoints import propose
+
+    G = BuiltinGenerator(resolution=64)
+    vp = propose(G, 39, (0, 1, 2, 3), seed=0)
+    az = G.viewpoint_truth(torch.as_tensor(vp.codes), (0, 1, 2, 3))["azimuth_deg"]
+    step = np.abs((np.diff(az) + 180) % 360 - 180)
+    gap = np.diff(np.sort(np.r_[az, az.min() + 360])).max()
+    print(f"proposed 39 views (seed 0): largest azimuth gap {gap:.1f} deg; neighbouring columns differ by "
+          f"{np.median(step):.1f} deg (median), {step.mean():.1f} (mean), {step.max():.1f} (max)")
+    results["viewpoints"] = {"largest_gap_deg": float(gap), "neighbour_step_median": float(np.median(step)), "neighbour_step_mean": float(step.mean())}
     if not args.quick:
         small, large = peak_mb(16), peak_mb(128)
         results["peak_rss_mb"] = {"16_samples": small, "128_samples": large}

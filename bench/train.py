@@ -89,7 +89,7 @@ def main() -> None:
         data = Path(tmp) / "car"
         run_synth(SynthConfig(out=data, samples=60, views=12, resolution=64, candidates=48))
         t0 = time.perf_counter()
-        rep = train(TrainConfig(folder=str(data), out=str(Path(tmp) / "run"), resolution=64, batch_size=8, steps=steps, lr=1e-3,
+        train(TrainConfig(folder=str(data), out=str(Path(tmp) / "run"), resolution=64, batch_size=8, steps=steps, lr=1e-3,
                                 preview_every=10**9, checkpoint_every=10**9))
         secs = time.perf_counter() - t0
         ev = evaluate(Path(tmp) / "run")

@@ -17,7 +17,7 @@ import json
 import shutil
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -223,8 +223,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
             raise UsageError(f"--accept {extra!r} is not a COCO class the segmenters know: use names like {', '.join(preset.extra_coco_categories or ('truck',))}")
     if cfg.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
-    rules = cfg.rules
-    rules.labels = (preset.coco_category, *cfg.accept)
+    rules = replace(cfg.rules, labels=(preset.coco_category, *cfg.accept))  # the caller's config stays as given
     name = cfg.segmenter or ("ground-truth" if manifest.get("ground_truth") else "torchvision")
     if name == "ground-truth" and not manifest.get("ground_truth"):
         raise UsageError(f"{folder} was made by a generator without ground truth: use --segmenter torchvision or detectron2")
@@ -328,3 +327,26 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     manifest["filter"] = {"segmenter": seg.describe(), "rules": rules.as_dict(), "kept": report.kept, "rows": report.rows}
     dsio.write_json(folder / dsf.MANIFEST, manifest)
     return report
+
+
+def truly_bad(rows, rules: FilterConfig | None = None):
+    """Which rows the built-in generator knows are bad (needs ``g3d synth --distractors``): a pandas bool Series.
+
+    Bad = not exactly one visible instance, a true mask under ``min_area``, the object cut by the frame,
+    or a shrunken object: what the rules are meant to catch, from ``gt_*`` columns the filter never reads.
+    """
+    rules = rules or FilterConfig()
+    return (rows.gt_instances != 1) | (rows.gt_area < rules.min_area) | (rows.gt_cut == 1) | (rows.gt_distractor == 2)
+
+
+def score_against_truth(folder: Path, rules: FilterConfig | None = None) -> dict[str, float]:
+    """Precision and recall of the folder's ``keep`` column against :func:`truly_bad`."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    rows = pd.concat([pq.read_table(p, columns=["keep", "gt_instances", "gt_area", "gt_cut", "gt_distractor"]).to_pandas()
+                      for p in dsf.shard_paths(folder)], ignore_index=True)
+    bad, rejected = truly_bad(rows, rules), ~rows.keep
+    tp = int((bad & rejected).sum())
+    return {"images": len(rows), "bad": int(bad.sum()), "rejected": int(rejected.sum()),
+            "precision": tp / max(1, int(rejected.sum())), "recall": tp / max(1, int(bad.sum()))}

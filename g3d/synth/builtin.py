@@ -226,7 +226,6 @@ class BuiltinGenerator(Generator):
         Returns ``(mesh, keypoints float [N, 12, 3], ground_y float [N])``.
         """
         L, W = prm["length"], prm["width"]
-        n = L.shape[0]
         zero = torch.zeros_like(L)
         yb = prm["clearance"]
         yt = yb + prm["body_height"]
@@ -330,7 +329,6 @@ class BuiltinGenerator(Generator):
                 x_out = sgn * (hw + 0.015)
                 x_in = sgn * (hw + 0.015 - tyre)
                 centre_in = P(x_in + zero, r, zc)
-                centre_out = P(x_out + zero, r, zc)
                 ring_in, ring_out, ring_rim = [], [], []
                 for k in range(segs):
                     a = 2 * math.pi * k / segs

@@ -28,7 +28,7 @@ from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
-from g3d.synth.viewpoints import Viewpoints, check_views, item_seed, load_viewpoints, mix, propose, seeded_z, viewpoints_table
+from g3d.synth.viewpoints import Viewpoints, check_views, item_seed, load_viewpoints, propose, seeded_z, viewpoints_table
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
 
@@ -166,17 +166,14 @@ def _columns_table(cols: dict[str, Any], schema):
 
     n = len(cols["sample_id"])
     arrays = []
-    for field in schema:
-        v = cols.get(field.name)
+    for f in schema:
+        v = cols.get(f.name)
         if v is None:
-            arrays.append(pa.nulls(n, field.type))
-        elif isinstance(v, np.ndarray) and pa.types.is_fixed_size_list(field.type):
-            flat = pa.array(v.reshape(-1), type=field.type.value_type)
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, field.type.list_size))
-        elif isinstance(v, np.ndarray):
-            arrays.append(pa.array(v, type=field.type))
+            arrays.append(pa.nulls(n, f.type))
+        elif isinstance(v, np.ndarray) and pa.types.is_fixed_size_list(f.type):  # [N, k] -> one flat buffer
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), type=f.type.value_type), f.type.list_size))
         else:
-            arrays.append(pa.array(v, type=field.type))
+            arrays.append(pa.array(v, type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

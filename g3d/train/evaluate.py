@@ -25,27 +25,38 @@ class EvalReport:
     template_chamfer: float | None
 
 
-def _true_meshes(folder: Path, sample_ids: np.ndarray, view_ids: np.ndarray) -> list[np.ndarray] | None:
-    """True car vertices (object frame) of the built-in generator, rebuilt from the stored latents."""
-    import pyarrow.parquet as pq
+class _TrueMeshes:
+    """True car vertices (object frame) of the built-in generator, rebuilt from the stored latents.
 
-    from g3d.synth.builtin import BuiltinGenerator
+    Reads the manifest, samples and viewpoints once; ``None`` from :meth:`load` for other generators.
+    """
 
-    manifest = dsf.read_manifest(folder)
-    gen = manifest["generator"]
-    if gen.get("format") != "builtin":
-        return None
-    G = BuiltinGenerator(resolution=32, z_dim=gen["z_dim"], num_ws=gen["num_ws"], seed=gen["seed"])
-    z = pq.read_table(folder / dsf.SAMPLES).to_pandas().set_index("sample_id")
-    vp = pq.read_table(folder / dsf.VIEWPOINTS).to_pandas().set_index("view_id")
-    layers = manifest["viewpoint_layers"]
-    zs = torch.tensor(np.stack([z.loc[int(s), "z"] for s in sample_ids]), dtype=torch.float32)
-    ws = G.mapping(zs, manifest["truncation_psi"], manifest.get("truncation_cutoff"))
-    L = len(layers)
-    codes = torch.tensor(np.stack([np.asarray(vp.loc[int(v), "code"]).reshape(L, -1) for v in view_ids]), dtype=torch.float32)
-    ws[:, layers] = codes
-    mesh, _, _ = G.build_mesh(G.parameters_of(ws))
-    return [v for v in mesh.verts.numpy()]
+    @staticmethod
+    def load(folder: Path) -> "_TrueMeshes | None":
+        manifest = dsf.read_manifest(folder)
+        return _TrueMeshes(folder, manifest) if manifest["generator"].get("format") == "builtin" else None
+
+    def __init__(self, folder: Path, manifest: dict) -> None:
+        import pyarrow.parquet as pq
+
+        from g3d.synth.builtin import BuiltinGenerator
+
+        gen = manifest["generator"]
+        self.G = BuiltinGenerator(resolution=32, z_dim=gen["z_dim"], num_ws=gen["num_ws"], seed=gen["seed"])
+        self.manifest = manifest
+        self.z = pq.read_table(folder / dsf.SAMPLES).to_pandas().set_index("sample_id")
+        self.vp = pq.read_table(folder / dsf.VIEWPOINTS).to_pandas().set_index("view_id")
+
+    def __call__(self, sample_ids: np.ndarray, view_ids: np.ndarray) -> list[np.ndarray]:
+        """Vertices float [V, 3] of each (sample, view)'s car."""
+        m = self.manifest
+        layers = m["viewpoint_layers"]
+        zs = torch.tensor(np.stack([self.z.loc[int(s), "z"] for s in sample_ids]), dtype=torch.float32)
+        ws = self.G.mapping(zs, m["truncation_psi"], m.get("truncation_cutoff"))
+        codes = [np.asarray(self.vp.loc[int(v), "code"]).reshape(len(layers), -1) for v in view_ids]
+        ws[:, layers] = torch.tensor(np.stack(codes), dtype=torch.float32)
+        mesh, _, _ = self.G.build_mesh(self.G.parameters_of(ws))
+        return list(mesh.verts.numpy())
 
 
 def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -61,6 +72,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     folder = Path(folder or cfg.folder)
     data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images)
     H, W = data.height, data.width
+    true_meshes = _TrueMeshes.load(folder)
     ious, tious, views = [], [], []
     cd, tcd = [], []
     for lo in range(0, len(data), batch):
@@ -76,8 +88,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
             union = (hard | m).flatten(1).sum(1).float().clamp(min=1)
             store.extend((inter / union).cpu().tolist())
         views.extend(view.cpu().tolist())
-        true = _true_meshes(folder, data.sample_ids[idx].numpy(), data.view_ids[idx].numpy())
-        if true is not None:
+        if true_meshes is not None:
+            true = true_meshes(data.sample_ids[idx].numpy(), data.view_ids[idx].numpy())
             tv = model.template_verts(len(idx))
             for k, tm in enumerate(true):
                 tmv = torch.tensor(tm, dtype=torch.float32, device=device)

@@ -122,7 +122,6 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     img_i, mask_i, view_i = data_i
     img_j, mask_j, view_j = data_j
     verts, tex, offsets = model(img_i)
-    B = img_i.shape[0]
     views = torch.cat([view_i, view_j])
     K, R, t = cams(views)
     out = render(torch.cat([verts, verts]).float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=torch.cat([tex, tex]).float())

@@ -1,6 +1,5 @@
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,8 @@ from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
 from g3d.errors import MissingDependencyError, UsageError
 from g3d.filters.rules import FilterConfig, Measurement, verdict
-from g3d.filters.run import FilterRun, run_filter
-from g3d.filters.segmenters import COCO80, Instance, TorchvisionSegmenter, detectron2_inputs, detectron2_instances, make_segmenter
+from g3d.filters.run import FilterRun, run_filter, score_against_truth, truly_bad
+from g3d.filters.segmenters import COCO80, TorchvisionSegmenter, detectron2_inputs, detectron2_instances, make_segmenter
 from g3d.synth.sampling import SynthConfig, run_synth
 
 
@@ -37,19 +36,14 @@ def filtered(broken, tmp_path_factory):
     return out, report
 
 
-def truly_bad(df: pd.DataFrame, cfg: FilterConfig = FilterConfig()) -> pd.Series:
-    """What the generator knows is wrong with each image."""
-    return (df.gt_instances != 1) | (df.gt_area < cfg.min_area) | (df.gt_cut == 1) | (df.gt_distractor == 2)
-
-
 def test_ground_truth_segmenter_precision_and_recall(filtered):
     out, report = filtered
     df = _rows(out)
-    bad, rejected = truly_bad(df), ~df.keep
+    bad = truly_bad(df)
     assert bad.sum() >= 40 and (~bad).sum() >= 40  # both kinds are well represented
-    tp = (bad & rejected).sum()
-    precision, recall = tp / rejected.sum(), tp / bad.sum()
-    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+    score = score_against_truth(out)
+    assert score["bad"] == bad.sum() and score["rejected"] == (~df.keep).sum() == report.rows - report.kept
+    assert score["precision"] >= 0.95 and score["recall"] >= 0.95, score
     # Each kind of distractor is caught by the rule meant for it.
     assert (df[(df.gt_instances == 2)].reject_reason == "multiple_instances").all()
     assert set(df[(df.gt_distractor == 2)].reject_reason) <= {"small_mask", "no_instance"}

@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from g3d.render.rasterize import interpolate, rasterize

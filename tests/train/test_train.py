@@ -97,7 +97,6 @@ def test_damaged_checkpoint_and_missing_masks_are_named(tiny, tmp_path):
 
 def test_export_mesh_glb_and_obj_load_in_trimesh(tiny, tmp_path):
     trimesh = pytest.importorskip("trimesh")
-    import cv2
 
     from g3d.train.export import export_mesh
 
