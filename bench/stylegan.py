@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from g3d.synth.stylegan2 import StyleGAN2Config, StyleGAN2Generator  # noqa: E402
 
-FIXTURE = REPO.parent / "shared" / "fixtures" / "stylegan2" / "nvlabs_small.safetensors"
+FIXTURE = REPO / "tests" / "fixtures" / "stylegan2" / "nvlabs_small.safetensors"
 CAR_CONFIG_F = StyleGAN2Config(
     z_dim=512,
     w_dim=512,

@@ -1,23 +1,21 @@
-"""Shared test fixtures. ``../shared`` (beside the checkout) holds the project's test data."""
+"""Shared test fixtures. ``tests/fixtures/`` holds the project's test data (see its READMEs)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("G3D_SHARED", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def stylegan_fixtures() -> Path:
-    """Folder of the StyleGAN2 conformance fixtures (../shared/fixtures/stylegan2)."""
+    """Folder of the StyleGAN2 conformance fixtures (tests/fixtures/stylegan2)."""
     path = FIXTURES / "stylegan2"
     if not path.is_dir():
-        pytest.fail(f"missing test data {path}: clone the project with its shared/ folder beside it")
+        pytest.fail(f"missing test data {path}: the checkout is incomplete (git checkout -- tests/fixtures)")
     return path
 
 
