@@ -73,6 +73,11 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v[:, None] * (1.0 - s[:, None] * f)
 
 
+def paint_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """The paint albedo of built-in cars, float [N, 3] in [0, 1], from their ``gt_paint_*`` values (each float [N])."""
+    return _hsv_to_rgb(hue.float(), saturation.float(), value.float())
+
+
 class BuiltinGenerator(Generator):
     """Procedural car generator with StyleGAN's interface and exact ground truth."""
 

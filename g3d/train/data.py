@@ -75,11 +75,17 @@ def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: floa
     return ViewSet(torch.tensor(K, dtype=torch.float32), torch.tensor(R, dtype=torch.float32), torch.tensor(tt, dtype=torch.float32), source)
 
 
+def first_test_sample(samples: int, holdout: float) -> int:
+    """The split: objects ``[0, first)`` train, ``[first, samples)`` are held out (at least one when holdout > 0)."""
+    n_test = max(1, int(round(samples * holdout))) if samples > 1 and holdout > 0 else 0
+    return samples - n_test
+
+
 class PairData:
     """Kept images of one split, in memory at the training resolution, served as multi-view pairs."""
 
     def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
-                 max_images: int | None = None) -> None:
+                 max_images: int | None = None, extra_columns: tuple[str, ...] = ()) -> None:
         import cv2
         import pyarrow.parquet as pq
 
@@ -90,13 +96,15 @@ class PairData:
         self.height = max(1, round(resolution * H0 / W0))
         sx, sy = self.width / W0, self.height / H0
         self.cameras = load_cameras(self.folder, manifest, self.width, self.height, sx, sy)
-        samples = manifest["samples"]
-        n_test = max(1, int(round(samples * holdout))) if samples > 1 and holdout > 0 else 0
-        first_test = samples - n_test
-        want = (lambda s: s < first_test) if split == "train" else (lambda s: s >= first_test)
+        self.manifest = manifest
+        self.first_test = first_test_sample(manifest["samples"], holdout)
+        want = (lambda s: s < self.first_test) if split == "train" else (lambda s: s >= self.first_test)
         imgs, masks, sids, vids = [], [], [], []
+        extra: dict[str, list] = {c: [] for c in extra_columns}
         for path in dsf.shard_paths(self.folder):
             cols = ["sample_id", "view_id", "keep", "image", "mask"]
+            names = set(pq.read_schema(path).names)
+            cols += [c for c in extra_columns if c in names]
             t = pq.read_table(path, columns=cols)
             if t.column("mask").null_count == t.num_rows:
                 raise DatasetError(f"{path.name} has no masks: run `g3d filter {self.folder}` first")
@@ -112,6 +120,8 @@ class PairData:
                 masks.append(m)
                 sids.append(r["sample_id"])
                 vids.append(r["view_id"])
+                for c in extra:
+                    extra[c].append(r.get(c))
                 if max_images and len(imgs) >= max_images:
                     break
         if not imgs:
@@ -120,6 +130,8 @@ class PairData:
         self.masks = torch.from_numpy(np.stack(masks))  # bool [N, H, W]
         self.sample_ids = torch.tensor(sids)
         self.view_ids = torch.tensor(vids)
+        # Extra columns (e.g. gt_* truth) as float64 [N] arrays; absent columns are left out.
+        self.extra = {c: np.asarray(v, dtype=np.float64) for c, v in extra.items() if v and v[0] is not None}
         by_sample: dict[int, list[int]] = {}
         for i, s in enumerate(sids):
             by_sample.setdefault(s, []).append(i)

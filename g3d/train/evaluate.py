@@ -1,40 +1,104 @@
-"""``g3d eval``: the paper's 2D IoU on held-out objects, overall and per view (and 3D Chamfer on built-in data)."""
+"""``g3d eval``: held-out objects scored beside the answers they must beat and the truth they approach.
+
+Every figure comes with its degenerate answers, measured on the same images in the same way:
+
+- ``iou``: 2D IoU of the predicted mesh re-projected in the input view against the mask;
+  ``swap_iou``: the same images scored with *another held-out object's* prediction (objects paired
+  by a fixed derangement, same view where it exists); ``mean_pred_iou``: one average predicted mesh
+  for every image; ``template_iou``: the untrained template. A network that ignores its input has
+  ``iou == swap_iou == mean_pred_iou``.
+- On built-in data (exact truth), the ceilings: ``true_iou`` (the true mesh through the same
+  renderer and measurement) and ``mean_true_iou`` (the mean of the *training* objects' true meshes:
+  "always answer the average car"); Chamfer distances of surface samples, own prediction against its
+  own true mesh, against another object's true mesh and against the mean true mesh; correlations over
+  the held-out objects of predicted size (mesh extent along x, y, z: width, height, length) with the
+  true mesh's extent, and of the predicted texture colour (the rendered texture averaged inside the
+  mask) with the true paint colour, each with its swapped-pairing baseline, and for colour the
+  ceiling of the input image's own colour inside the mask (shading, glass and tyres keep it below 1).
+  Size and colour are averaged over an object's held-out views first: the truth is per object.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from g3d.datasets import folder as dsf
+from g3d.errors import UsageError
 from g3d.render.dibr import render
 from g3d.train.data import PairData
 from g3d.train.loop import load_run
+from g3d.train.model import ViewCameras
+
+AXES = ("width", "height", "length")  # mesh extent along x, y, z of the object frame
+PAINT = ("gt_paint_hue", "gt_paint_saturation", "gt_paint_value")
 
 
 @dataclass
 class EvalReport:
     images: int
+    objects: int
+    cameras: str  # "learned" (the run's own dataset) or "dataset" (another dataset's cameras)
     iou: float  # mean 2D IoU of the predicted mesh re-projected in the input view vs the mask
-    template_iou: float  # the same for the untrained template (the baseline)
+    swap_iou: float  # the same images scored with another held-out object's prediction
+    mean_pred_iou: float  # ... with the mean predicted mesh
+    template_iou: float  # ... with the untrained template
     per_view: dict[int, float]
-    chamfer: float | None  # mean symmetric Chamfer distance to the true mesh (built-in data), object units
-    template_chamfer: float | None
+    true_iou: float | None = None  # ceiling: the true mesh (built-in data)
+    mean_true_iou: float | None = None  # the mean true mesh of the training objects
+    chamfer: float | None = None  # prediction vs its own true mesh (object units, surface samples)
+    chamfer_other: float | None = None  # prediction vs another held-out object's true mesh
+    chamfer_mean_true: float | None = None  # prediction vs the mean true mesh
+    mean_true_chamfer: float | None = None  # the mean true mesh vs each true mesh ("always the average car")
+    template_chamfer: float | None = None
+    size_corr: dict[str, float] = field(default_factory=dict)  # Pearson r over objects, predicted vs true extent per axis
+    size_corr_swap: dict[str, float] = field(default_factory=dict)
+    size_spread: dict[str, float] = field(default_factory=dict)  # std(predicted extent) / std(true extent)
+    color_corr: list[float] | None = None  # Pearson r over objects per RGB channel, texture colour in the mask vs paint
+    color_corr_swap: list[float] | None = None
+    color_corr_image: list[float] | None = None  # ceiling: the input image's colour in the mask vs paint
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
+        out = [f"held-out: {self.images} images of {self.objects} objects (cameras: {self.cameras})"]
+        ceil = ""
+        if self.true_iou is not None:
+            ceil = f" | ceilings: true mesh {self.true_iou:.3f}, mean true mesh {self.mean_true_iou:.3f}"
+        out.append(f"2D IoU {self.iou:.3f} | swapped pairing {self.swap_iou:.3f}, mean prediction {self.mean_pred_iou:.3f}, "
+                   f"template {self.template_iou:.3f}{ceil}")
+        if self.chamfer is not None:
+            out.append(f"Chamfer to own true mesh {self.chamfer:.4f} | to another object's {self.chamfer_other:.4f}, "
+                       f"to the mean true mesh {self.chamfer_mean_true:.4f}; mean true mesh itself {self.mean_true_chamfer:.4f}, "
+                       f"template {self.template_chamfer:.4f}")
+        if self.size_corr:
+            out.append("size r (pred vs true extent) " + ", ".join(
+                f"{a} {self.size_corr[a]:.2f} (swap {self.size_corr_swap[a]:.2f}, spread {self.size_spread[a]:.2f})" for a in AXES))
+        if self.color_corr is not None:
+            f = lambda v: "/".join(f"{x:.2f}" for x in v)  # noqa: E731
+            out.append(f"paint colour r (R/G/B) {f(self.color_corr)} | swap {f(self.color_corr_swap)}, "
+                       f"ceiling (input image) {f(self.color_corr_image)}")
+        out.append("per view: " + ", ".join(f"v{v} {i:.3f}" for v, i in self.per_view.items()))
+        return out
 
 
-class _TrueMeshes:
-    """True car vertices (object frame) of the built-in generator, rebuilt from the stored latents.
+class TrueMeshes:
+    """True car meshes (object frame) of the built-in generator, rebuilt from the stored latents.
 
-    Reads the manifest, samples and viewpoints once; ``None`` from :meth:`load` for other generators.
+    ``load`` returns None for other generators. Meshes depend on the object only (the camera rows do
+    not change them), so they are built per sample id: ``verts(ids)`` float [N, Vt, 3], ``faces`` [Ft, 3].
     """
 
     @staticmethod
-    def load(folder: Path) -> "_TrueMeshes | None":
+    def load(folder: Path) -> "TrueMeshes | None":
         manifest = dsf.read_manifest(folder)
-        return _TrueMeshes(folder, manifest) if manifest["generator"].get("format") == "builtin" else None
+        return TrueMeshes(folder, manifest) if manifest["generator"].get("format") == "builtin" else None
 
     def __init__(self, folder: Path, manifest: dict) -> None:
         import pyarrow.parquet as pq
@@ -45,64 +109,184 @@ class _TrueMeshes:
         self.G = BuiltinGenerator(resolution=32, z_dim=gen["z_dim"], num_ws=gen["num_ws"], seed=gen["seed"])
         self.manifest = manifest
         self.z = pq.read_table(folder / dsf.SAMPLES).to_pandas().set_index("sample_id")
-        self.vp = pq.read_table(folder / dsf.VIEWPOINTS).to_pandas().set_index("view_id")
+        self.faces = None
 
-    def __call__(self, sample_ids: np.ndarray, view_ids: np.ndarray) -> list[np.ndarray]:
-        """Vertices float [V, 3] of each (sample, view)'s car."""
+    @torch.no_grad()
+    def verts(self, sample_ids) -> torch.Tensor:
         m = self.manifest
-        layers = m["viewpoint_layers"]
         zs = torch.tensor(np.stack([self.z.loc[int(s), "z"] for s in sample_ids]), dtype=torch.float32)
         ws = self.G.mapping(zs, m["truncation_psi"], m.get("truncation_cutoff"))
-        codes = [np.asarray(self.vp.loc[int(v), "code"]).reshape(len(layers), -1) for v in view_ids]
-        ws[:, layers] = torch.tensor(np.stack(codes), dtype=torch.float32)
         mesh, _, _ = self.G.build_mesh(self.G.parameters_of(ws))
-        return list(mesh.verts.numpy())
+        self.faces = mesh.faces
+        return mesh.verts.float()
+
+
+def surface_points(verts: torch.Tensor, faces: torch.Tensor, n: int = 1024, seed: int = 0) -> torch.Tensor:
+    """Area-weighted surface samples float [B, n, 3] of meshes ``verts`` [B, V, 3] sharing ``faces`` [F, 3].
+
+    A fixed generator, so the same mesh always gives the same points.
+    """
+    g = torch.Generator().manual_seed(seed)
+    a, b, c = verts[:, faces[:, 0]], verts[:, faces[:, 1]], verts[:, faces[:, 2]]
+    area = torch.linalg.cross(b - a, c - a).norm(dim=-1)  # [B, F]
+    u = torch.rand(verts.shape[0], n, 2, generator=g).to(verts)
+    choice = torch.multinomial(area.cpu() + 1e-12, n, replacement=True, generator=g).to(verts.device)  # [B, n]
+    flip = u.sum(-1, keepdim=True) > 1
+    u = torch.where(flip, 1 - u, u)
+    pick = lambda x: torch.gather(x, 1, choice[..., None].expand(-1, -1, 3))  # noqa: E731
+    pa, pb, pc = pick(a), pick(b), pick(c)
+    return pa + u[..., :1] * (pb - pa) + u[..., 1:] * (pc - pa)
 
 
 def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Symmetric Chamfer distance (mean nearest-neighbour distance both ways) of point sets [P, 3], [Q, 3]."""
-    d = torch.cdist(a[None], b[None])[0]
-    return 0.5 * (d.min(1).values.mean() + d.min(0).values.mean())
+    """Symmetric Chamfer distance (mean nearest-neighbour distance both ways) of point sets a [B, P, 3], b [B, Q, 3] -> [B]."""
+    d = torch.cdist(a, b)
+    return 0.5 * (d.min(2).values.mean(1) + d.min(1).values.mean(1))
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of two 1-D arrays; 0 where either is constant (a constant answer carries no information)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    sx, sy = x.std(), y.std()
+    if sx < 1e-12 or sy < 1e-12:
+        return 0.0
+    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+
+
+def derangement(sample_ids: np.ndarray, view_ids: np.ndarray) -> np.ndarray:
+    """For each image, the index of an image of *another* object (the next held-out object in id order),
+    in the same view where that object has one, else its first image. Identity when there is one object."""
+    objs = np.unique(sample_ids)
+    nxt = {int(o): int(objs[(k + 1) % len(objs)]) for k, o in enumerate(objs)}
+    where = {(int(s), int(v)): i for i, (s, v) in enumerate(zip(sample_ids, view_ids))}
+    first = {}
+    for i, s in enumerate(sample_ids):
+        first.setdefault(int(s), i)
+    return np.array([where.get((nxt[int(s)], int(v)), first[nxt[int(s)]]) for s, v in zip(sample_ids, view_ids)])
+
+
+def _hard_iou(verts: torch.Tensor, faces: torch.Tensor, K, R, t, H: int, W: int, mask: torch.Tensor) -> torch.Tensor:
+    hard = render(verts, faces, K, R, t, H, W, silhouette=False).fragments.mask
+    m = mask[:, 0] > 0.5
+    inter = (hard & m).flatten(1).sum(1).float()
+    union = (hard | m).flatten(1).sum(1).float().clamp(min=1)
+    return inter / union
+
+
+def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData, device) -> tuple[ViewCameras, str]:
+    """The run's learned cameras on its own dataset; the dataset's own cameras on any other."""
+    own = Path(cfg.folder).resolve() == folder.resolve()
+    if not own:
+        c = data.cameras
+        return ViewCameras(c.K, c.R, c.t, learn=False).to(device), "dataset"
+    V = cams.K.shape[0]
+    if int(data.view_ids.max()) >= V or data.manifest["views"] != V:
+        raise UsageError(f"{folder} has {data.manifest['views']} views but run {run} learned cameras for {V}: "
+                         f"the dataset changed since training; train again, or evaluate a copy of it under another path")
+    return cams, "learned"
 
 
 @torch.no_grad()
-def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "cpu", batch: int = 16) -> EvalReport:
-    """Evaluate the run on the held-out objects of its dataset (or of ``folder``)."""
+def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "cpu", batch: int = 32) -> EvalReport:
+    """Evaluate the run on the held-out objects of its dataset (or of ``folder``, with that dataset's cameras)."""
+    run = Path(run)
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)
-    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images)
+    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT)
+    cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device)
     H, W = data.height, data.width
-    true_meshes = _TrueMeshes.load(folder)
-    ious, tious, views = [], [], []
-    cd, tcd = [], []
-    for lo in range(0, len(data), batch):
-        idx = torch.arange(lo, min(len(data), lo + batch))
+    N = len(data)
+    sids, vids = data.sample_ids.numpy(), data.view_ids.numpy()
+    other = derangement(sids, vids)
+
+    # 1. Predictions for every held-out image.
+    P_verts, P_col, I_col = [], [], []
+    for lo in range(0, N, batch):
+        idx = torch.arange(lo, min(N, lo + batch))
         img, mask, view = data.batch(idx, device)
         verts, tex, _ = model(img)
         K, R, t = cams(view)
-        for v, store in ((verts, ious), (model.template_verts(len(idx)), tious)):
-            o = render(v, tpl.faces, K, R, t, H, W, silhouette=False)
-            hard = o.fragments.mask
-            m = mask[:, 0] > 0.5
-            inter = (hard & m).flatten(1).sum(1).float()
-            union = (hard | m).flatten(1).sum(1).float().clamp(min=1)
-            store.extend((inter / union).cpu().tolist())
-        views.extend(view.cpu().tolist())
-        if true_meshes is not None:
-            true = true_meshes(data.sample_ids[idx].numpy(), data.view_ids[idx].numpy())
-            tv = model.template_verts(len(idx))
-            for k, tm in enumerate(true):
-                tmv = torch.tensor(tm, dtype=torch.float32, device=device)
-                cd.append(float(chamfer(verts[k], tmv)))
-                tcd.append(float(chamfer(tv[k], tmv)))
+        o = render(verts, tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex, silhouette=False)
+        both = (o.fragments.mask[:, None] & (mask > 0.5)).float()
+        P_col.append((o.image * both).sum((2, 3)) / both.sum((2, 3)).clamp(min=1))
+        m = (mask > 0.5).float()
+        I_col.append((img * m).sum((2, 3)) / m.sum((2, 3)).clamp(min=1))
+        P_verts.append(verts)
+    verts_all = torch.cat(P_verts)  # [N, V, 3]
+    pred_col = torch.cat(P_col).cpu().numpy()
+    img_col = torch.cat(I_col).cpu().numpy()
+    mean_pred = verts_all.mean(0, keepdim=True)
+
+    truth = TrueMeshes.load(folder)
+    true_v = mean_true = None
+    if truth is not None:
+        true_v = truth.verts(sids).to(device)  # [N, Vt, 3]
+        mean_true = truth.verts(range(data.first_test)).mean(0, keepdim=True).to(device)
+        tfaces = truth.faces.to(device)
+
+    # 2. IoU of each answer on the same images.
+    scores: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for lo in range(0, N, batch):
+        idx = torch.arange(lo, min(N, lo + batch))
+        _, mask, view = data.batch(idx, device)
+        K, R, t = cams(view)
+        B = len(idx)
+        answers = {"iou": (verts_all[idx], tpl.faces), "swap": (verts_all[torch.as_tensor(other[idx.numpy()])], tpl.faces),
+                   "mean_pred": (mean_pred.expand(B, -1, -1), tpl.faces), "template": (model.template_verts(B), tpl.faces)}
+        if true_v is not None:
+            answers["true"] = (true_v[idx], tfaces)
+            answers["mean_true"] = (mean_true.expand(B, -1, -1), tfaces)
+        for k, (v, f) in answers.items():
+            scores[k].append(_hard_iou(v.contiguous(), f, K, R, t, H, W, mask).cpu())
+    s = {k: torch.cat(v).numpy() for k, v in scores.items()}
     per_view: dict[int, list[float]] = defaultdict(list)
-    for v, i in zip(views, ious):
-        per_view[v].append(i)
-    return EvalReport(
-        images=len(ious),
-        iou=float(np.mean(ious)),
-        template_iou=float(np.mean(tious)),
+    for v, i in zip(vids, s["iou"]):
+        per_view[int(v)].append(float(i))
+    rep = EvalReport(
+        images=N, objects=len(np.unique(sids)), cameras=cam_kind,
+        iou=float(s["iou"].mean()), swap_iou=float(s["swap"].mean()), mean_pred_iou=float(s["mean_pred"].mean()),
+        template_iou=float(s["template"].mean()),
         per_view={v: float(np.mean(x)) for v, x in sorted(per_view.items())},
-        chamfer=float(np.mean(cd)) if cd else None,
-        template_chamfer=float(np.mean(tcd)) if tcd else None,
     )
+    if true_v is None:
+        return rep
+    rep.true_iou, rep.mean_true_iou = float(s["true"].mean()), float(s["mean_true"].mean())
+
+    # 3. Chamfer distances of surface samples (built-in data), batched.
+    pp = surface_points(verts_all, tpl.faces)
+    tp = surface_points(true_v, tfaces, seed=1)
+    mp = surface_points(mean_true, tfaces, seed=2)
+    tmpl = surface_points(model.template_verts(1), tpl.faces, seed=3)
+    cd = defaultdict(list)
+    for lo in range(0, N, batch):
+        sl = slice(lo, min(N, lo + batch))
+        B = sl.stop - lo
+        cd["own"].append(chamfer(pp[sl], tp[sl]))
+        cd["other"].append(chamfer(pp[sl], tp[torch.as_tensor(other[sl])]))
+        cd["pred_mean_true"].append(chamfer(pp[sl], mp.expand(B, -1, -1)))
+        cd["mean_true"].append(chamfer(mp.expand(B, -1, -1), tp[sl]))
+        cd["template"].append(chamfer(tmpl.expand(B, -1, -1), tp[sl]))
+    c = {k: float(torch.cat(v).mean()) for k, v in cd.items()}
+    rep.chamfer, rep.chamfer_other = c["own"], c["other"]
+    rep.chamfer_mean_true, rep.mean_true_chamfer, rep.template_chamfer = c["pred_mean_true"], c["mean_true"], c["template"]
+
+    # 4. Size and colour, per object (each averaged over its held-out views), against the truth.
+    objs = np.unique(sids)
+    first = np.array([int(np.flatnonzero(sids == o)[0]) for o in objs])
+    per_obj = lambda x: np.stack([x[sids == o].mean(0) for o in objs])  # noqa: E731
+    shift = np.roll(np.arange(len(objs)), -1)  # object k scored against object k+1's answer
+    pe = per_obj((verts_all.amax(1) - verts_all.amin(1)).cpu().numpy())  # [O, 3]
+    te = (true_v.amax(1) - true_v.amin(1)).cpu().numpy()[first]
+    for a, name in enumerate(AXES):
+        rep.size_corr[name] = pearson(pe[:, a], te[:, a])
+        rep.size_corr_swap[name] = pearson(pe[shift, a], te[:, a])
+        rep.size_spread[name] = float(pe[:, a].std() / max(te[:, a].std(), 1e-12))
+    if all(c in data.extra for c in PAINT):
+        from g3d.synth.builtin import paint_rgb
+
+        paint = paint_rgb(*(torch.tensor(data.extra[c][first]) for c in PAINT)).numpy()  # [O, 3]
+        pc, ic = per_obj(pred_col), per_obj(img_col)
+        rep.color_corr = [pearson(pc[:, c], paint[:, c]) for c in range(3)]
+        rep.color_corr_swap = [pearson(pc[shift, c], paint[:, c]) for c in range(3)]
+        rep.color_corr_image = [pearson(ic[:, c], paint[:, c]) for c in range(3)]
+    return rep

@@ -53,7 +53,8 @@ class TrainConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     warmup_steps: int = 0  # colour-only steps before the perceptual loss joins
     vgg_weights: str | None = None  # torchvision VGG-16 state dict for the perceptual loss; None = off
-    backbone_weights: str | None = None  # torchvision ResNet-18 state dict (ImageNet); None = random init
+    backbone: str = "small"  # image encoder: "small" (sized for 64-128 px on a CPU) or "resnet18"
+    backbone_weights: str | None = None  # torchvision ResNet-18 state dict (ImageNet), with backbone "resnet18"
     holdout: float = 0.1  # fraction of objects held out for evaluation
     seed: int = 0
     device: str = "cpu"
@@ -70,6 +71,7 @@ class TrainConfig:
     @staticmethod
     def from_json(d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
+        d.setdefault("backbone", "resnet18")  # runs written before the backbone option
         d["weights"] = LossWeights(**d["weights"])
         return TrainConfig(**d)
 
@@ -77,7 +79,7 @@ class TrainConfig:
 @dataclass
 class TrainReport:
     out: Path
-    steps_done: int
+    steps_done: int  # steps this call ran (after a resume: from resumed_from to the target)
     resumed_from: int
     last_metrics: dict[str, float]
     seconds: float
@@ -85,7 +87,8 @@ class TrainReport:
 
 
 # Settings that may differ between a run and its resumption.
-_RESUMABLE = {"steps", "log_every", "preview_every", "checkpoint_every", "device"}
+# ``out`` is where the run is now: a moved or copied run folder resumes.
+_RESUMABLE = {"steps", "log_every", "preview_every", "checkpoint_every", "device", "out"}
 
 
 def _dist() -> tuple[int, int, bool]:
@@ -97,7 +100,7 @@ def _dist() -> tuple[int, int, bool]:
 def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet, ViewCameras]:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     tpl = build_template(3)
-    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone_weights=cfg.backbone_weights).to(device)
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights).to(device)
     cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=cfg.learn_cameras).to(device)
     return model, cams
 
@@ -148,24 +151,41 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     return total, terms, (verts, tex)
 
 
+def preview_indices(data: PairData, n: int = 4) -> torch.Tensor:
+    """Indices of the first kept image of ``n`` different objects (fewer when the split has fewer), int64 [<= n]."""
+    first: dict[int, int] = {}
+    for i, s in enumerate(data.sample_ids.tolist()):
+        first.setdefault(s, i)
+    return torch.tensor(list(first.values())[:n])
+
+
 def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: int, n: int = 4) -> None:
-    """Rows: held-in objects; columns: input image, then the prediction rendered in 4 views."""
+    """Rows: ``n`` different training objects; columns: the input image, then the prediction rendered in 4 views.
+
+    Runs the network in eval mode (normalisation statistics are neither used from the batch nor updated),
+    then restores the mode it found, so a preview never changes what training computes.
+    """
     import numpy as np
 
     from g3d.datasets.previews import grid
     from g3d.datasets.schema import encode_png
 
-    idx = torch.arange(min(n, len(data)))
+    idx = preview_indices(data, n)
     img, _, view = data.batch(idx, device)
     V = cams.K.shape[0]
     show = torch.linspace(0, V - 1, 4).round().long().to(device)
-    with torch.no_grad():
-        verts, tex, _ = model(img)
-        cells = [img.permute(0, 2, 3, 1).cpu()]
-        for v in show:
-            K, R, t = cams(v.repeat(len(idx)))
-            o = render(verts.float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex.float(), silhouette=False)
-            cells.append((o.image + (1 - o.fragments.mask[:, None].float())).permute(0, 2, 3, 1).cpu())
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            verts, tex, _ = model(img)
+            cells = [img.permute(0, 2, 3, 1).cpu()]
+            for v in show:
+                K, R, t = cams(v.repeat(len(idx)))
+                o = render(verts.float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex.float(), silhouette=False)
+                cells.append((o.image + (1 - o.fragments.mask[:, None].float())).permute(0, 2, 3, 1).cpu())
+    finally:
+        model.train(was_training)
     arr = (torch.stack(cells, 1).clamp(0, 1) * 255).round().byte().numpy()
     sheet = grid(arr, ["input"] + [f"v{int(v)}" for v in show])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,11 +208,14 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         if cfg.device.startswith("cuda"):
             cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     device = torch.device(cfg.device)
+    cfg.folder, cfg.out = str(Path(cfg.folder).resolve()), str(Path(cfg.out).resolve())  # recorded and compared resolved
     out = Path(cfg.out)
     ckpt_path = out / "checkpoints" / "last.pt"
     cfg_path = out / "config.json"
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
+        old["folder"] = str(Path(old["folder"]).resolve())  # runs written before paths were resolved hold them as typed
+        old.setdefault("backbone", "resnet18")
         diff = sorted(k for k in set(old) | set(cfg.to_json()) if k not in _RESUMABLE and old.get(k) != cfg.to_json().get(k))
         if diff:
             raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): choose another --out")
@@ -273,7 +296,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         dsio.write_json(out / "cameras_learned.json", {"source": data.cameras.source, "dw": cams.dw.detach().cpu().tolist(), "dt": cams.dt.detach().cpu().tolist()})
     if distributed:
         _check_ranks_agree(model, cams, world, rank, out)
-    return TrainReport(out, cfg.steps, start, last, time.perf_counter() - t_start, data.cameras.source)
+    return TrainReport(out, max(0, cfg.steps - start), start, last, time.perf_counter() - t_start, data.cameras.source)
 
 
 def _tensorboard(out: Path):
@@ -318,7 +341,7 @@ def load_run(run: str | Path, device="cpu"):
     cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
-    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res)
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone)
     model.load_state_dict(state["model"])
     V = state["cams"]["K"].shape[0]
     cams = ViewCameras(torch.zeros(V, 3, 3), torch.zeros(V, 3, 3), torch.zeros(V, 3))

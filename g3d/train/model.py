@@ -47,48 +47,101 @@ class ViewCameras(nn.Module):
         return self.K[view_ids], R, self.t0[view_ids] + self.dt[view_ids]
 
 
+def _block(cin: int, cout: int) -> nn.Sequential:
+    """Stride-2 conv, GroupNorm, LeakyReLU, then a stride-1 conv: halves the side."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2),
+    )
+
+
+class SmallEncoder(nn.Module):
+    """A CNN sized for 64-128 px on a CPU: four stride-2 blocks (32-64-128-256 channels, GroupNorm, so a
+    prediction never depends on the rest of the batch), a 4 x 4 grid kept in place (not averaged away:
+    where the silhouette's edges sit is what tells the size), and a 512-d feature.
+
+    images float [B, 3, H, W] in [0, 1] -> float [B, 512]."""
+
+    out_dim = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(_block(3, 32), _block(32, 64), _block(64, 128), _block(128, 256))
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Sequential(nn.Linear(256 * 16, 512), nn.LeakyReLU(0.2))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.blocks(images * 2.0 - 1.0)).flatten(1))
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision ResNet-18 (optionally from an ImageNet state dict the user has), global-pooled, 512-d."""
+
+    out_dim = 512
+
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None)
+        if weights:
+            from g3d.filters.segmenters import load_state_dict
+
+            sd = load_state_dict(weights)
+            sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+            net.load_state_dict(sd, strict=False)
+        net.fc = nn.Identity()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images - self.mean) / self.std)
+
+
+BACKBONES = ("small", "resnet18")
+
+
 class InverseGraphicsNet(nn.Module):
-    """ResNet-18 encoder -> per-vertex offsets of the template, per-axis scale, and a UV texture map.
+    """Encoder -> shape head (per-vertex offsets of the template and a per-axis scale) and texture head
+    (a per-image colour, modulated by a UV detail map).
 
     ``forward(images float [B, 3, H, W] in [0, 1]) -> (verts [B, V, 3], texture [B, 3, T, T] in [0, 1],
-    offsets [B, V, 3])``. The last shape layer starts at zero, so an untrained network outputs the
-    template (an ellipsoid of ``init_scale`` half-extents).
+    offsets [B, V, 3])``. The last shape layer and the detail map's last layer start at zero, so an
+    untrained network outputs the template (an ellipsoid of ``init_scale`` half-extents) in one colour
+    per image: ``texture = sigmoid(colour(feature) + detail(feature))``. The separate colour path is a
+    linear read-out of the image feature, so paint colour reaches the texture from the first step.
     """
 
     def __init__(
         self,
         template: Template,
         tex_res: int = 64,  # side of the UV texture map (a power of two >= 16)
+        backbone: str = "small",  # "small" (SmallEncoder) or "resnet18"
         backbone_weights: str | None = None,  # a torchvision resnet18 state dict (e.g. ImageNet); None = random init
         init_scale: tuple[float, float, float] = (0.45, 0.3, 1.0),  # template half-extents x, y, z (a car: width, height, length)
         max_offset: float = 0.3,  # offsets are max_offset * tanh(.)
     ) -> None:
         super().__init__()
-        from torchvision.models import resnet18
-
-        net = resnet18(weights=None)
-        if backbone_weights:
-            from g3d.filters.segmenters import load_state_dict
-
-            sd = load_state_dict(backbone_weights)
-            sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-            net.load_state_dict(sd, strict=False)
-        net.fc = nn.Identity()
-        self.encoder = net
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+        if backbone_weights and backbone != "resnet18":
+            raise ValueError("backbone weights are a ResNet-18 state dict: use backbone 'resnet18' with them")
+        self.encoder = SmallEncoder() if backbone == "small" else ResNetEncoder(backbone_weights)
+        D = self.encoder.out_dim
         V = template.verts.shape[0]
         self.register_buffer("template", template.verts.clone())
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.log_scale = nn.Parameter(torch.log(torch.tensor(init_scale)))
         self.register_buffer("init_log_scale", torch.log(torch.tensor(init_scale)))
         self.max_offset = max_offset
-        self.shape_head = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, V * 3 + 3))
+        self.shape_head = nn.Sequential(nn.Linear(D, 512), nn.LeakyReLU(0.2), nn.Linear(512, V * 3 + 3))
         nn.init.zeros_(self.shape_head[2].weight)
         nn.init.zeros_(self.shape_head[2].bias)
         n_up = int(math.log2(tex_res // 4))
-        if 4 * 2**n_up != tex_res:
+        if tex_res < 16 or 4 * 2**n_up != tex_res:
             raise ValueError(f"tex_res must be a power of two >= 16, got {tex_res}")
-        self.tex_fc = nn.Linear(512, 128 * 4 * 4)
+        self.color_head = nn.Linear(D, 3)
+        self.tex_fc = nn.Linear(D, 128 * 4 * 4)
         ups = []
         ch = 128
         for _ in range(n_up):
@@ -96,17 +149,20 @@ class InverseGraphicsNet(nn.Module):
             ups += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(ch, nxt, 3, padding=1), nn.LeakyReLU(0.2)]
             ch = nxt
         ups += [nn.Conv2d(ch, 3, 3, padding=1)]
+        nn.init.zeros_(ups[-1].weight)
+        nn.init.zeros_(ups[-1].bias)
         self.tex_dec = nn.Sequential(*ups)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B = images.shape[0]
-        feat = self.encoder((images - self.mean) / self.std)
+        feat = self.encoder(images)
         out = self.shape_head(feat)
         V = self.template.shape[0]
         offsets = self.max_offset * torch.tanh(out[:, : V * 3].view(B, V, 3))
         scale = torch.exp(self.log_scale + 0.3 * torch.tanh(out[:, V * 3 :]))  # [B, 3]
         verts = (self.template[None] + offsets) * scale[:, None, :]
-        tex = torch.sigmoid(self.tex_dec(self.tex_fc(feat).view(B, 128, 4, 4)))
+        detail = self.tex_dec(self.tex_fc(feat).view(B, 128, 4, 4))
+        tex = torch.sigmoid(self.color_head(feat)[:, :, None, None] + detail)
         return verts, tex, offsets
 
     def template_verts(self, batch: int) -> torch.Tensor:

@@ -16,13 +16,6 @@ from g3d.train.loop import TrainConfig, TrainingError, load_run, train
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "car"
-    run_synth(SynthConfig(out=out, samples=8, views=4, resolution=32, candidates=16))
-    return out
-
-
 def _cfg(folder, out, **kw):
     args = dict(folder=str(folder), out=str(out), resolution=32, batch_size=2, steps=4, lr=1e-3, tex_res=16,
                 log_every=1, preview_every=2, checkpoint_every=2, holdout=0.25)
@@ -31,21 +24,69 @@ def _cfg(folder, out, **kw):
 
 
 def _params(run):
+    """(step, every parameter and buffer of the network and cameras, flattened)."""
     _, model, cams, _, step = load_run(run)
-    return step, torch.cat([p.detach().reshape(-1) for p in list(model.parameters()) + list(cams.parameters())])
+    tensors = list(model.state_dict().values()) + list(cams.state_dict().values())
+    return step, torch.cat([p.detach().double().reshape(-1) for p in tensors])
 
 
-def test_resume_is_exact(tiny, tmp_path):
-    train(_cfg(tiny, tmp_path / "straight"))
-    train(_cfg(tiny, tmp_path / "split", steps=2))
-    rep = train(_cfg(tiny, tmp_path / "split", steps=4))
-    assert rep.resumed_from == 2
+@pytest.mark.parametrize("backbone", ["small", "resnet18"])
+def test_resume_is_exact(tiny, tmp_path, backbone):
+    """Parameters and buffers (ResNet's BatchNorm statistics too) equal an uninterrupted run's; previews in
+    between change nothing."""
+    train(_cfg(tiny, tmp_path / "straight", backbone=backbone, preview_every=1))
+    train(_cfg(tiny, tmp_path / "split", steps=2, backbone=backbone, preview_every=3))
+    rep = train(_cfg(tiny, tmp_path / "split", steps=4, backbone=backbone, preview_every=3))
+    assert rep.resumed_from == 2 and rep.steps_done == 2  # the steps this call ran
     s1, a = _params(tmp_path / "straight")
     s2, b = _params(tmp_path / "split")
     assert s1 == s2 == 4 and torch.equal(a, b)
     lines = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3, 4]
     assert (tmp_path / "split" / "previews" / "step_0000004.png").is_file()
+
+
+def test_preview_shows_four_different_objects(tiny):
+    from g3d.train.data import PairData
+    from g3d.train.loop import preview_indices
+
+    data = PairData(tiny, 32, "train", 0.25)
+    idx = preview_indices(data, 4)
+    assert len(idx) == 4 and len(set(data.sample_ids[idx].tolist())) == 4
+
+
+def test_a_run_resumes_typed_relative_or_absolute_and_after_a_copy(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    train(_cfg(tiny, "rel", steps=2))
+    cfg = json.loads((tmp_path / "rel" / "config.json").read_text())
+    assert cfg["out"] == str(tmp_path / "rel") and cfg["folder"] == str(tiny.resolve())
+    assert train(_cfg(tiny, tmp_path / "rel", steps=3)).resumed_from == 2
+    shutil.copytree(tmp_path / "rel", tmp_path / "copy")
+    rep = train(_cfg(tiny, tmp_path / "copy", steps=4))
+    assert rep.resumed_from == 3 and _params(tmp_path / "copy")[0] == 4
+
+
+def test_eval_on_another_dataset_uses_its_cameras(tiny, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    train(_cfg(tiny, run, steps=1))
+    other = tmp_path / "other"
+    run_synth(SynthConfig(out=other, samples=4, views=6, resolution=32, candidates=24, seed=5))
+    rep = evaluate(run, other)
+    assert rep.cameras == "dataset" and rep.images == 6 and len(rep.per_view) == 6
+    # The run's own dataset, re-synthesised in place with more views: its learned cameras no longer fit.
+    own = tmp_path / "own"
+    shutil.copytree(tiny, own)
+    run2 = tmp_path / "run2"
+    train(_cfg(own, run2, steps=1))
+    assert evaluate(run2).cameras == "learned"
+    run_synth(SynthConfig(out=own, samples=8, views=6, resolution=32, candidates=24, overwrite=True))
+    with pytest.raises(UsageError, match="6 views but run .* learned cameras for 4") as info:
+        evaluate(run2)
+    assert "\n" not in str(info.value)
 
 
 def test_other_settings_into_the_same_run_are_refused(tiny, tmp_path):
