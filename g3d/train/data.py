@@ -102,6 +102,8 @@ class PairData:
         imgs, masks, sids, vids = [], [], [], []
         extra: dict[str, list] = {c: [] for c in extra_columns}
         for path in dsf.shard_paths(self.folder):
+            if max_images and len(imgs) >= max_images:
+                break
             cols = ["sample_id", "view_id", "keep", "image", "mask"]
             names = set(pq.read_schema(path).names)
             cols += [c for c in extra_columns if c in names]

@@ -11,8 +11,8 @@ Every figure comes with its degenerate answers, measured on the same images in t
   renderer and measurement) and ``mean_true_iou`` (the mean of the *training* objects' true meshes:
   "always answer the average car"); Chamfer distances of surface samples, own prediction against its
   own true mesh, against another object's true mesh and against the mean true mesh; correlations over
-  the held-out objects of predicted size (mesh extent along x, y, z: width, height, length) with the
-  true mesh's extent, and of the predicted texture colour (the rendered texture averaged inside the
+  the held-out objects of predicted size (extent of the surface along x, y, z: width, height, length,
+  as the 2-98% range of surface samples) with the true mesh's, and of the predicted texture colour (the rendered texture averaged inside the
   mask) with the true paint colour, each with its swapped-pairing baseline, and for colour the
   ceiling of the input image's own colour inside the mask (shading, glass and tyres keep it below 1).
   Size and colour are averaged over an object's held-out views first: the truth is per object.
@@ -42,12 +42,13 @@ PAINT = ("gt_paint_hue", "gt_paint_saturation", "gt_paint_value")
 class EvalReport:
     images: int
     objects: int
-    cameras: str  # "learned" (the run's own dataset) or "dataset" (another dataset's cameras)
+    cameras: str  # "run" (the run's own cameras, as refined, on its own dataset) or "dataset" (another dataset's cameras)
     iou: float  # mean 2D IoU of the predicted mesh re-projected in the input view vs the mask
     swap_iou: float  # the same images scored with another held-out object's prediction
     mean_pred_iou: float  # ... with the mean predicted mesh
     template_iou: float  # ... with the untrained template
     per_view: dict[int, float]
+    held_out: list[int] = field(default_factory=list)  # the object (sample) ids scored
     true_iou: float | None = None  # ceiling: the true mesh (built-in data)
     mean_true_iou: float | None = None  # the mean true mesh of the training objects
     chamfer: float | None = None  # prediction vs its own true mesh (object units, surface samples)
@@ -138,6 +139,13 @@ def surface_points(verts: torch.Tensor, faces: torch.Tensor, n: int = 1024, seed
     return pa + u[..., :1] * (pb - pa) + u[..., 1:] * (pc - pa)
 
 
+def extent(points: torch.Tensor, q: float = 0.02) -> torch.Tensor:
+    """Size of point sets [B, P, 3] along x, y, z: the ``q`` to ``1 - q`` quantile range, float [B, 3].
+
+    Robust to thin slivers that no image pixel sees (a mesh's max - min is not)."""
+    return torch.quantile(points, 1 - q, dim=1) - torch.quantile(points, q, dim=1)
+
+
 def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Symmetric Chamfer distance (mean nearest-neighbour distance both ways) of point sets a [B, P, 3], b [B, Q, 3] -> [B]."""
     d = torch.cdist(a, b)
@@ -174,7 +182,7 @@ def _hard_iou(verts: torch.Tensor, faces: torch.Tensor, K, R, t, H: int, W: int,
 
 
 def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData, device) -> tuple[ViewCameras, str]:
-    """The run's learned cameras on its own dataset; the dataset's own cameras on any other."""
+    """The run's cameras (as refined in training) on its own dataset; the dataset's own cameras on any other."""
     own = Path(cfg.folder).resolve() == folder.resolve()
     if not own:
         c = data.cameras
@@ -183,7 +191,7 @@ def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData
     if int(data.view_ids.max()) >= V or data.manifest["views"] != V:
         raise UsageError(f"{folder} has {data.manifest['views']} views but run {run} learned cameras for {V}: "
                          f"the dataset changed since training; train again, or evaluate a copy of it under another path")
-    return cams, "learned"
+    return cams, "run"
 
 
 @torch.no_grad()
@@ -247,6 +255,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         iou=float(s["iou"].mean()), swap_iou=float(s["swap"].mean()), mean_pred_iou=float(s["mean_pred"].mean()),
         template_iou=float(s["template"].mean()),
         per_view={v: float(np.mean(x)) for v, x in sorted(per_view.items())},
+        held_out=[int(o) for o in np.unique(sids)],
     )
     if true_v is None:
         return rep
@@ -275,8 +284,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     first = np.array([int(np.flatnonzero(sids == o)[0]) for o in objs])
     per_obj = lambda x: np.stack([x[sids == o].mean(0) for o in objs])  # noqa: E731
     shift = np.roll(np.arange(len(objs)), -1)  # object k scored against object k+1's answer
-    pe = per_obj((verts_all.amax(1) - verts_all.amin(1)).cpu().numpy())  # [O, 3]
-    te = (true_v.amax(1) - true_v.amin(1)).cpu().numpy()[first]
+    pe = per_obj(extent(pp).cpu().numpy())  # [O, 3]
+    te = extent(tp).cpu().numpy()[first]
     for a, name in enumerate(AXES):
         rep.size_corr[name] = pearson(pe[:, a], te[:, a])
         rep.size_corr_swap[name] = pearson(pe[shift, a], te[:, a])

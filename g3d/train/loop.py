@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ import torch
 
 from g3d.datasets import io as dsio
 from g3d.errors import G3DError, UsageError
-from g3d.render.dibr import render
+from g3d.render.dibr import SIGMA, render
 from g3d.train.data import PairData
 from g3d.train.losses import LossWeights, Perceptual, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
@@ -45,11 +46,16 @@ class TrainConfig:
     out: str  # run folder
     resolution: int = 64  # training image width in pixels (height keeps the aspect)
     batch_size: int = 8  # pairs per step and rank (the paper: 16)
-    steps: int = 1000
-    lr: float = 1e-4  # Adam (the paper's)
+    steps: int = 4000
+    lr: float = 3e-4  # Adam (the paper: 1e-4)
+    lr_schedule: str = "cosine"  # "constant", or "cosine": decays to 5% of lr at the last step
+    sigma: float = 1e-5  # soft-silhouette sharpness (NDC units squared) reached after sigma_anneal of the steps
+    sigma_anneal: float = 0.5  # fraction of the steps over which sigma goes log-linearly from DIB-R's 1/7000 to sigma
     camera_lr: float = 1e-4  # Adam on the per-view camera deltas
-    learn_cameras: bool = True
+    learn_cameras: bool | None = None  # refine per-view cameras; None = unless they are the generator's exact truth
     tex_res: int = 64  # UV texture map side
+    color_readout: bool = True  # per-image colour path into the texture (False only to measure what it brings)
+    symmetric: bool = True  # left-right symmetric shapes
     weights: LossWeights = field(default_factory=LossWeights)
     warmup_steps: int = 0  # colour-only steps before the perceptual loss joins
     vgg_weights: str | None = None  # torchvision VGG-16 state dict for the perceptual loss; None = off
@@ -70,10 +76,19 @@ class TrainConfig:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        d.setdefault("backbone", "resnet18")  # runs written before the backbone option
+        d = upgrade_config(d)
         d["weights"] = LossWeights(**d["weights"])
         return TrainConfig(**d)
+
+
+# What runs written before these options trained with (issue #10 changed the defaults).
+_BEFORE = {"backbone": "resnet18", "color_readout": False, "lr_schedule": "constant", "sigma": SIGMA, "sigma_anneal": 0.5,
+           "symmetric": False}
+
+
+def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``config.json`` with the options it predates filled in as it trained."""
+    return {**_BEFORE, **d}
 
 
 @dataclass
@@ -97,11 +112,40 @@ def _dist() -> tuple[int, int, bool]:
     return rank, world, world > 1
 
 
+def _validate(cfg: TrainConfig) -> None:
+    """Options that the loop cannot work with are a one-line :class:`UsageError`."""
+    from g3d.train.model import BACKBONES
+
+    if cfg.backbone not in BACKBONES:
+        raise UsageError(f"--backbone {cfg.backbone}: choose one of {', '.join(BACKBONES)}")
+    if cfg.backbone_weights and cfg.backbone != "resnet18":
+        raise UsageError("--backbone-weights is a ResNet-18 state dict: add --backbone resnet18")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise UsageError(f"--lr-schedule {cfg.lr_schedule}: choose constant or cosine")
+    if not (math.isfinite(cfg.sigma) and cfg.sigma > 0):
+        raise UsageError(f"--sigma {cfg.sigma}: give a positive number (DIB-R's default is {SIGMA:.3g})")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise UsageError(f"--lr {cfg.lr}: give a positive learning rate")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise UsageError(f"--steps {cfg.steps} / --batch-size {cfg.batch_size}: both must be at least 1")
+    if cfg.tex_res < 16 or cfg.tex_res & (cfg.tex_res - 1):
+        raise UsageError(f"--tex-res {cfg.tex_res}: give a power of two >= 16")
+    if cfg.resolution < 16:
+        raise UsageError(f"--resolution {cfg.resolution}: give at least 16 pixels")
+
+
+def learns_cameras(cfg: TrainConfig, data: PairData) -> bool:
+    """Whether the run refines its cameras: as asked, else unless they are the generator's exact truth
+    (refining exact cameras only lets them drift along with the shape)."""
+    return cfg.learn_cameras if cfg.learn_cameras is not None else data.cameras.source != "ground truth"
+
+
 def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet, ViewCameras]:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     tpl = build_template(3)
-    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights).to(device)
-    cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=cfg.learn_cameras).to(device)
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
+                               color_readout=cfg.color_readout, symmetric=cfg.symmetric).to(device)
+    cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data)).to(device)
     return model, cams
 
 
@@ -120,6 +164,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise TrainingError(f"checkpoint {path} is damaged ({type(exc).__name__}): delete it to start over, or restore a copy") from None
 
 
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """Multiplier of the learning rates at ``step`` (a pure function of the step: resume stays exact)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(1, steps)))
+    raise UsageError(f"unknown learning-rate schedule {schedule!r}: use constant or cosine")
+
+
+def sigma_at(cfg: "TrainConfig", step: int) -> float:
+    """The soft silhouette's sigma at ``step``: DIB-R's 1/7000 annealed log-linearly to ``cfg.sigma``."""
+    span = cfg.sigma_anneal * cfg.steps
+    f = 1.0 if span <= 0 else min(1.0, step / span)
+    return math.exp((1 - f) * math.log(SIGMA) + f * math.log(cfg.sigma))
+
+
 def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int):
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
     img_i, mask_i, view_i = data_i
@@ -127,7 +187,8 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     verts, tex, offsets = model(img_i)
     views = torch.cat([view_i, view_j])
     K, R, t = cams(views)
-    out = render(torch.cat([verts, verts]).float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=torch.cat([tex, tex]).float())
+    out = render(torch.cat([verts, verts]).float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=torch.cat([tex, tex]).float(),
+                 sigma=sigma_at(cfg, step))
     target = torch.cat([img_i, img_j])
     mask = torch.cat([mask_i, mask_j])
     w = cfg.weights
@@ -207,6 +268,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
             dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
         if cfg.device.startswith("cuda"):
             cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    _validate(cfg)
     device = torch.device(cfg.device)
     cfg.folder, cfg.out = str(Path(cfg.folder).resolve()), str(Path(cfg.out).resolve())  # recorded and compared resolved
     out = Path(cfg.out)
@@ -215,7 +277,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
         old["folder"] = str(Path(old["folder"]).resolve())  # runs written before paths were resolved hold them as typed
-        old.setdefault("backbone", "resnet18")
+        old = upgrade_config(old)
         diff = sorted(k for k in set(old) | set(cfg.to_json()) if k not in _RESUMABLE and old.get(k) != cfg.to_json().get(k))
         if diff:
             raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): choose another --out")
@@ -231,7 +293,10 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     elif cfg.weights.percept > 0 and rank == 0:
         log("note: perceptual loss off (no VGG-16 weights; pass --vgg-weights PATH to use it)")
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
-    if cfg.learn_cameras:
+    learn = learns_cameras(cfg, data)
+    if rank == 0:
+        log(f"cameras: {data.cameras.source}, {'refined during training' if learn else 'fixed'}")
+    if learn:
         groups.append({"params": list(cams.parameters()), "lr": cfg.camera_lr})
     opt = torch.optim.Adam(groups)
     use_amp = cfg.amp and device.type == "cuda"
@@ -251,7 +316,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        cam_mod = DDP(cams, device_ids=[device.index] if device.type == "cuda" else None) if cfg.learn_cameras else cams
+        cam_mod = DDP(cams, device_ids=[device.index] if device.type == "cuda" else None) if learn else cams
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         dsio.write_json(cfg_path, cfg.to_json())
@@ -261,6 +326,9 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     last: dict[str, float] = {}
     t_last = time.perf_counter()
     for step in range(start, cfg.steps):
+        f = lr_factor(cfg.lr_schedule, step, cfg.steps)
+        for g, base in zip(opt.param_groups, [cfg.lr, cfg.camera_lr]):  # (no camera group when they are fixed)
+            g["lr"] = base * f
         i_idx, j_idx = data.pairs(cfg.seed, step, rank, cfg.batch_size)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             total, terms, _ = pair_losses(net, cam_mod, tpl, data.batch(i_idx, device), data.batch(j_idx, device), cfg, percept, step, H, W)
@@ -341,8 +409,13 @@ def load_run(run: str | Path, device="cpu"):
     cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
-    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone)
-    model.load_state_dict(state["model"])
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[-1].strip()[:200]
+        raise TrainingError(f"{run / 'checkpoints' / 'last.pt'} does not fit the network its config.json describes ({first}): "
+                            "was the run written by another g3d version? train it again") from None
     V = state["cams"]["K"].shape[0]
     cams = ViewCameras(torch.zeros(V, 3, 3), torch.zeros(V, 3, 3), torch.zeros(V, 3))
     cams.load_state_dict(state["cams"])

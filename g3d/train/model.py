@@ -121,16 +121,22 @@ class InverseGraphicsNet(nn.Module):
         backbone_weights: str | None = None,  # a torchvision resnet18 state dict (e.g. ImageNet); None = random init
         init_scale: tuple[float, float, float] = (0.45, 0.3, 1.0),  # template half-extents x, y, z (a car: width, height, length)
         max_offset: float = 0.3,  # offsets are max_offset * tanh(.)
+        color_readout: bool = True,  # the per-image colour path (False: the UV decoder alone, as before issue #10)
+        symmetric: bool = True,  # left-right symmetric shapes (offsets averaged with their mirror image)
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         if backbone_weights and backbone != "resnet18":
             raise ValueError("backbone weights are a ResNet-18 state dict: use backbone 'resnet18' with them")
-        self.encoder = SmallEncoder() if backbone == "small" else ResNetEncoder(backbone_weights)
+        self.encoder = ResNetEncoder(backbone_weights) if backbone == "resnet18" else SmallEncoder()
         D = self.encoder.out_dim
         V = template.verts.shape[0]
         self.register_buffer("template", template.verts.clone())
+        self.symmetric = symmetric
+        if symmetric:
+            self.register_buffer("mirror", template.mirror.clone(), persistent=False)
+            self.register_buffer("flip_x", torch.tensor([-1.0, 1.0, 1.0]), persistent=False)
         self.log_scale = nn.Parameter(torch.log(torch.tensor(init_scale)))
         self.register_buffer("init_log_scale", torch.log(torch.tensor(init_scale)))
         self.max_offset = max_offset
@@ -140,7 +146,7 @@ class InverseGraphicsNet(nn.Module):
         n_up = int(math.log2(tex_res // 4))
         if tex_res < 16 or 4 * 2**n_up != tex_res:
             raise ValueError(f"tex_res must be a power of two >= 16, got {tex_res}")
-        self.color_head = nn.Linear(D, 3)
+        self.color_head = nn.Linear(D, 3) if color_readout else None
         self.tex_fc = nn.Linear(D, 128 * 4 * 4)
         ups = []
         ch = 128
@@ -149,8 +155,9 @@ class InverseGraphicsNet(nn.Module):
             ups += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(ch, nxt, 3, padding=1), nn.LeakyReLU(0.2)]
             ch = nxt
         ups += [nn.Conv2d(ch, 3, 3, padding=1)]
-        nn.init.zeros_(ups[-1].weight)
-        nn.init.zeros_(ups[-1].bias)
+        if color_readout:  # the detail map starts flat: the colour path alone sets the first textures
+            nn.init.zeros_(ups[-1].weight)
+            nn.init.zeros_(ups[-1].bias)
         self.tex_dec = nn.Sequential(*ups)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,10 +166,14 @@ class InverseGraphicsNet(nn.Module):
         out = self.shape_head(feat)
         V = self.template.shape[0]
         offsets = self.max_offset * torch.tanh(out[:, : V * 3].view(B, V, 3))
+        if self.symmetric:
+            offsets = 0.5 * (offsets + offsets[:, self.mirror] * self.flip_x)
         scale = torch.exp(self.log_scale + 0.3 * torch.tanh(out[:, V * 3 :]))  # [B, 3]
         verts = (self.template[None] + offsets) * scale[:, None, :]
         detail = self.tex_dec(self.tex_fc(feat).view(B, 128, 4, 4))
-        tex = torch.sigmoid(self.color_head(feat)[:, :, None, None] + detail)
+        if self.color_head is not None:
+            detail = detail + self.color_head(feat)[:, :, None, None]
+        tex = torch.sigmoid(detail)
         return verts, tex, offsets
 
     def template_verts(self, batch: int) -> torch.Tensor:

@@ -26,9 +26,10 @@ class Template:
     face_pairs: torch.Tensor
     nbr_index: torch.Tensor  # int64 [2, 2E]: (vertex, neighbour) pairs
     nbr_count: torch.Tensor  # float32 [V]
+    mirror: torch.Tensor | None = None  # int64 [V]: the vertex at (-x, y, z) (left-right mirror image)
 
     def to(self, device) -> "Template":
-        return Template(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+        return Template(*(None if getattr(self, f) is None else getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
 def icosphere(level: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +84,9 @@ def build_template(level: int = 3) -> Template:
     pairs = np.array([fs for fs in edge_faces.values() if len(fs) == 2], dtype=np.int64)
     nbr = np.concatenate([edges, edges[:, ::-1]], 0).T
     count = np.bincount(nbr[0], minlength=len(V)).astype(np.float32)
+    # The icosphere is symmetric under x -> -x: pair each vertex with its mirror image.
+    key = {tuple(np.round(p, 9)): i for i, p in enumerate(V)}
+    mirror = np.array([key[tuple(np.round(p * [-1, 1, 1], 9) + 0.0)] for p in V], dtype=np.int64)
     return Template(
         verts=torch.tensor(V, dtype=torch.float32),
         faces=torch.tensor(Fc),
@@ -91,6 +95,7 @@ def build_template(level: int = 3) -> Template:
         face_pairs=torch.tensor(pairs),
         nbr_index=torch.tensor(nbr.copy()),
         nbr_count=torch.tensor(count),
+        mirror=torch.tensor(mirror),
     )
 
 

@@ -30,13 +30,32 @@ def _params(run):
     return step, torch.cat([p.detach().double().reshape(-1) for p in tensors])
 
 
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(n):
+    """A progress callback that interrupts training after ``n`` steps (after their checkpoint)."""
+    def progress(_label, _total):
+        done = {"n": 0}
+
+        def advance(k):
+            done["n"] += k
+            if done["n"] >= n:
+                raise _Killed()
+        return advance
+    return progress
+
+
 @pytest.mark.parametrize("backbone", ["small", "resnet18"])
 def test_resume_is_exact(tiny, tmp_path, backbone):
-    """Parameters and buffers (ResNet's BatchNorm statistics too) equal an uninterrupted run's; previews in
-    between change nothing."""
+    """Killed after step 2 and rerun: parameters and buffers (ResNet's BatchNorm statistics too) equal an
+    uninterrupted run's, with the learning-rate and sigma schedules continuing where they stopped;
+    previews in between change nothing."""
     train(_cfg(tiny, tmp_path / "straight", backbone=backbone, preview_every=1))
-    train(_cfg(tiny, tmp_path / "split", steps=2, backbone=backbone, preview_every=3))
-    rep = train(_cfg(tiny, tmp_path / "split", steps=4, backbone=backbone, preview_every=3))
+    with pytest.raises(_Killed):
+        train(_cfg(tiny, tmp_path / "split", backbone=backbone, preview_every=3, checkpoint_every=1), progress=_kill_after(2))
+    rep = train(_cfg(tiny, tmp_path / "split", backbone=backbone, preview_every=3))
     assert rep.resumed_from == 2 and rep.steps_done == 2  # the steps this call ran
     s1, a = _params(tmp_path / "straight")
     s2, b = _params(tmp_path / "split")
@@ -68,6 +87,18 @@ def test_a_run_resumes_typed_relative_or_absolute_and_after_a_copy(tiny, tmp_pat
     assert rep.resumed_from == 3 and _params(tmp_path / "copy")[0] == 4
 
 
+def test_training_and_eval_at_another_resolution_than_the_dataset(tiny, tmp_path):
+    """Trained at 24 px on 32 px data: cameras are rescaled, so the true meshes re-project onto the masks
+    (without rescaling K they land ~1/3 off), and only the held-out objects are scored."""
+    run = tmp_path / "run"
+    rep_t = train(_cfg(tiny, run, resolution=24, steps=2))
+    assert rep_t.steps_done == 2
+    rep = evaluate(run)
+    assert rep.held_out == [6, 7] and rep.images == 8
+    assert rep.true_iou > 0.8 and rep.true_iou > rep.template_iou, rep
+    assert rep.mean_true_iou > 0.7
+
+
 def test_eval_on_another_dataset_uses_its_cameras(tiny, tmp_path):
     import shutil
 
@@ -82,7 +113,7 @@ def test_eval_on_another_dataset_uses_its_cameras(tiny, tmp_path):
     shutil.copytree(tiny, own)
     run2 = tmp_path / "run2"
     train(_cfg(own, run2, steps=1))
-    assert evaluate(run2).cameras == "learned"
+    assert evaluate(run2).cameras == "run"
     run_synth(SynthConfig(out=own, samples=8, views=6, resolution=32, candidates=24, overwrite=True))
     with pytest.raises(UsageError, match="6 views but run .* learned cameras for 4") as info:
         evaluate(run2)
@@ -174,13 +205,46 @@ def test_two_process_torchrun_keeps_ranks_identical(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_training_raises_held_out_iou_well_above_the_template(tmp_path):
+def test_training_reads_its_input_not_a_mean_car(tmp_path):
+    """A short CPU run must give object-specific answers: the IoU beats the same images scored with
+    another object's prediction and with the mean prediction, predicted length follows the true length
+    and the texture follows the paint. The network as it was before issue #10 (one grey mean car for
+    every photo) had IoU == swap IoU == mean-prediction IoU and no colour correlation."""
     data = tmp_path / "car"
-    run_synth(SynthConfig(out=data, samples=40, views=8, resolution=64, candidates=32))
-    train(TrainConfig(folder=str(data), out=str(tmp_path / "run"), resolution=64, batch_size=8, steps=120, lr=1e-3,
-                      holdout=0.2, preview_every=1000, checkpoint_every=1000))
+    run_synth(SynthConfig(out=data, samples=120, views=8, resolution=64, seed=3, truncation=1.0))
+    # The defaults of g3d train (small encoder, lr 3e-4 cosine, sigma annealed to 1e-5), a shorter budget.
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "run"), resolution=64, batch_size=12, steps=1000, holdout=0.2,
+                      preview_every=10**6, checkpoint_every=10**6))
     rep = evaluate(tmp_path / "run")
-    assert rep.images == 8 * 8
-    assert rep.iou > rep.template_iou + 0.15 and rep.iou > 0.8, rep
-    assert rep.chamfer < rep.template_chamfer
-    assert len(rep.per_view) == 8
+    # Measured on a 2-core CPU (about 3 minutes): IoU 0.938, swap 0.924, mean prediction 0.926, template 0.604;
+    # length r 0.70 (swapped 0.23); paint r 0.98/0.98/0.99 (swapped <= 0.09).
+    assert rep.images == 24 * 8 and rep.objects == 24 and len(rep.per_view) == 8
+    assert rep.iou > rep.template_iou + 0.25, rep
+    assert rep.iou - rep.swap_iou >= 0.007 and rep.iou - rep.mean_pred_iou >= 0.006, rep
+    assert rep.size_corr["length"] >= 0.45 and rep.size_corr["length"] > rep.size_corr_swap["length"] + 0.2, rep
+    assert min(rep.color_corr) >= 0.9 and max(rep.color_corr_swap) < 0.5, rep
+    assert rep.chamfer < rep.template_chamfer and rep.chamfer < rep.chamfer_other, rep
+
+
+def test_cli_train_then_eval_prints_baselines_and_oracles(tiny, tmp_path):
+    def g3d(*args):
+        return subprocess.run([sys.executable, "-m", "g3d.cli", *args], capture_output=True, text=True, timeout=600, cwd=REPO)
+
+    run = tmp_path / "run"
+    r = g3d("train", str(tiny), "--out", str(run), "--resolution", "32", "--steps", "2", "--batch-size", "2", "--tex-res", "16")
+    err = r.stderr.replace("\n", "")
+    assert r.returncode == 0, r.stderr
+    assert "done: 2 steps" in err and "cameras: ground truth, fixed" in err
+    r = g3d("train", str(tiny), "--out", str(run), "--resolution", "32", "--steps", "3", "--batch-size", "2", "--tex-res", "16")
+    err = r.stderr.replace("\n", "")
+    assert r.returncode == 0 and "resuming" in err and "done: 1 steps" in err, r.stderr
+    r = g3d("eval", str(run))
+    assert r.returncode == 0, r.stderr
+    for needle in ("swapped pairing", "mean prediction", "ceilings: true mesh", "Chamfer to own true mesh", "size r", "paint colour r", "per view: v0"):
+        assert needle in r.stdout, r.stdout
+    for args, needle in [(("--backbone", "vgg"), "--backbone vgg: choose one of small, resnet18"),
+                         (("--lr-schedule", "step"), "--lr-schedule step"), (("--sigma", "0"), "--sigma 0.0"),
+                         (("--tex-res", "100"), "--tex-res 100"), (("--steps", "0"), "--steps 0")]:
+        r = g3d("train", str(tiny), "--out", str(tmp_path / "bad"), *args)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -1,0 +1,77 @@
+"""The network's structure and the schedules of the training loop."""
+
+import math
+
+import pytest
+import torch
+
+from g3d.render.dibr import SIGMA
+from g3d.train.loop import TrainConfig, lr_factor, sigma_at, upgrade_config
+from g3d.train.model import InverseGraphicsNet
+from g3d.train.template import build_template
+
+
+@pytest.fixture(scope="module")
+def tpl():
+    return build_template(3)
+
+
+def _images(n=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, size, size, generator=g)
+    x[1] = x[1] * 0.2 + torch.tensor([0.8, 0.7, 0.0]).view(3, 1, 1)  # a yellow picture beside a random one
+    return x
+
+
+@pytest.mark.parametrize("backbone", ["small", "resnet18"])
+def test_untrained_network_is_the_template_in_one_colour_per_image(tpl, backbone):
+    torch.manual_seed(0)
+    net = InverseGraphicsNet(tpl, tex_res=16, backbone=backbone).eval()
+    with torch.no_grad():
+        verts, tex, offsets = net(_images())
+    assert torch.allclose(verts, net.template_verts(2), atol=1e-6) and offsets.abs().max() == 0
+    assert tex.shape == (2, 3, 16, 16)
+    flat = tex.flatten(2)
+    assert (flat.max(-1).values - flat.min(-1).values).max() < 1e-6  # the detail map starts flat
+    assert (tex[0, :, 0, 0] - tex[1, :, 0, 0]).abs().max() > 1e-3  # the colour path reads the picture
+
+
+def test_shapes_are_left_right_symmetric(tpl):
+    torch.manual_seed(0)
+    net = InverseGraphicsNet(tpl, tex_res=16).eval()
+    with torch.no_grad():
+        net.shape_head[2].weight.normal_(0, 0.05)
+        net.shape_head[2].bias.normal_(0, 0.3)
+        verts, _, _ = net(_images())
+    mirrored = verts[:, tpl.mirror] * torch.tensor([-1.0, 1.0, 1.0])
+    assert torch.allclose(mirrored, verts, atol=1e-5)
+    assert (verts - net.template_verts(2)).abs().max() > 0.05  # not symmetric merely by being the template
+    free = InverseGraphicsNet(tpl, tex_res=16, symmetric=False).eval()
+    free.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        v2, _, _ = free(_images())
+    assert not torch.allclose(v2[:, tpl.mirror] * torch.tensor([-1.0, 1.0, 1.0]), v2, atol=1e-3)
+
+
+def test_the_mirror_map_pairs_each_vertex_with_its_reflection(tpl):
+    ref = tpl.verts * torch.tensor([-1.0, 1.0, 1.0])
+    assert torch.allclose(tpl.verts[tpl.mirror], ref, atol=1e-6)
+    assert torch.equal(tpl.mirror[tpl.mirror], torch.arange(len(tpl.verts)))
+
+
+def test_sigma_anneals_log_linearly_from_dibr_to_the_target():
+    cfg = TrainConfig(folder="x", out="y", steps=1000, sigma=1e-5, sigma_anneal=0.5)
+    assert sigma_at(cfg, 0) == pytest.approx(SIGMA)
+    assert sigma_at(cfg, 250) == pytest.approx(math.sqrt(SIGMA * 1e-5))
+    assert sigma_at(cfg, 500) == pytest.approx(1e-5) and sigma_at(cfg, 999) == pytest.approx(1e-5)
+    assert sigma_at(TrainConfig(folder="x", out="y", sigma_anneal=0.0, sigma=2e-5), 0) == pytest.approx(2e-5)
+
+
+def test_cosine_schedule_and_old_runs():
+    assert lr_factor("constant", 500, 1000) == 1.0
+    assert lr_factor("cosine", 0, 1000) == pytest.approx(1.0)
+    assert lr_factor("cosine", 500, 1000) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert lr_factor("cosine", 1000, 1000) == pytest.approx(0.05)
+    old = upgrade_config({"steps": 10})  # a config.json written before issue #10's options
+    assert old["backbone"] == "resnet18" and old["color_readout"] is False and old["symmetric"] is False
+    assert old["sigma"] == SIGMA and old["lr_schedule"] == "constant"
