@@ -75,3 +75,18 @@ def test_cosine_schedule_and_old_runs():
     old = upgrade_config({"steps": 10})  # a config.json written before issue #10's options
     assert old["backbone"] == "resnet18" and old["color_readout"] is False and old["symmetric"] is False
     assert old["sigma"] == SIGMA and old["lr_schedule"] == "constant"
+
+
+def test_swapped_pairing_pairs_every_image_with_another_object_in_the_same_view():
+    import numpy as np
+
+    from g3d.train.evaluate import derangement, pearson
+
+    sids = np.array([5, 5, 5, 7, 7, 9, 9, 9])
+    vids = np.array([0, 1, 2, 0, 2, 0, 1, 2])
+    other = derangement(sids, vids)
+    assert (sids[other] != sids).all()
+    assert vids[other][0] == 0 and vids[other][2] == 2  # object 5's views 0 and 2 -> object 7's views 0 and 2
+    assert sids[other][1] == 7 and vids[other][1] == 0  # object 7 has no view 1: its first image
+    assert (derangement(np.array([3, 3]), np.array([0, 1])) == [0, 1]).all()  # one object: nothing to swap with
+    assert pearson(np.ones(4), np.arange(4)) == 0.0 and pearson(np.arange(4), 2 * np.arange(4) + 1) == pytest.approx(1.0)
