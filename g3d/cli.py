@@ -221,12 +221,16 @@ def train(
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, help="Write previews/step_*.png every K steps."),
     checkpoint_every: int = typer.Option(250, help="Checkpoint every K steps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the run in --out again (removes only what g3d train wrote there)."),
 ) -> None:
     """Train the inverse-graphics network (image -> textured mesh) through the DIB-R style renderer.
 
     Multi-view loss (paper Eq. 2) with the paper's loss weights; runs data-parallel under torchrun.
     Check what it learned with `g3d eval RUN`: the held-out IoU means something only beside the
     swapped-pairing and mean-prediction figures it prints.
+
+    Rerunning into the same --out resumes exactly; the learning rate, schedule and --steps may change
+    on resume (recorded in RUN/history.jsonl), other settings need another --out or --overwrite.
     """
     from g3d.train.loop import TrainConfig
     from g3d.train.loop import train as run_train
@@ -238,7 +242,7 @@ def train(
                       seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     try:
         with _progress() as progress:
-            report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
+            report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
     except G3DError as exc:
         _fail(exc)
     m = report.last_metrics

@@ -29,6 +29,17 @@ class ViewSet:
     source: str
 
 
+def read_shard(path: Path, folder: Path, columns: list[str] | None = None, schema_only: bool = False):
+    """A shard's table (or schema); a damaged file is a one-line :class:`DatasetError` naming it."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path) if schema_only else pq.read_table(path, columns=columns)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): it is damaged; rerun the g3d synth "
+                           f"command that wrote {folder} to rewrite it") from None
+
+
 def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: float, sy: float) -> ViewSet:
     """One camera per view: ``cameras.parquet`` (g3d sfm-init), else the generator's truth, else pose bins."""
     import pyarrow.parquet as pq
@@ -47,11 +58,11 @@ def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: floa
         tt = np.stack(list(t.t))
         source = "cameras.parquet"
     elif manifest.get("ground_truth"):
-        first = pq.read_table(dsf.shard_paths(folder)[0], columns=["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
+        first = read_shard(dsf.shard_paths(folder)[0], folder, ["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
         if len(first) < V:
             import pandas as pd
 
-            first = pd.concat([pq.read_table(p, columns=["view_id", "K", "R", "t"]).to_pandas() for p in dsf.shard_paths(folder)]).drop_duplicates("view_id")
+            first = pd.concat([read_shard(p, folder, ["view_id", "K", "R", "t"]).to_pandas() for p in dsf.shard_paths(folder)]).drop_duplicates("view_id")
         first = first.sort_values("view_id")
         K = np.stack([np.reshape(k, (3, 3)) for k in first.K])
         R = np.stack([np.reshape(r, (3, 3)) for r in first.R])
@@ -87,7 +98,6 @@ class PairData:
     def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
                  max_images: int | None = None, extra_columns: tuple[str, ...] = ()) -> None:
         import cv2
-        import pyarrow.parquet as pq
 
         self.folder = Path(folder)
         manifest = dsf.read_manifest(self.folder)
@@ -105,16 +115,20 @@ class PairData:
             if max_images and len(imgs) >= max_images:
                 break
             cols = ["sample_id", "view_id", "keep", "image", "mask"]
-            names = set(pq.read_schema(path).names)
+            names = set(read_shard(path, self.folder, schema_only=True).names)
             cols += [c for c in extra_columns if c in names]
-            t = pq.read_table(path, columns=cols)
+            t = read_shard(path, self.folder, cols)
             if t.column("mask").null_count == t.num_rows:
                 raise DatasetError(f"{path.name} has no masks: run `g3d filter {self.folder}` first")
             for r in t.to_pylist():
                 if not r["keep"] or not want(r["sample_id"]) or r["mask"] is None:
                     continue
-                img = decode_png(r["image"]["bytes"])
-                m = decode_png(r["mask"]["bytes"], grey=True) == 255  # the object (other labels: other instances)
+                try:
+                    img = decode_png(r["image"]["bytes"])
+                    m = decode_png(r["mask"]["bytes"], grey=True) == 255  # the object (other labels: other instances)
+                except ValueError:
+                    raise DatasetError(f"{path.name}: the image or mask of sample {r['sample_id']} view {r['view_id']} does not "
+                                       f"decode: run `g3d filter {self.folder}` (it rejects corrupt images)") from None
                 if img.shape[:2] != (self.height, self.width):
                     img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
                     m = cv2.resize(m.astype(np.float32), (self.width, self.height), interpolation=cv2.INTER_AREA) >= 0.5

@@ -104,6 +104,10 @@ def export_mesh(run: str | Path, image_path: str | Path, out: str | Path, device
     img = cv2.resize(img[..., ::-1], (W, H), interpolation=cv2.INTER_AREA)
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().to(device) / 255.0
     verts, tex, _ = model(x)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror}): choose a writable place") from None
     texture = (tex[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
     args = (verts[0].cpu().numpy(), tpl.faces.cpu().numpy(), tpl.face_uvs.cpu().numpy(), texture)
     return write_glb(out, *args) if out.suffix.lower() == ".glb" else write_obj(out, *args)

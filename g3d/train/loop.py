@@ -102,8 +102,13 @@ class TrainReport:
 
 
 # Settings that may differ between a run and its resumption.
-# ``out`` is where the run is now: a moved or copied run folder resumes.
-_RESUMABLE = {"steps", "log_every", "preview_every", "checkpoint_every", "device", "out"}
+# Settings that may differ between a run and its resumption: they change neither the data nor the
+# network's shape. ``out`` is where the run is now (a moved or copied run folder resumes). Changes of
+# the optimisation settings are recorded in ``RUN/history.jsonl``.
+_OPTIMISATION = {"steps", "lr", "camera_lr", "lr_schedule", "warmup_steps", "amp"}
+_RESUMABLE = _OPTIMISATION | {"log_every", "preview_every", "checkpoint_every", "device", "out"}
+# What a run folder holds (removed by ``overwrite``).
+RUN_FILES = ("config.json", "metrics.jsonl", "history.jsonl", "checkpoints", "previews", "tensorboard", "cameras_learned.json", "ddp_check.json")
 
 
 def _dist() -> tuple[int, int, bool]:
@@ -253,9 +258,30 @@ def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: in
     dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
 
 
+def _clear_run(out: Path) -> list[str]:
+    """Remove what g3d wrote in a run folder (nothing else); returns the names removed."""
+    import shutil
+
+    gone = []
+    for name in RUN_FILES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+        else:
+            continue
+        gone.append(name)
+    return gone
+
+
+def _all_finite(*modules: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for m in modules for t in m.state_dict().values() if t.is_floating_point())
+
+
 def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None,
-          log: Callable[[str], None] | None = None) -> TrainReport:
-    """Train (or resume) the run in ``cfg.out``. See the module docstring."""
+          log: Callable[[str], None] | None = None, overwrite: bool = False) -> TrainReport:
+    """Train (or resume) the run in ``cfg.out``; ``overwrite`` starts it again. See the module docstring."""
     t_start = time.perf_counter()
     log = log or (lambda m: None)
     rank, world, distributed = _dist()
@@ -274,13 +300,23 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     out = Path(cfg.out)
     ckpt_path = out / "checkpoints" / "last.pt"
     cfg_path = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a run folder: choose another --out")
+    if overwrite and rank == 0 and out.is_dir():
+        gone = _clear_run(out)
+        if gone:
+            log(f"--overwrite: removed {', '.join(gone)} from {out}")
+    changed: dict[str, list] = {}
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
         old["folder"] = str(Path(old["folder"]).resolve())  # runs written before paths were resolved hold them as typed
         old = upgrade_config(old)
         diff = sorted(k for k in set(old) | set(cfg.to_json()) if k not in _RESUMABLE and old.get(k) != cfg.to_json().get(k))
         if diff:
-            raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): choose another --out")
+            raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): "
+                             "choose another --out, or add --overwrite to start this one again")
+        new = cfg.to_json()
+        changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images)
     if data.resized and rank == 0:
         log(f"note: images are resized to {data.width}x{data.height} for training")
@@ -310,7 +346,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         if rank == 0:
-            log(f"resuming {out} at step {start}")
+            log(f"resuming {out} at step {start}" + (f" with {', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())}" if changed else ""))
     net, cam_mod = model, cams
     if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -321,6 +357,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         out.mkdir(parents=True, exist_ok=True)
         dsio.write_json(cfg_path, cfg.to_json())
         _trim_metrics(out / "metrics.jsonl", start)
+        _append_history(out / "history.jsonl", {"step": start, "to": cfg.steps, "changed": changed})
     advance = progress("training", cfg.steps - start) if (progress and rank == 0) else None
     tb = _tensorboard(out) if rank == 0 else None
     last: dict[str, float] = {}
@@ -354,6 +391,9 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
             if done % cfg.preview_every == 0 or done == cfg.steps:
                 _preview(out / "previews" / f"step_{done:07d}.png", model, cams, tpl, data, device, H, W)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                if not _all_finite(model, cams):
+                    raise TrainingError(f"parameters are no longer finite after step {done}: stopped without checkpointing; "
+                                        f"{ckpt_path} keeps the last good state (lower --lr and rerun to resume)")
                 _save(ckpt_path, {"model": model.state_dict(), "cams": cams.state_dict(), "opt": opt.state_dict(),
                                   "scaler": scaler.state_dict(), "step": done})
             if advance:
@@ -391,6 +431,15 @@ def _check_ranks_agree(model, cams, world: int, rank: int, out: Path) -> None:
     dist.barrier()
     if not agree:
         raise TrainingError(f"parameters differ between the {world} ranks after training (see {out / 'ddp_check.json'})")
+
+
+def _append_history(path: Path, entry: dict[str, Any]) -> None:
+    """One line per invocation: the step it started from, its target, and optimisation settings it changed."""
+    import datetime
+
+    entry = {**entry, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    old = path.read_text() if path.is_file() else ""
+    dsio.write_bytes(path, (old + json.dumps(entry) + "\n").encode())
 
 
 def _trim_metrics(path: Path, step: int) -> None:

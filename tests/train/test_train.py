@@ -120,10 +120,44 @@ def test_eval_on_another_dataset_uses_its_cameras(tiny, tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_other_settings_into_the_same_run_are_refused(tiny, tmp_path):
+def test_other_settings_into_the_same_run_are_refused_optimisation_settings_resume(tiny, tmp_path):
     train(_cfg(tiny, tmp_path / "r", steps=1))
-    with pytest.raises(UsageError, match="other settings.*lr"):
-        train(_cfg(tiny, tmp_path / "r", lr=5e-4))
+    with pytest.raises(UsageError, match="other settings.*tex_res.*--overwrite"):
+        train(_cfg(tiny, tmp_path / "r", tex_res=32))
+    rep = train(_cfg(tiny, tmp_path / "r", steps=2, lr=5e-4))  # the NaN advice: lower --lr and resume
+    assert rep.resumed_from == 1
+    hist = [json.loads(x) for x in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == [0, 1] and hist[1]["changed"] == {"lr": [1e-3, 5e-4], "steps": [1, 2]}
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["lr"] == 5e-4
+    rep = train(_cfg(tiny, tmp_path / "r", tex_res=32), overwrite=True)
+    assert rep.resumed_from == 0 and rep.steps_done == 4
+    assert [json.loads(x)["step"] for x in (tmp_path / "r" / "history.jsonl").read_text().splitlines()] == [0]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file, not a run folder"):
+        train(_cfg(tiny, tmp_path / "file"))
+
+
+def test_non_finite_parameters_are_never_checkpointed(tiny, tmp_path, monkeypatch):
+    run = tmp_path / "inf"
+    train(_cfg(tiny, run, steps=1, checkpoint_every=1))
+
+    class Poisoned(torch.optim.Adam):
+        """Adam whose update turns one weight into inf (the loss of that step was still finite)."""
+
+        def step(self, closure=None):
+            out = super().step(closure)
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+            return out
+
+    monkeypatch.setattr(torch.optim, "Adam", Poisoned)
+    with pytest.raises(TrainingError, match="no longer finite after step 2.*last good state") as info:
+        train(_cfg(tiny, run, steps=4, checkpoint_every=1))
+    monkeypatch.undo()
+    assert "\n" not in str(info.value)
+    step, p = _params(run)
+    assert step == 1 and torch.isfinite(p).all()
+    assert train(_cfg(tiny, run, steps=3, lr=5e-4)).resumed_from == 1
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
@@ -248,3 +282,49 @@ def test_cli_train_then_eval_prints_baselines_and_oracles(tiny, tmp_path):
         r = g3d("train", str(tiny), "--out", str(tmp_path / "bad"), *args)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_damaged_data_is_one_line_naming_it(tiny, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from g3d.datasets import folder as dsf
+
+    trunc = tmp_path / "trunc"
+    shutil.copytree(tiny, trunc)
+    shard = dsf.shard_paths(trunc)[0]
+    shard.write_bytes(shard.read_bytes()[:2000])
+    for call in (lambda: train(_cfg(trunc, tmp_path / "r1")), lambda: evaluate(_params_run(tiny, tmp_path), trunc)):
+        with pytest.raises(DatasetError, match=f"{shard.name} cannot be read.*rerun") as info:
+            call()
+        assert "\n" not in str(info.value)
+    bad = tmp_path / "badpng"
+    shutil.copytree(tiny, bad)
+    shard = dsf.shard_paths(bad)[0]
+    t = pq.read_table(shard)
+    rows = t.column("image").to_pylist()
+    rows[3] = {"bytes": b"not a png", "path": None}
+    pq.write_table(t.set_column(t.schema.get_field_index("image"), "image", pa.array(rows, t.schema.field("image").type)), shard)
+    with pytest.raises(DatasetError, match="sample 0 view 3 does not decode: run `g3d filter"):
+        train(_cfg(bad, tmp_path / "r2"))
+
+
+def _params_run(tiny, tmp_path):
+    run = tmp_path / "ok"
+    if not (run / "checkpoints" / "last.pt").is_file():
+        train(_cfg(tiny, run, steps=1))
+    return run
+
+
+def test_export_mesh_makes_the_output_folder(tiny, tmp_path):
+    from g3d.train.export import export_mesh
+
+    run = _params_run(tiny, tmp_path)
+    img = tmp_path / "car.png"
+    import pyarrow.parquet as pq
+
+    img.write_bytes(pq.read_table(sorted((tiny / "images").glob("part-*"))[0]).to_pylist()[0]["image"]["bytes"])
+    out = export_mesh(run, img, tmp_path / "new" / "dir" / "car.glb")
+    assert out[0].is_file()
