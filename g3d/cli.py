@@ -6,14 +6,13 @@ Every command imports its stage lazily, so ``g3d --help`` does not load torch.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 
 from g3d.errors import G3DError
+from g3d.reporting import console, fail, progress
 
 app = typer.Typer(
     name="g3d",
@@ -22,36 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-
-
-def _fail(exc: G3DError) -> None:
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """A rich progress display; yields ``factory(description, total) -> advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as prog:
-
-        def factory(description: str, total: int) -> Callable[[int], None]:
-            task = prog.add_task(description, total=total)
-            return lambda n: prog.advance(task, n)
-
-        yield factory
+# Shared with the stages' command modules (g3d/reporting.py, below the CLI: no import cycle).
+_fail, _progress = fail, progress
 
 
 def _parse_crop(value: Optional[str]):

@@ -42,7 +42,8 @@ def push_command(
     from rich.markup import escape
 
     from g3d.annotate.push import PushConfig, push
-    from g3d.cli import _fail, console
+    from g3d.reporting import console
+    from g3d.reporting import fail as _fail
     from g3d.errors import G3DError
 
     cfg = PushConfig(
@@ -91,7 +92,8 @@ def pull_command(
     from rich.markup import escape
 
     from g3d.annotate.pull import PullConfig, pull
-    from g3d.cli import _fail, console
+    from g3d.reporting import console
+    from g3d.reporting import fail as _fail
     from g3d.errors import G3DError
 
     cfg = PullConfig(folder=folder, connection=ConnectionConfig(url=url, api_key=api_key), kinds=tuple(kind) if kind else None, overwrite=overwrite)
@@ -143,7 +145,8 @@ def serve_command(
     import time
 
     from g3d.annotate.server import LabelStudioServer, ServeConfig
-    from g3d.cli import _fail, console
+    from g3d.reporting import console
+    from g3d.reporting import fail as _fail
     from g3d.errors import G3DError
 
     cfg = ServeConfig(

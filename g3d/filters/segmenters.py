@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from g3d.errors import MissingDependencyError, UsageError
+from g3d.weights import load_state_dict
 
 # The 80 COCO classes in detectron2's contiguous order (car 2, bird 14, horse 17).
 COCO80 = (
@@ -139,25 +140,6 @@ class TorchvisionSegmenter(Segmenter):
 
     def describe(self) -> dict[str, Any]:
         return {"segmenter": self.name, "weights": self.weights}
-
-
-def load_state_dict(path: str) -> dict[str, Any]:
-    """A torch state dict from ``path`` (plain, or under a 'model' / 'state_dict' key); never runs code."""
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--weights {path}: no such file")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(f"--weights {path} is not a torch state dict ({type(exc).__name__}): save one with torch.save(model.state_dict(), PATH)") from None
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise UsageError(f"--weights {path} holds a {type(obj).__name__}, not a state dict")
-    return obj
 
 
 # ---------------------------------------------------------------------------- detectron2

@@ -24,7 +24,7 @@ def sfm_init(
     """
     from rich.console import Console
 
-    from g3d.cli import _fail
+    from g3d.reporting import fail as _fail
     from g3d.errors import G3DError, UsageError
     from g3d.sfm.pipeline import METHODS, SfmConfig, run_sfm_init
 

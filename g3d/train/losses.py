@@ -63,10 +63,10 @@ class Perceptual(torch.nn.Module):
         super().__init__()
         from torchvision.models import vgg16
 
-        from g3d.filters.segmenters import load_state_dict
+        from g3d.weights import load_state_dict
 
         vgg = vgg16(weights=None)
-        vgg.load_state_dict(load_state_dict(weights_path))
+        vgg.load_state_dict(load_state_dict(weights_path, "--vgg-weights"))
         self.blocks = torch.nn.ModuleList([vgg.features[:4], vgg.features[4:9], vgg.features[9:16], vgg.features[16:23]])
         for p in self.parameters():
             p.requires_grad_(False)

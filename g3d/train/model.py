@@ -85,9 +85,9 @@ class ResNetEncoder(nn.Module):
 
         net = resnet18(weights=None)
         if weights:
-            from g3d.filters.segmenters import load_state_dict
+            from g3d.weights import load_state_dict
 
-            sd = load_state_dict(weights)
+            sd = load_state_dict(weights, "--backbone-weights")
             sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
             net.load_state_dict(sd, strict=False)
         net.fc = nn.Identity()
