@@ -25,8 +25,12 @@ ANNOTATIONS = "annotations"
 CAMERAS = "cameras.parquet"
 CARD = "README.md"
 
-# Everything g3d writes at a folder's top level (what --overwrite may remove).
+# Everything g3d writes at a folder's top level (what --overwrite may remove or move aside).
 OWNED = (MANIFEST, VIEWPOINTS, SAMPLES, IMAGES, PREVIEWS, CARD, ANNOTATIONS, CAMERAS, "annotate", "filter_report.json", ".g3d-filter")
+# What holds people's work (labels pulled from Label Studio, cameras solved from them, the record of
+# pushed projects): --overwrite moves these aside into KEPT/<UTC time>/ instead of deleting them.
+HUMAN = (ANNOTATIONS, CAMERAS, "annotate")
+KEPT = ".g3d-kept"
 
 
 def shard_name(index: int) -> str:
@@ -93,12 +97,14 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise DatasetError(f"{path} is unreadable ({exc}): rerun `g3d synth` with --overwrite") from None
 
 
-def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
+def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, log=None) -> bool:
     """Make ``folder`` ready for a run with ``fingerprint``; True when resuming a matching run.
 
-    A folder holding a different g3d run is refused unless ``overwrite`` (which removes only
-    g3d's own files); a folder holding anything else is always refused.
+    A folder holding a different g3d run is refused unless ``overwrite``, which removes only g3d's
+    own files and moves people's work (:data:`HUMAN`) aside into ``.g3d-kept/<UTC time>/``, saying
+    what it did through ``log``; a folder holding anything else is always refused.
     """
+    log = log or (lambda msg: None)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file, not a folder: choose another --out")
@@ -127,12 +133,28 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool) -
         raise UsageError(
             f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"
         )
+    import datetime
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = folder / KEPT / stamp
+    moved, removed = [], []
     for name in OWNED:
         p = folder / name
-        if p.is_dir():
+        if not p.exists():
+            continue
+        if name in HUMAN:
+            kept.mkdir(parents=True, exist_ok=True)
+            p.rename(kept / name)
+            moved.append(name)
+        elif p.is_dir():
             shutil.rmtree(p)
-        elif p.exists():
+            removed.append(name)
+        else:
             p.unlink()
+            removed.append(name)
+    log(f"--overwrite: removed {', '.join(removed) or 'nothing'} from {folder}")
+    if moved:
+        log(f"--overwrite: kept {', '.join(moved)} (people's labels and the cameras solved from them) in {kept}")
     return False
 
 

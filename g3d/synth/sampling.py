@@ -358,7 +358,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     plan = dsf.ShardPlan(cfg.samples, views, per_shard)
     out = Path(cfg.out)
     fp = _fingerprint(cfg, G, preset, layers, views, crop, vp_file.digest() if vp_file else None, per_shard)
-    resumed = dsf.prepare_output(out, fp, cfg.overwrite)
+    resumed = dsf.prepare_output(out, fp, cfg.overwrite, log)
     (out / dsf.IMAGES).mkdir(exist_ok=True)
     dsio.remove_stale_temporaries(out)
     dsio.remove_stale_temporaries(out / dsf.IMAGES)

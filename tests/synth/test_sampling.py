@@ -117,8 +117,19 @@ def test_rerun_resumes_and_different_run_is_refused(reference, tmp_path):
     with pytest.raises(UsageError, match="different run.*seed.*--overwrite"):
         run_synth(_cfg(out, seed=1))
     assert {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == before  # nothing touched
-    run_synth(_cfg(out, seed=1, overwrite=True))
+    (out / "annotations").mkdir()
+    (out / "annotations" / "pose_bins.parquet").write_bytes(b"hours of clicks")
+    (out / "cameras.parquet").write_bytes(b"solved cameras")
+    said = []
+    run_synth(_cfg(out, seed=1, overwrite=True), log=said.append)
     assert not _rows(out).image[0]["bytes"] == _rows(reference[0]).image[0]["bytes"]
+    # People's labels are moved aside, named in the output, never deleted.
+    assert not (out / "annotations").exists() and not (out / "cameras.parquet").exists()
+    kept = list((out / ".g3d-kept").iterdir())
+    assert len(kept) == 1 and (kept[0] / "annotations" / "pose_bins.parquet").read_bytes() == b"hours of clicks"
+    assert (kept[0] / "cameras.parquet").read_bytes() == b"solved cameras"
+    assert any("removed" in m and "images" in m for m in said)
+    assert any("kept annotations, cameras.parquet" in m and str(kept[0]) in m for m in said)
 
 
 def test_viewpoints_file_is_used_exactly(reference, tmp_path):
