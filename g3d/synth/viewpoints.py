@@ -197,16 +197,28 @@ def load_viewpoints(path: str, w_dim: int, layers: tuple[int, ...] | None = None
         raise UsageError(f"--viewpoints {path} is not a readable Parquet file ({exc}): pass a viewpoints.parquet written by g3d synth") from None
     if "code" not in table.column_names:
         raise UsageError(f"--viewpoints {path} has no 'code' column: pass a viewpoints.parquet written by g3d synth")
-    flat = np.array(table.column("code").to_pylist(), dtype=np.float32)
+    if table.num_rows == 0:
+        raise UsageError(f"--viewpoints {path} holds no views: pass a file with at least one row")
+    try:
+        flat = np.array(table.column("code").to_pylist(), dtype=np.float32)
+    except (TypeError, ValueError):
+        raise UsageError(f"--viewpoints {path}: its codes are not all numbers of one length: pass a viewpoints.parquet written by g3d synth") from None
     if "code_shape" in table.column_names:
         L, D = table.column("code_shape")[0].as_py()
     else:
         L, D = len(layers or ()), w_dim
     file_layers = tuple(table.column("layers")[0].as_py()) if "layers" in table.column_names else tuple(layers or ())
-    if flat.ndim != 2 or flat.shape[1] != L * D or D != w_dim:
+    if D != w_dim:
         raise UsageError(
             f"--viewpoints {path} holds codes of width {D} but the generator's w_dim is {w_dim}: use a file made with this generator"
         )
+    if flat.ndim != 2 or flat.shape[1] != L * D:
+        got = flat.shape[1] if flat.ndim == 2 else "uneven numbers of"
+        raise UsageError(f"--viewpoints {path}: codes hold {got} values but code_shape says {L} x {D} = {L * D}: use a file written by g3d synth")
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        raise UsageError(f"--viewpoints {path}: the codes of {int(bad.sum())} view(s) (first: row {int(np.flatnonzero(bad)[0])}) "
+                         "are not finite (NaN or inf): fix or drop those rows")
     if layers is not None and tuple(layers) != file_layers:
         raise UsageError(
             f"--viewpoints {path} codes rows {list(file_layers)} but this run mixes rows {list(layers)}: use a file made with the same viewpoint layers"

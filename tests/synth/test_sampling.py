@@ -176,6 +176,25 @@ def test_viewpoints_file_of_another_generator_is_refused(tmp_path):
         run_synth(_cfg(tmp_path / "o", views=None, viewpoints=str(bad)))
 
 
+def test_bad_viewpoint_files_are_one_line_errors_and_write_nothing(reference, tmp_path):
+    import pyarrow as pa
+
+    good = pq.read_table(reference[0] / "viewpoints.parquet")
+    nan_codes = good.column("code").to_pylist()
+    nan_codes[1] = [float("nan")] * len(nan_codes[1])
+    cases = {
+        "not finite \\(NaN or inf\\)": good.set_column(good.schema.get_field_index("code"), "code", pa.array(nan_codes, good.schema.field("code").type)),
+        "holds no views": good.slice(0, 0),
+        "hold 7 values but code_shape says 4 x 64 = 256": pa.table({"view_id": [0], "layers": [[0, 1, 2, 3]], "code": [[0.0] * 7], "code_shape": [[4, 64]]}),
+    }
+    for k, (needle, table) in enumerate(cases.items()):
+        path = tmp_path / f"vp{k}.parquet"
+        pq.write_table(table, path)
+        with pytest.raises(UsageError, match=needle) as info:
+            run_synth(_cfg(tmp_path / f"o{k}", views=None, viewpoints=str(path)))
+        assert "\n" not in str(info.value) and not (tmp_path / f"o{k}").exists()
+
+
 def test_foreign_folder_is_refused_even_with_overwrite(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
