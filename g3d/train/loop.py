@@ -66,8 +66,8 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     log_every: int = 10
-    preview_every: int = 200
-    checkpoint_every: int = 100
+    preview_every: int = 500
+    checkpoint_every: int = 250
     max_images: int | None = None  # cap on images kept in memory
 
     def to_json(self) -> dict[str, Any]:
