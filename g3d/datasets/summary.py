@@ -7,6 +7,10 @@ from pathlib import Path
 from g3d.datasets import folder as dsf
 
 
+def _names(names: list[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def summarize(path: Path) -> str:
     """What the folder holds: manifest facts, shard completeness, kept rows, columns."""
     import pyarrow.parquet as pq
@@ -18,6 +22,7 @@ def summarize(path: Path) -> str:
     n_done = sum(done.values())
     rows = 0
     kept = 0
+    filtered = 0
     columns: list[str] = []
     for k, ok in done.items():
         if not ok:
@@ -25,7 +30,10 @@ def summarize(path: Path) -> str:
         f = pq.ParquetFile(path / dsf.IMAGES / dsf.shard_name(k))
         rows += f.metadata.num_rows
         columns = f.schema_arrow.names
+        filtered += "filter_score" in columns
         kept += sum(f.read(columns=["keep"]).column("keep").to_pylist())
+    absent = [dsf.shard_name(k) for k, ok in done.items() if not ok and not (path / dsf.IMAGES / dsf.shard_name(k)).is_file()]
+    broken = [dsf.shard_name(k) for k, ok in done.items() if not ok and (path / dsf.IMAGES / dsf.shard_name(k)).is_file()]
     gen = m["generator"]
     lines = [
         f"folder      {path}",
@@ -35,9 +43,16 @@ def summarize(path: Path) -> str:
         f"viewpoints  ws rows {m['viewpoint_layers']} ({m['viewpoints_source']})",
         f"truncation  {m['truncation_psi']}  seed {m['seed']}",
         f"shards      {n_done}/{plan.num_shards} complete" + ("" if n_done == plan.num_shards else "  (rerun the same g3d synth command to finish)"),
+        *([f"            not written yet: {_names(absent)}"] if absent else []),
+        *([f"            damaged or short (redone by that rerun): {_names(broken)}"] if broken else []),
         f"rows        {rows} written, {kept} kept",
         f"truth       {'yes: camera, mask, keypoints' if m.get('ground_truth') else 'no'}",
     ]
+    if filtered and (filtered < n_done or "filter" not in m):
+        lines.append(f"filter      INCOMPLETE: {filtered} of {n_done} shards filtered (g3d filter was interrupted): "
+                     f"rerun `g3d filter {path}` to finish")
+    elif filtered:
+        lines.append(f"filter      done: {m['filter'].get('kept')} of {m['filter'].get('rows')} rows kept")
     if columns:
         lines.append("columns     " + ", ".join(columns))
     for extra in (dsf.CAMERAS, dsf.ANNOTATIONS):

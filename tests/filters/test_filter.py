@@ -209,3 +209,30 @@ def test_ground_truth_instances_come_from_the_label_map():
     labels[6:, :2] = 100
     out = GroundTruthSegmenter("car").segment(np.zeros((1, 8, 8, 3), np.uint8), [{"mask": {"bytes": encode_png(labels)}, "sample_id": 0, "view_id": 0}])
     assert [int(i.mask.sum()) for i in out[0]] == [32, 4]
+
+
+def test_info_says_an_interrupted_filter_is_incomplete_and_names_bad_shards(tmp_path):
+    import shutil
+
+    from g3d.datasets import folder as dsf
+    from g3d.datasets.summary import summarize
+
+    out = tmp_path / "car"
+    run_synth(SynthConfig(out=out, samples=6, views=3, resolution=32, candidates=12, samples_per_shard=2))
+    unfiltered = tmp_path / "shard1.parquet"
+    shutil.copy(out / "images" / dsf.shard_name(1), unfiltered)
+    run_filter(FilterRun(folder=out))
+    assert "filter      done:" in summarize(out)
+    # As if g3d filter had been killed after rewriting shards 0 and 2: shard 1 unfiltered, manifest without "filter".
+    shutil.copy(unfiltered, out / "images" / dsf.shard_name(1))
+    m = json.loads((out / "g3d.json").read_text())
+    del m["filter"]
+    (out / "g3d.json").write_text(json.dumps(m))
+    text = summarize(out)
+    assert f"INCOMPLETE: 2 of 3 shards filtered (g3d filter was interrupted): rerun `g3d filter {out}` to finish" in text
+    shard = out / "images" / dsf.shard_name(2)
+    shard.write_bytes(shard.read_bytes()[:500])
+    (out / "images" / dsf.shard_name(0)).unlink()
+    text = summarize(out)
+    assert "1/3 complete" in text and "not written yet: part-00000.parquet" in text
+    assert "damaged or short (redone by that rerun): part-00002.parquet" in text
