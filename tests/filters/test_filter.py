@@ -10,7 +10,7 @@ import torch
 from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
 from g3d.errors import MissingDependencyError, UsageError
-from g3d.filters.rules import FilterConfig, Measurement, verdict
+from g3d.filters.rules import FilterConfig, Measurement, measure, verdict
 from g3d.filters.run import FilterRun, run_filter, score_against_truth, truly_bad
 from g3d.filters.segmenters import COCO80, TorchvisionSegmenter, detectron2_inputs, detectron2_instances, make_segmenter
 from g3d.synth.sampling import SynthConfig, run_synth
@@ -236,3 +236,48 @@ def test_info_says_an_interrupted_filter_is_incomplete_and_names_bad_shards(tmp_
     text = summarize(out)
     assert "1/3 complete" in text and "not written yet: part-00000.parquet" in text
     assert "damaged or short (redone by that rerun): part-00002.parquet" in text
+
+
+def _inst(mask, label="car", score=0.9):
+    from g3d.filters.segmenters import Instance
+
+    return Instance(mask=mask, label=label, score=score)
+
+
+def test_measure_counts_only_confident_instances_of_the_class_and_every_border():
+    """measure() itself: low-score and other-class instances do not count; all four borders count."""
+    cfg = FilterConfig()
+    H, W = 20, 30
+    car = np.zeros((H, W), bool)
+    car[5:15, 5:20] = True
+    m = measure([_inst(car), _inst(car, score=0.49), _inst(car, label="truck"), _inst(car[:, ::-1].copy(), score=0.5)], (H, W), cfg)
+    assert m.instances == 2 and m.score == 0.9 and m.area == pytest.approx(150 / 600) and m.border_pixels == 0
+    for edge in ("top", "bottom", "left", "right"):
+        mm = car.copy()
+        if edge == "top":
+            mm[0, 10:14] = True
+        elif edge == "bottom":
+            mm[H - 1, 10:14] = True
+        elif edge == "left":
+            mm[8:12, 0] = True
+        else:
+            mm[8:12, W - 1] = True
+        assert measure([_inst(mm)], (H, W), cfg).border_pixels == 4, edge
+    assert measure([_inst(np.zeros((H, W), bool)), _inst(car, score=0.2)], (H, W), cfg).instances == 0
+
+
+def test_rule_thresholds_at_their_edges():
+    """small_mask rejects area < min_area (not <=); cut_by_border rejects >= border_px pixels (not >)."""
+    cfg = FilterConfig()
+
+    def m(area=0.5, border=0, score=0.9, instances=1):
+        return Measurement(False, instances, np.ones((2, 2), bool), score, area, border)
+
+    assert verdict(m(area=cfg.min_area), None, cfg)[1] is None
+    assert verdict(m(area=np.nextafter(cfg.min_area, 0)), None, cfg)[1] == "small_mask"
+    assert verdict(m(border=cfg.border_px), None, cfg)[1] == "cut_by_border"
+    assert verdict(m(border=cfg.border_px - 1), None, cfg)[1] is None
+    assert verdict(m(score=cfg.min_mask_score), None, cfg)[1] is None
+    assert verdict(m(score=np.nextafter(cfg.min_mask_score, 0)), None, cfg)[1] == "low_score"
+    assert verdict(m(instances=2), None, cfg)[0][0] == "multiple_instances"
+    assert verdict(m(area=0.5), 0.5 / 2.5, cfg)[1] is None and verdict(m(area=0.51), 0.5 / 2.5, cfg)[1] == "area_outlier"

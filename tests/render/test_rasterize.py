@@ -72,8 +72,10 @@ def test_nearer_face_wins_and_backfaces_cull():
     faces = torch.tensor([[0, 3, 2], [0, 2, 1], [4, 7, 6], [4, 6, 5]])
     K = torch.tensor([[[20.0, 0, 16], [0, 20.0, 16], [0, 0, 1]]])
     frags = rasterize(verts, faces, K, 32, 32, cull_backfaces=True)
+    # Far square: u, v in [12, 20] px; near square: [12.67, 19.33] px.
     assert frags.face_id[0, 16, 16] in (2, 3)  # centre: the near square
-    assert frags.face_id[0, 16, 2].item() == -1 or frags.face_id[0, 16, 2] in (0, 1)
+    assert frags.face_id[0, 16, 12] in (0, 1) and frags.face_id[0, 12, 16] in (0, 1)  # centres 12.5: only the far one
+    assert frags.face_id[0, 16, 2].item() == -1 and frags.face_id[0, 16, 20].item() == -1  # outside both
     flipped = rasterize(verts, faces[:, [0, 2, 1]], K, 32, 32, cull_backfaces=True)
     assert not flipped.mask.any()  # the same faces wound the other way face away
 
