@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from g3d.datasets import io as dsio
 from g3d.errors import DatasetError, UsageError
 
 MANIFEST = "g3d.json"
@@ -140,17 +140,11 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
     moved, removed = [], []
     for name in OWNED:
         p = folder / name
-        if not p.exists():
-            continue
-        if name in HUMAN:
+        if name in HUMAN and p.exists():
             kept.mkdir(parents=True, exist_ok=True)
             p.rename(kept / name)
             moved.append(name)
-        elif p.is_dir():
-            shutil.rmtree(p)
-            removed.append(name)
-        else:
-            p.unlink()
+        elif name not in HUMAN and dsio.remove(p):
             removed.append(name)
     log(f"--overwrite: removed {', '.join(removed) or 'nothing'} from {folder}")
     if moved:

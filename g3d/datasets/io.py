@@ -65,6 +65,20 @@ def write_table(path: Path, table: Any, **kwargs: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove(path: Path) -> bool:
+    """Delete a file or a whole folder; False when there was nothing at ``path``."""
+    import shutil
+
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    else:
+        return False
+    return True
+
+
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete temporary files that a killed run left in ``folder``; returns how many."""
     n = 0

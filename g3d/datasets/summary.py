@@ -32,8 +32,9 @@ def summarize(path: Path) -> str:
         columns = f.schema_arrow.names
         filtered += "filter_score" in columns
         kept += sum(f.read(columns=["keep"]).column("keep").to_pylist())
-    absent = [dsf.shard_name(k) for k, ok in done.items() if not ok and not (path / dsf.IMAGES / dsf.shard_name(k)).is_file()]
-    broken = [dsf.shard_name(k) for k, ok in done.items() if not ok and (path / dsf.IMAGES / dsf.shard_name(k)).is_file()]
+    absent, broken = [], []  # incomplete shards: not there at all, or there but unreadable or short
+    for k in (k for k, ok in done.items() if not ok):
+        (broken if (path / dsf.IMAGES / dsf.shard_name(k)).is_file() else absent).append(dsf.shard_name(k))
     gen = m["generator"]
     lines = [
         f"folder      {path}",

@@ -21,7 +21,7 @@ Every figure comes with its degenerate answers, measured on the same images in t
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +62,6 @@ class EvalReport:
     color_corr: list[float] | None = None  # Pearson r over objects per RGB channel, texture colour in the mask vs paint
     color_corr_swap: list[float] | None = None
     color_corr_image: list[float] | None = None  # ceiling: the input image's colour in the mask vs paint
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -205,6 +202,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     H, W = data.height, data.width
     N = len(data)
     sids, vids = data.sample_ids.numpy(), data.view_ids.numpy()
+    objs, obj_of = np.unique(sids, return_inverse=True)  # held-out objects; image -> its object's row
     other = derangement(sids, vids)
 
     # 1. Predictions for every held-out image.
@@ -228,7 +226,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     truth = TrueMeshes.load(folder)
     true_v = mean_true = None
     if truth is not None:
-        true_v = truth.verts(sids).to(device)  # [N, Vt, 3]
+        true_obj = truth.verts(objs).to(device)  # [O, Vt, 3]: a mesh depends on its object only
+        true_v = true_obj[torch.as_tensor(obj_of)]  # [N, Vt, 3], one per image
         mean_true = truth.verts(range(data.first_test)).mean(0, keepdim=True).to(device)
         tfaces = truth.faces.to(device)
 
@@ -251,11 +250,11 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     for v, i in zip(vids, s["iou"]):
         per_view[int(v)].append(float(i))
     rep = EvalReport(
-        images=N, objects=len(np.unique(sids)), cameras=cam_kind,
+        images=N, objects=len(objs), cameras=cam_kind,
         iou=float(s["iou"].mean()), swap_iou=float(s["swap"].mean()), mean_pred_iou=float(s["mean_pred"].mean()),
         template_iou=float(s["template"].mean()),
         per_view={v: float(np.mean(x)) for v, x in sorted(per_view.items())},
-        held_out=[int(o) for o in np.unique(sids)],
+        held_out=[int(o) for o in objs],
     )
     if true_v is None:
         return rep
@@ -263,7 +262,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
 
     # 3. Chamfer distances of surface samples (built-in data), batched.
     pp = surface_points(verts_all, tpl.faces)
-    tp = surface_points(true_v, tfaces, seed=1)
+    tp_obj = surface_points(true_obj, tfaces, seed=1)  # [O, n, 3]
+    tp = tp_obj[torch.as_tensor(obj_of)]
     mp = surface_points(mean_true, tfaces, seed=2)
     tmpl = surface_points(model.template_verts(1), tpl.faces, seed=3)
     cd = defaultdict(list)
@@ -280,12 +280,10 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     rep.chamfer_mean_true, rep.mean_true_chamfer, rep.template_chamfer = c["pred_mean_true"], c["mean_true"], c["template"]
 
     # 4. Size and colour, per object (each averaged over its held-out views), against the truth.
-    objs = np.unique(sids)
-    first = np.array([int(np.flatnonzero(sids == o)[0]) for o in objs])
-    per_obj = lambda x: np.stack([x[sids == o].mean(0) for o in objs])  # noqa: E731
+    per_obj = lambda x: np.stack([x[obj_of == k].mean(0) for k in range(len(objs))])  # noqa: E731
     shift = np.roll(np.arange(len(objs)), -1)  # object k scored against object k+1's answer
     pe = per_obj(extent(pp).cpu().numpy())  # [O, 3]
-    te = extent(tp).cpu().numpy()[first]
+    te = extent(tp_obj).cpu().numpy()
     for a, name in enumerate(AXES):
         rep.size_corr[name] = pearson(pe[:, a], te[:, a])
         rep.size_corr_swap[name] = pearson(pe[shift, a], te[:, a])
@@ -293,6 +291,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     if all(c in data.extra for c in PAINT):
         from g3d.synth.builtin import paint_rgb
 
+        first = np.array([int(np.flatnonzero(obj_of == k)[0]) for k in range(len(objs))])  # an image of each object
         paint = paint_rgb(*(torch.tensor(data.extra[c][first]) for c in PAINT)).numpy()  # [O, 3]
         pc, ic = per_obj(pred_col), per_obj(img_col)
         rep.color_corr = [pearson(pc[:, c], paint[:, c]) for c in range(3)]

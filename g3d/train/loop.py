@@ -125,8 +125,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--backbone {cfg.backbone}: choose one of {', '.join(BACKBONES)}")
     if cfg.backbone_weights and cfg.backbone != "resnet18":
         raise UsageError("--backbone-weights is a ResNet-18 state dict: add --backbone resnet18")
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise UsageError(f"--lr-schedule {cfg.lr_schedule}: choose constant or cosine")
+    lr_factor(cfg.lr_schedule, 0, cfg.steps)  # an unknown schedule is a UsageError
     if not (math.isfinite(cfg.sigma) and cfg.sigma > 0):
         raise UsageError(f"--sigma {cfg.sigma}: give a positive number (DIB-R's default is {SIGMA:.3g})")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -169,13 +168,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise TrainingError(f"checkpoint {path} is damaged ({type(exc).__name__}): delete it to start over, or restore a copy") from None
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def lr_factor(schedule: str, step: int, steps: int) -> float:
     """Multiplier of the learning rates at ``step`` (a pure function of the step: resume stays exact)."""
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
         return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(1, steps)))
-    raise UsageError(f"unknown learning-rate schedule {schedule!r}: use constant or cosine")
+    raise UsageError(f"--lr-schedule {schedule}: choose {' or '.join(LR_SCHEDULES)}")
 
 
 def sigma_at(cfg: "TrainConfig", step: int) -> float:
@@ -260,19 +262,7 @@ def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: in
 
 def _clear_run(out: Path) -> list[str]:
     """Remove what g3d wrote in a run folder (nothing else); returns the names removed."""
-    import shutil
-
-    gone = []
-    for name in RUN_FILES:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-        else:
-            continue
-        gone.append(name)
-    return gone
+    return [name for name in RUN_FILES if dsio.remove(out / name)]
 
 
 def _all_finite(*modules: torch.nn.Module) -> bool:
@@ -311,11 +301,11 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         old = json.loads(cfg_path.read_text())
         old["folder"] = str(Path(old["folder"]).resolve())  # runs written before paths were resolved hold them as typed
         old = upgrade_config(old)
-        diff = sorted(k for k in set(old) | set(cfg.to_json()) if k not in _RESUMABLE and old.get(k) != cfg.to_json().get(k))
+        new = cfg.to_json()
+        diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE and old.get(k) != new.get(k))
         if diff:
             raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): "
                              "choose another --out, or add --overwrite to start this one again")
-        new = cfg.to_json()
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images)
     if data.resized and rank == 0:
