@@ -114,8 +114,8 @@ def check(rep) -> list[str]:
         (gap >= 0.03, f"IoU - swapped pairing {gap:.3f} >= 0.03"),
         (rep.size_corr["length"] >= 0.8, f"length r {rep.size_corr['length']:.2f} >= 0.8"),
         (min(rep.color_corr) >= 0.9, f"paint colour r {min(rep.color_corr):.2f} (lowest channel) >= 0.9"),
-        (rep.chamfer < rep.chamfer_mean_true and rep.chamfer < rep.chamfer_other,
-         f"Chamfer to own true mesh {rep.chamfer:.4f} < to the mean true mesh {rep.chamfer_mean_true:.4f} and to another's {rep.chamfer_other:.4f}"),
+        (rep.chamfer <= 0.95 * rep.chamfer_mean_true and rep.chamfer < rep.chamfer_other,
+         f"Chamfer to own true mesh {rep.chamfer:.4f} clearly (5%) below to the mean true mesh {rep.chamfer_mean_true:.4f}, and below to another's {rep.chamfer_other:.4f}"),
         (rep.chamfer < rep.mean_true_chamfer, f"Chamfer to own true mesh {rep.chamfer:.4f} < the mean true mesh's own {rep.mean_true_chamfer:.4f}"),
     ]
     return [("pass  " if ok else "FAIL  ") + text for ok, text in rows]
@@ -125,7 +125,7 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
     """Fit a free template mesh per object to all its views (exact cameras, the paper's IoU and shape
     losses, no network) and report what the representation reaches at each soft-silhouette sigma."""
     from g3d.train.data import PairData
-    from g3d.train.evaluate import TrueMeshes, chamfer, extent, surface_points
+    from g3d.train.evaluate import OuterSurface, TrueMeshes, extent, outer_chamfer, surface_points
     from g3d.train.losses import flatten_loss, iou_loss, laplacian_loss, move_loss
 
     data = PairData(data_dir, 64, "train", 0.2)
@@ -135,12 +135,12 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
     K, R, t = data.cameras.K[view], data.cameras.R[view], data.cameras.t[view]
     tpl = build_template(3)
     truth = TrueMeshes.load(data_dir)
-    tp = surface_points(truth.verts(range(objects)), truth.faces, 4096, seed=1)
-    true_width = extent(tp)[:, 0]
-    mean_true = surface_points(truth.verts(range(data.first_test)).mean(0, keepdim=True), truth.faces, 4096, seed=2)
-    baseline = chamfer(mean_true.expand(objects, -1, -1), tp).mean()
+    true_width = extent(surface_points(truth.verts(range(objects)), truth.faces, 4096, seed=1))[:, 0]
+    true_s = [OuterSurface(v, truth.faces, seed=1) for v in truth.verts(range(objects))]
+    mean_s = OuterSurface(truth.verts(range(data.first_test)).mean(0), truth.faces, seed=2)
+    baseline = np.mean([outer_chamfer(mean_s, t) for t in true_s])
     print(f"\nfree mesh per object fitted to its {len(idx) // objects} views ({objects} objects, exact cameras, {steps} Adam steps):")
-    print(f"{'sigma':>10} {'hard IoU':>9} {'soft IoU':>9} {'Chamfer':>8} {'width err':>10}")
+    print(f"{'sigma':>10} {'hard IoU':>9} {'soft IoU':>9} {'Chamfer':>8} {'to mean':>8} {'width err':>10}   (Chamfer of outer surfaces: to the own true mesh, to the mean true mesh)")
     for sigma in sigmas:
         off = torch.zeros(objects, tpl.verts.shape[0], 3, requires_grad=True)
         log_scale = torch.log(torch.tensor([0.45, 0.3, 1.0])).repeat(objects, 1).requires_grad_(True)
@@ -155,9 +155,11 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
         with torch.no_grad():
             hard, m = o.fragments.mask, mask[:, 0] > 0.5
             hard_iou = ((hard & m).sum((1, 2)).float() / (hard | m).sum((1, 2)).float()).mean()
-            pp = surface_points(verts, tpl.faces, 4096)
-            width = (extent(pp)[:, 0] / true_width - 1).mean()
-            print(f"{sigma:10.2e} {hard_iou:9.3f} {1 - iou_loss(o.alpha, mask):9.3f} {chamfer(pp, tp).mean():8.4f} {width:+10.1%}", flush=True)
+            width = (extent(surface_points(verts, tpl.faces, 4096))[:, 0] / true_width - 1).mean()
+            pred_s = [OuterSurface(v, tpl.faces) for v in verts]
+            own = np.mean([outer_chamfer(p, t) for p, t in zip(pred_s, true_s)])
+            to_mean = np.mean([outer_chamfer(p, mean_s) for p in pred_s])
+            print(f"{sigma:10.2e} {hard_iou:9.3f} {1 - iou_loss(o.alpha, mask):9.3f} {own:8.4f} {to_mean:8.4f} {width:+10.1%}", flush=True)
     print(f"{'(the mean true mesh of the training objects: Chamfer':>48} {baseline:.4f})")
 
 
