@@ -81,6 +81,36 @@ def test_images_masks_decode_and_match_manifest(reference):
     assert df.image[0]["path"] == "0000000_000.png"
 
 
+def test_bbox_is_x0_y0_x1_y1_of_the_object_mask(reference):
+    """The schema's bbox order, checked against the mask pixels of every row (a car is wider than tall in
+    most views, so [y0, x0, y1, x1] cannot pass)."""
+    from g3d.datasets.schema import decode_png
+
+    out, _ = reference
+    df = _rows(out)
+    swapped_would_pass = 0
+    for m, box in zip(df["mask"], df.bbox):
+        obj = decode_png(m["bytes"], grey=True) == 255
+        ys, xs = np.nonzero(obj)
+        expect = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert list(box) == expect, (list(box), expect)
+        swapped_would_pass += list(box) == [expect[1], expect[0], expect[3], expect[2]]
+    assert swapped_would_pass < len(df) // 2
+
+
+def test_rows_are_written_sample_major(reference):
+    """Within each shard (read as written, unsorted), rows run sample by sample, every view of a sample in order."""
+    out, _ = reference
+    seen = []
+    for p in dsf.shard_paths(out):
+        t = pq.read_table(p, columns=["sample_id", "view_id"]).to_pandas()
+        pairs = list(zip(t.sample_id, t.view_id))
+        assert pairs == sorted(pairs), pairs
+        assert pairs == [(s, v) for s in sorted(set(t.sample_id)) for v in range(4)], pairs
+        seen += pairs
+    assert seen == [(s, v) for s in range(5) for v in range(4)]
+
+
 def test_same_arguments_give_byte_identical_images(reference, tmp_path):
     out, _ = reference
     run_synth(_cfg(tmp_path / "again"))
