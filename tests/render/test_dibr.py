@@ -37,6 +37,23 @@ def test_sphere_silhouette_matches_the_analytic_disk():
     assert alpha[ring].max() < 0.05
 
 
+@pytest.mark.parametrize("sigma, pixels", [(0.02, ((12, 2.5), (11, 1.5))), (1.0 / 7000.0, ((10, 0.5), (11, 1.5)))])
+def test_soft_silhouette_is_exp_of_minus_d2_over_sigma_at_a_known_distance(sigma, pixels):
+    """One triangle with a vertical edge at x = 10 px in a 32 px image: background pixels in row 16 whose
+    centres lie 0.5, 1.5 or 2.5 px from that edge (the nearest part of the triangle) get alpha =
+    exp(-d^2 / sigma) with d in NDC units (2 / 32 per pixel), computed here from first principles."""
+    uvz = torch.tensor([[[2.0, 2.0, 1.0], [10.0, 2.0, 1.0], [10.0, 30.0, 1.0]]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2]])
+    covered = torch.zeros(1, 32, 32, dtype=torch.bool)
+    alpha = soft_silhouette(uvz, faces, covered, sigma=sigma)
+    for xi, d_px in pixels:
+        d = d_px * 2.0 / 32.0
+        assert alpha[0, 16, xi].item() == pytest.approx(math.exp(-d * d / sigma), rel=1e-9, abs=1e-12), (xi, sigma)
+    assert alpha[0, 16, pixels[0][0]].item() > 1e-4  # a pixel the soft edge reaches
+    covered[0, 16, 11] = True
+    assert soft_silhouette(uvz, faces, covered, sigma=sigma)[0, 16, 11].item() == 1.0  # covered pixels are 1
+
+
 def test_sparse_soft_silhouette_equals_the_dense_reference():
     tpl = build_template(2)
     K, R, t = _camera(B=2, size=48)
