@@ -152,8 +152,28 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
     return False
 
 
-def completed_shards(folder: Path, plan: ShardPlan) -> dict[int, bool]:
-    """Which shards exist whole (readable Parquet with the planned row count)."""
+# Key of the shard's Parquet metadata that names the run that wrote it (see :func:`run_id`).
+RUN_KEY = b"g3d_run"
+
+
+def run_id(fingerprint: dict[str, Any]) -> str:
+    """A short stable id of a run's fingerprint (the arguments its bytes depend on), 16 hex digits."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def manifest_run_id(manifest: dict[str, Any]) -> str | None:
+    """The run id of a folder's manifest, or None for a manifest without a fingerprint."""
+    fp = manifest.get("fingerprint")
+    return run_id(fp) if isinstance(fp, dict) else None
+
+
+def completed_shards(folder: Path, plan: ShardPlan, run: str | None = None, legacy: bool = True) -> dict[int, bool]:
+    """Which shards exist whole: readable Parquet with the planned row count and, when ``run`` is given,
+    written by that run (its id in the shard's metadata). A shard that names no run (written before
+    shards recorded it) passes when ``legacy``; ``g3d synth`` resumes with ``legacy=False``, so it
+    redoes such shards rather than adopt what it cannot prove is its own."""
     import pyarrow.parquet as pq
 
     out = {}
@@ -162,7 +182,11 @@ def completed_shards(folder: Path, plan: ShardPlan) -> dict[int, bool]:
         ok = False
         if p.is_file():
             try:
-                ok = pq.ParquetFile(p).metadata.num_rows == plan.rows(k)
+                f = pq.ParquetFile(p)
+                ok = f.metadata.num_rows == plan.rows(k)
+                if ok and run is not None:
+                    owner = (f.schema_arrow.metadata or {}).get(RUN_KEY)
+                    ok = owner == run.encode() or (owner is None and legacy)
             except Exception:  # a damaged shard is simply redone
                 ok = False
         out[k] = ok

@@ -18,7 +18,7 @@ def summarize(path: Path) -> str:
     path = Path(path)
     m = dsf.read_manifest(path)
     plan = dsf.ShardPlan(m["samples"], m["views"], m["samples_per_shard"])
-    done = dsf.completed_shards(path, plan)
+    done = dsf.completed_shards(path, plan, dsf.manifest_run_id(m))
     n_done = sum(done.values())
     rows = 0
     kept = 0
@@ -45,7 +45,7 @@ def summarize(path: Path) -> str:
         f"truncation  {m['truncation_psi']}  seed {m['seed']}",
         f"shards      {n_done}/{plan.num_shards} complete" + ("" if n_done == plan.num_shards else "  (rerun the same g3d synth command to finish)"),
         *([f"            not written yet: {_names(absent)}"] if absent else []),
-        *([f"            damaged or short (redone by that rerun): {_names(broken)}"] if broken else []),
+        *([f"            damaged, short or another run's (redone by that rerun): {_names(broken)}"] if broken else []),
         f"rows        {rows} written, {kept} kept",
         f"truth       {'yes: camera, mask, keypoints' if m.get('ground_truth') else 'no'}",
     ]

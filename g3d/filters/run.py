@@ -230,7 +230,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     seg = make_segmenter(name, label=preset.coco_category, weights=cfg.weights, config_file=cfg.config_file,
                          device=cfg.device, min_score=min(0.05, rules.min_score))
     plan = dsf.ShardPlan(manifest["samples"], manifest["views"], manifest["samples_per_shard"])
-    done = dsf.completed_shards(folder, plan)
+    done = dsf.completed_shards(folder, plan, dsf.manifest_run_id(manifest))
     missing = [k for k, ok in done.items() if not ok]
     if missing:
         raise UsageError(f"{folder} is incomplete ({len(missing)} of {plan.num_shards} shards missing): finish it with the same g3d synth command first")

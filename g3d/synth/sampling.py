@@ -412,7 +412,8 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
 
         write_card(out, manifest)
 
-    done = dsf.completed_shards(out, plan)
+    run = dsf.run_id(fp)
+    done = dsf.completed_shards(out, plan, run, legacy=False)
     mine = plan.mine(shard_index, shard_count)
     todo = [k for k in mine if not done[k]]
     skipped = [k for k in mine if done[k]]
@@ -420,6 +421,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         log(f"resuming: {len(skipped)} of {len(mine)} shards already complete")
 
     schema = image_rows_schema(len(preset.keypoints), truth_extra, with_truth)
+    schema = schema.with_metadata({**(schema.metadata or {}), dsf.RUN_KEY: run.encode()})  # the shard names its run
     sink = _ShardSink(out, schema)
     pipe = _Pipeline(sink, cfg.encode_workers) if cfg.pipelined else _Serial(sink)
     total_rows = sum(plan.rows(k) for k in todo)

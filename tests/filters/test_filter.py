@@ -235,7 +235,7 @@ def test_info_says_an_interrupted_filter_is_incomplete_and_names_bad_shards(tmp_
     (out / "images" / dsf.shard_name(0)).unlink()
     text = summarize(out)
     assert "1/3 complete" in text and "not written yet: part-00000.parquet" in text
-    assert "damaged or short (redone by that rerun): part-00002.parquet" in text
+    assert "damaged, short or another run's (redone by that rerun): part-00002.parquet" in text
 
 
 def _inst(mask, label="car", score=0.9):

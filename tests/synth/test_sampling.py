@@ -162,6 +162,32 @@ def test_rerun_resumes_and_different_run_is_refused(reference, tmp_path):
     assert any("kept annotations, cameras.parquet" in m and str(kept[0]) in m for m in said)
 
 
+def test_resume_keeps_only_whole_shards_of_this_run(reference, tmp_path):
+    """A shard with the wrong row count, or one written by another run (the manifest removed and synth
+    rerun with another seed), is redone, never adopted; g3d info does not count it either."""
+    from g3d.datasets.summary import summarize
+
+    out = tmp_path / "r"
+    run_synth(_cfg(out))
+    images = out / "images"
+    # Shard 1 (2 samples, 8 rows) replaced by shard 2's bytes (1 sample, 4 rows).
+    (images / dsf.shard_name(1)).write_bytes((images / dsf.shard_name(2)).read_bytes())
+    again = run_synth(_cfg(out))
+    assert again.shards_written == [1] and again.shards_skipped == [0, 2]
+    pd.testing.assert_frame_equal(_rows(out).drop(columns=["image", "mask"]), _rows(reference[0]).drop(columns=["image", "mask"]))
+    # Another run's shards under this run's manifest.
+    other = tmp_path / "other"
+    run_synth(_cfg(other, seed=7))
+    for k in (0, 2):
+        (images / dsf.shard_name(k)).write_bytes((other / "images" / dsf.shard_name(k)).read_bytes())
+    info = summarize(out)
+    assert "1/3 complete" in info and f"another run's (redone by that rerun): {dsf.shard_name(0)}, {dsf.shard_name(2)}" in info, info
+    (out / "g3d.json").unlink()
+    third = run_synth(_cfg(out))
+    assert third.shards_written == [0, 2] and third.shards_skipped == [1]
+    pd.testing.assert_frame_equal(_rows(out), _rows(reference[0]))
+
+
 def test_viewpoints_file_is_used_exactly(reference, tmp_path):
     out, _ = reference
     vp = pq.read_table(out / "viewpoints.parquet")
