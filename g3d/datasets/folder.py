@@ -97,6 +97,87 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise DatasetError(f"{path} is unreadable ({exc}): rerun `g3d synth` with --overwrite") from None
 
 
+class WriterLock:
+    """At most one writer per folder and shard set: ``.g3d-lock-<name>`` holds the owner's host, pid,
+    command and start time while it writes. A lock whose owner on this host is gone (killed, crashed) is
+    stale: it is taken over and said so. An ``exclusive`` writer (``--overwrite``, which removes files
+    every writer shares) also refuses while any other writer's lock is live.
+
+    ``with WriterLock(folder, "synth-0of1", "g3d synth", log=print): ...``
+    """
+
+    def __init__(self, folder: Path, name: str, command: str, exclusive: bool = False, log=None) -> None:
+        self.folder, self.name, self.command, self.exclusive = Path(folder), name, command, exclusive
+        self.log = log or (lambda msg: None)
+        self.path: Path | None = self.folder / f".g3d-lock-{name}"
+
+    @staticmethod
+    def _owner(path: Path) -> dict[str, Any] | None:
+        """The lock's owner, or None when that owner is gone from this host (or the file is unreadable)."""
+        import os
+        import socket
+
+        try:
+            info = json.loads(path.read_text())
+            pid, host = int(info["pid"]), str(info["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if host != socket.gethostname():
+            return info  # another machine's process: cannot be checked from here, so it is live
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return info
+        return info
+
+    def _refuse(self, path: Path, info: dict[str, Any]) -> None:
+        raise UsageError(
+            f"{self.folder} is being written by {info.get('command', 'g3d')} (pid {info['pid']} on {info['host']}, since "
+            f"{info.get('started', '?')}): wait for it to finish or stop it (if it is gone, delete {path})"
+        )
+
+    def __enter__(self) -> "WriterLock":
+        import os
+        import socket
+        import time
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            self.path = None  # not a writable folder: the caller's own checks say so in one line
+            return self
+        if self.exclusive:
+            for other in sorted(self.folder.glob(".g3d-lock-*")):
+                info = self._owner(other)
+                if other != self.path and info is not None and info.get("pid") != os.getpid():
+                    self._refuse(other, info)
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except PermissionError:
+                self.path = None  # a read-only folder: the caller's own checks say so in one line
+                return self
+            except FileExistsError:
+                info = self._owner(self.path)
+                if info is not None:
+                    self._refuse(self.path, info)
+                self.log(f"removed a stale lock ({self.path.name}: its writer is gone)")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+            return self
+        raise UsageError(f"cannot take the lock {self.path}: another writer keeps taking it; try again")
+
+    def __exit__(self, *exc) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, log=None) -> bool:
     """Make ``folder`` ready for a run with ``fingerprint``; True when resuming a matching run.
 

@@ -79,12 +79,26 @@ def remove(path: Path) -> bool:
     return True
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
 def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporary files that a killed run left in ``folder``; returns how many."""
+    """Delete temporary files that a killed run left in ``folder`` (those of processes still running on
+    this host -- another shard set's writer -- are left alone); returns how many."""
     n = 0
     if folder.is_dir():
         for p in folder.iterdir():
             if p.name.startswith(".") and TMP_MARK in p.name:
+                pid = p.name.rsplit(TMP_MARK, 1)[1]
+                if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                    continue
                 p.unlink(missing_ok=True)
                 n += 1
     return n

@@ -358,148 +358,150 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     plan = dsf.ShardPlan(cfg.samples, views, per_shard)
     out = Path(cfg.out)
     fp = _fingerprint(cfg, G, preset, layers, views, crop, vp_file.digest() if vp_file else None, per_shard)
-    resumed = dsf.prepare_output(out, fp, cfg.overwrite, log)
-    (out / dsf.IMAGES).mkdir(exist_ok=True)
-    dsio.remove_stale_temporaries(out)
-    dsio.remove_stale_temporaries(out / dsf.IMAGES)
+    lock = dsf.WriterLock(out, f"synth-{shard_index}of{shard_count}", "g3d synth", exclusive=cfg.overwrite, log=log)
+    with lock:  # one writer per folder and shard set; --overwrite waits for no other writer
+        resumed = dsf.prepare_output(out, fp, cfg.overwrite, log)
+        (out / dsf.IMAGES).mkdir(exist_ok=True)
+        dsio.remove_stale_temporaries(out)
+        dsio.remove_stale_temporaries(out / dsf.IMAGES)
 
-    # Viewpoint codes: a resumed run reuses the ones it wrote; otherwise load or propose.
-    t_prop = time.perf_counter()
-    vp: Viewpoints | None = None
-    if resumed and (out / dsf.VIEWPOINTS).is_file():
-        vp = load_viewpoints(str(out / dsf.VIEWPOINTS), G.w_dim, layers)
-        vp.source = "proposed" if vp_file is None else vp_file.source
-    elif vp_file is not None:
-        vp = vp_file
-    else:
-        adv = progress("proposing viewpoints", check_views(views, cfg.candidates)) if progress else None
-        vp = propose(G, views, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
-                     batch_size=cfg.batch_size, progress=adv)
-    codes = torch.as_tensor(vp.codes, device=G.device)
-    proposal_s = time.perf_counter() - t_prop
+        # Viewpoint codes: a resumed run reuses the ones it wrote; otherwise load or propose.
+        t_prop = time.perf_counter()
+        vp: Viewpoints | None = None
+        if resumed and (out / dsf.VIEWPOINTS).is_file():
+            vp = load_viewpoints(str(out / dsf.VIEWPOINTS), G.w_dim, layers)
+            vp.source = "proposed" if vp_file is None else vp_file.source
+        elif vp_file is not None:
+            vp = vp_file
+        else:
+            adv = progress("proposing viewpoints", check_views(views, cfg.candidates)) if progress else None
+            vp = propose(G, views, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
+                         batch_size=cfg.batch_size, progress=adv)
+        codes = torch.as_tensor(vp.codes, device=G.device)
+        proposal_s = time.perf_counter() - t_prop
 
-    truth_extra: list[str] = list(getattr(G, "truth_extra_names", []))
-    with_truth = G.has_ground_truth
-    if not resumed or not (out / dsf.MANIFEST).is_file():
-        vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
-        dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
-        _samples_table_writer(out / dsf.SAMPLES, cfg, G.z_dim)
-        h = (crop[1] - crop[0]) if crop else G.resolution
-        w = (crop[3] - crop[2]) if crop else G.resolution
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "g3d_version": __version__,
-            "class": preset.name,
-            "generator": G.describe(),
-            "height": h,
-            "width": w,
-            "views": views,
-            "samples": cfg.samples,
-            "rows": cfg.samples * views,
-            "viewpoint_layers": list(layers),
-            "viewpoints_source": vp.source,
-            "truncation_psi": cfg.truncation,
-            "truncation_cutoff": cfg.truncation_cutoff,
-            "seed": cfg.seed,
-            "num_shards": plan.num_shards,
-            "samples_per_shard": per_shard,
-            "keypoints": list(preset.keypoints) if with_truth else [],
-            "ground_truth": with_truth,
-            "fingerprint": fp,
-        }
-        dsio.write_json(out / dsf.MANIFEST, manifest)
-        from g3d.datasets.card import write_card
+        truth_extra: list[str] = list(getattr(G, "truth_extra_names", []))
+        with_truth = G.has_ground_truth
+        if not resumed or not (out / dsf.MANIFEST).is_file():
+            vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
+            dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
+            _samples_table_writer(out / dsf.SAMPLES, cfg, G.z_dim)
+            h = (crop[1] - crop[0]) if crop else G.resolution
+            w = (crop[3] - crop[2]) if crop else G.resolution
+            manifest = {
+                "schema_version": SCHEMA_VERSION,
+                "g3d_version": __version__,
+                "class": preset.name,
+                "generator": G.describe(),
+                "height": h,
+                "width": w,
+                "views": views,
+                "samples": cfg.samples,
+                "rows": cfg.samples * views,
+                "viewpoint_layers": list(layers),
+                "viewpoints_source": vp.source,
+                "truncation_psi": cfg.truncation,
+                "truncation_cutoff": cfg.truncation_cutoff,
+                "seed": cfg.seed,
+                "num_shards": plan.num_shards,
+                "samples_per_shard": per_shard,
+                "keypoints": list(preset.keypoints) if with_truth else [],
+                "ground_truth": with_truth,
+                "fingerprint": fp,
+            }
+            dsio.write_json(out / dsf.MANIFEST, manifest)
+            from g3d.datasets.card import write_card
 
-        write_card(out, manifest)
+            write_card(out, manifest)
 
-    run = dsf.run_id(fp)
-    done = dsf.completed_shards(out, plan, run, legacy=False)
-    mine = plan.mine(shard_index, shard_count)
-    todo = [k for k in mine if not done[k]]
-    skipped = [k for k in mine if done[k]]
-    if skipped:
-        log(f"resuming: {len(skipped)} of {len(mine)} shards already complete")
+        run = dsf.run_id(fp)
+        done = dsf.completed_shards(out, plan, run, legacy=False)
+        mine = plan.mine(shard_index, shard_count)
+        todo = [k for k in mine if not done[k]]
+        skipped = [k for k in mine if done[k]]
+        if skipped:
+            log(f"resuming: {len(skipped)} of {len(mine)} shards already complete")
 
-    schema = image_rows_schema(len(preset.keypoints), truth_extra, with_truth)
-    schema = schema.with_metadata({**(schema.metadata or {}), dsf.RUN_KEY: run.encode()})  # the shard names its run
-    sink = _ShardSink(out, schema)
-    pipe = _Pipeline(sink, cfg.encode_workers) if cfg.pipelined else _Serial(sink)
-    total_rows = sum(plan.rows(k) for k in todo)
-    advance = progress(f"synthesising {preset.name} x {views} views", total_rows) if progress else None
-    gen_s = 0.0
-    written = 0
-    try:
-        for k in todo:
-            ids = list(plan.sample_range(k))
-            z = torch.stack([seeded_z(cfg.seed, i, G.z_dim) for i in ids]).to(G.device)
-            seeds = [item_seed(cfg.seed, i) for i in ids]
-            pipe.begin(k)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                content = G.mapping(z, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
-            gen_s += time.perf_counter() - t0
-            n_rows = len(ids) * views
-            for lo in range(0, n_rows, cfg.batch_size):
-                hi = min(n_rows, lo + cfg.batch_size)
-                rows_idx = np.arange(lo, hi)
-                s_local, v_ids = rows_idx // views, rows_idx % views
+        schema = image_rows_schema(len(preset.keypoints), truth_extra, with_truth)
+        schema = schema.with_metadata({**(schema.metadata or {}), dsf.RUN_KEY: run.encode()})  # the shard names its run
+        sink = _ShardSink(out, schema)
+        pipe = _Pipeline(sink, cfg.encode_workers) if cfg.pipelined else _Serial(sink)
+        total_rows = sum(plan.rows(k) for k in todo)
+        advance = progress(f"synthesising {preset.name} x {views} views", total_rows) if progress else None
+        gen_s = 0.0
+        written = 0
+        try:
+            for k in todo:
+                ids = list(plan.sample_range(k))
+                z = torch.stack([seeded_z(cfg.seed, i, G.z_dim) for i in ids]).to(G.device)
+                seeds = [item_seed(cfg.seed, i) for i in ids]
+                pipe.begin(k)
                 t0 = time.perf_counter()
                 with torch.no_grad():
-                    ws = content[s_local].clone()
-                    ws[:, list(layers)] = codes[v_ids]
-                    if with_truth:
-                        images, truth = G.synthesis_with_truth(ws, noise_mode="const")
-                    else:
-                        images, truth = G.synthesis(ws, noise_mode="const"), None
-                    imgs = _to_uint8(images, crop)
+                    content = G.mapping(z, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
                 gen_s += time.perf_counter() - t0
-                masks = None
-                if truth is not None:
-                    masks = truth.labels if truth.labels is not None else truth.masks.astype(np.uint8) * 255
-                if masks is not None and crop is not None:
-                    masks = masks[:, crop[0]:crop[1], crop[2]:crop[3]]
-                n = hi - lo
-                cols: dict[str, Any] = {
-                    "sample_id": np.asarray(ids, dtype=np.int64)[s_local],
-                    "view_id": v_ids.astype(np.int32),
-                    "seed": np.asarray(seeds, dtype=np.int64)[s_local],
-                    "height": np.full(n, imgs.shape[1], np.int32),
-                    "width": np.full(n, imgs.shape[2], np.int32),
-                    "keep": np.ones(n, bool),
-                }
-                if truth is not None:
-                    cols.update(_truth_columns(truth, truth_extra))
-                pipe.rows(cols, imgs, masks)
-                written += hi - lo
-                if advance:
-                    advance(hi - lo)
-            pipe.end()
-        pipe.close()
-    except BaseException:
-        try:
+                n_rows = len(ids) * views
+                for lo in range(0, n_rows, cfg.batch_size):
+                    hi = min(n_rows, lo + cfg.batch_size)
+                    rows_idx = np.arange(lo, hi)
+                    s_local, v_ids = rows_idx // views, rows_idx % views
+                    t0 = time.perf_counter()
+                    with torch.no_grad():
+                        ws = content[s_local].clone()
+                        ws[:, list(layers)] = codes[v_ids]
+                        if with_truth:
+                            images, truth = G.synthesis_with_truth(ws, noise_mode="const")
+                        else:
+                            images, truth = G.synthesis(ws, noise_mode="const"), None
+                        imgs = _to_uint8(images, crop)
+                    gen_s += time.perf_counter() - t0
+                    masks = None
+                    if truth is not None:
+                        masks = truth.labels if truth.labels is not None else truth.masks.astype(np.uint8) * 255
+                    if masks is not None and crop is not None:
+                        masks = masks[:, crop[0]:crop[1], crop[2]:crop[3]]
+                    n = hi - lo
+                    cols: dict[str, Any] = {
+                        "sample_id": np.asarray(ids, dtype=np.int64)[s_local],
+                        "view_id": v_ids.astype(np.int32),
+                        "seed": np.asarray(seeds, dtype=np.int64)[s_local],
+                        "height": np.full(n, imgs.shape[1], np.int32),
+                        "width": np.full(n, imgs.shape[2], np.int32),
+                        "keep": np.ones(n, bool),
+                    }
+                    if truth is not None:
+                        cols.update(_truth_columns(truth, truth_extra))
+                    pipe.rows(cols, imgs, masks)
+                    written += hi - lo
+                    if advance:
+                        advance(hi - lo)
+                pipe.end()
             pipe.close()
         except BaseException:
-            pass
-        sink.abort()
-        raise
+            try:
+                pipe.close()
+            except BaseException:
+                pass
+            sink.abort()
+            raise
 
-    sheet = None
-    if 0 in mine or not (out / dsf.PREVIEWS / "contact_sheet.png").is_file():
-        from g3d.datasets.previews import write_contact_sheet
+        sheet = None
+        if 0 in mine or not (out / dsf.PREVIEWS / "contact_sheet.png").is_file():
+            from g3d.datasets.previews import write_contact_sheet
 
-        if (out / dsf.IMAGES / dsf.shard_name(0)).is_file():
-            sheet = write_contact_sheet(out, max_samples=cfg.preview_samples)
-    elif (out / dsf.PREVIEWS / "contact_sheet.png").is_file():
-        sheet = out / dsf.PREVIEWS / "contact_sheet.png"
-    return SynthReport(
-        out=out,
-        rows_written=written,
-        shards_written=todo,
-        shards_skipped=skipped,
-        resumed=resumed,
-        views=views,
-        samples=cfg.samples,
-        contact_sheet=sheet,
-        seconds=time.perf_counter() - t_start,
-        timings={"proposal": proposal_s, "generation": gen_s, "encoding": sink.encode_s, "writing": sink.write_s},
-    )
+            if (out / dsf.IMAGES / dsf.shard_name(0)).is_file():
+                sheet = write_contact_sheet(out, max_samples=cfg.preview_samples)
+        elif (out / dsf.PREVIEWS / "contact_sheet.png").is_file():
+            sheet = out / dsf.PREVIEWS / "contact_sheet.png"
+        return SynthReport(
+            out=out,
+            rows_written=written,
+            shards_written=todo,
+            shards_skipped=skipped,
+            resumed=resumed,
+            views=views,
+            samples=cfg.samples,
+            contact_sheet=sheet,
+            seconds=time.perf_counter() - t_start,
+            timings={"proposal": proposal_s, "generation": gen_s, "encoding": sink.encode_s, "writing": sink.write_s},
+        )

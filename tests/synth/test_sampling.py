@@ -188,6 +188,33 @@ def test_resume_keeps_only_whole_shards_of_this_run(reference, tmp_path):
     pd.testing.assert_frame_equal(_rows(out), _rows(reference[0]))
 
 
+def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_path):
+    import json
+    import socket
+
+    out = tmp_path / "w"
+    out.mkdir()
+    lock = out / ".g3d-lock-synth-0of1"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock.write_text(json.dumps({"pid": live.pid, "host": socket.gethostname(), "command": "g3d synth", "started": "earlier"}))
+        with pytest.raises(UsageError, match=rf"being written by g3d synth \(pid {live.pid} .*wait for it"):
+            run_synth(_cfg(out))
+        assert [p.name for p in out.iterdir()] == [lock.name]  # nothing written
+        # --overwrite removes what every writer shares: refused while another shard set's writer is live.
+        lock.rename(out / ".g3d-lock-synth-1of2")
+        with pytest.raises(UsageError, match="being written by g3d synth"):
+            run_synth(_cfg(out, overwrite=True))
+        (out / ".g3d-lock-synth-1of2").rename(lock)
+    finally:
+        live.kill()
+        live.wait()
+    said = []
+    run_synth(_cfg(out), log=said.append)  # its writer is gone: the lock is stale, taken over, and said so
+    assert any("stale lock" in m for m in said), said
+    assert not list(out.glob(".g3d-lock-*")) and len(_rows(out)) == 20
+
+
 def test_viewpoints_file_is_used_exactly(reference, tmp_path):
     out, _ = reference
     vp = pq.read_table(out / "viewpoints.parquet")
