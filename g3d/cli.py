@@ -303,13 +303,70 @@ def _reflow_help(typer_app: typer.Typer) -> None:
 _reflow_help(app)
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error (disk full, permission, missing folder) with its fix."""
+    import errno
+
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    what = exc.strerror or str(exc)
+    fix = {
+        errno.ENOSPC: "free some space and rerun the same command: what was complete is kept",
+        errno.EDQUOT: "free some space and rerun the same command: what was complete is kept",
+        errno.EACCES: "choose a folder you can write to, or fix its permissions",
+        errno.EPERM: "choose a folder you can write to, or fix its permissions",
+        errno.EROFS: "choose a folder on a writable disk",
+        errno.ENOENT: "check the path (its folder must exist)",
+        errno.ENOTDIR: "check the path: a part of it is a file, not a folder",
+        errno.EISDIR: "give a file path, not a folder",
+    }.get(exc.errno, "check the path and rerun the same command")
+    return f"{what}{where}: {fix}"
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every failure is one line on stderr and a non-zero exit.
+
+    g3d's own errors (bad input, refused files) exit 2 with their message; operating-system errors
+    (disk full, permissions, missing folders) exit 2 with the fix; Ctrl-C says how to resume (exit
+    130); anything else is a bug in g3d, told in one line (exit 1; ``G3D_DEBUG=1`` shows the traceback).
+    """
+    import os
+
+    from rich.markup import escape
+
+    # Typer vendors click: take its exception classes from Typer's own BadParameter.
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    aborts = (KeyboardInterrupt, typer.Abort, getattr(sys.modules[click_exception.__module__], "Abort", typer.Abort))
     try:
-        app()
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        console.print("interrupted: rerun the same command to resume")
+        code = typer.main.get_command(app).main(prog_name="g3d", standalone_mode=False)
+    except aborts:
+        console.print("interrupted: rerun the same command to resume", highlight=False)
         sys.exit(130)
+    except click_exception as exc:  # bad option syntax or value type: click's message, on one line
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `g3d` alone: the help
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "g3d"
+            console.print(f"[bold red]error:[/] {escape(' '.join(exc.format_message().split()))} (see {where} --help)",
+                          highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except G3DError as exc:  # raised outside a command's own handler
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        if os.environ.get("G3D_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {escape(os_error_line(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
+        if os.environ.get("G3D_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {escape(type(exc).__name__ + ': ' + str(exc).splitlines()[0] if str(exc) else type(exc).__name__)} "
+                      "(a bug in g3d: rerun with G3D_DEBUG=1 for the traceback and report it)", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    if code == 130:  # Typer turns Ctrl-C inside a command into a quiet exit 130
+        console.print("interrupted: rerun the same command to resume", highlight=False)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

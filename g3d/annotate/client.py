@@ -139,6 +139,14 @@ def resolve(cfg: ConnectionConfig) -> tuple[str, str]:
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise LabelStudioError(f"--url {url!r} is not an http(s) URL: pass e.g. --url http://127.0.0.1:8080")
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+        if not parsed.host:
+            raise ValueError("no host")
+    except Exception as exc:  # httpx.InvalidURL, ValueError
+        raise LabelStudioError(f"--url {url!r} is not a valid URL ({exc}): pass e.g. --url http://127.0.0.1:8080 or http://[::1]:8080") from None
     return url, key.strip()
 
 

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import numpy as np
 
 from g3d.annotate import configs
-from g3d.annotate.client import Connection, ConnectionConfig, LabelStudioError, connect, error_detail
+from g3d.annotate.client import Connection, ConnectionConfig, LabelStudioError, connect, error_detail, resolve
 from g3d.annotate.dataset import (
     KEYPOINTS,
     POSE_BINS,
@@ -489,6 +489,7 @@ def push(cfg: PushConfig, log: Callable[[str], None] | None = None) -> PushRepor
         raise UsageError(f"unknown task kind {cfg.kind!r}: choose one of {', '.join(configs.KINDS)}")
     if cfg.images not in ("auto", "local-files", "upload"):
         raise UsageError(f"--images {cfg.images!r}: choose auto, local-files or upload")
+    resolve(cfg.connection)  # a missing or malformed --url / key fails here, before anything is written
     info = open_dataset(cfg.folder)
     schema = configs.schema_for(cfg.kind, info.preset)
 

@@ -70,8 +70,12 @@ def parse_shard(spec: str | None, env: dict[str, str] | None = None) -> tuple[in
     """``"i/N"`` -> (i, N). Without a spec, torchrun's RANK / WORLD_SIZE (or 0/1)."""
     if spec is None:
         env = env or {}
-        world = int(env.get("WORLD_SIZE", "1") or 1)
-        rank = int(env.get("RANK", "0") or 0)
+        try:
+            world = int(env.get("WORLD_SIZE", "1") or 1)
+            rank = int(env.get("RANK", "0") or 0)
+        except ValueError:
+            raise UsageError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} in the environment are not whole numbers: "
+                             "unset them, or launch through torchrun, or pass --shard i/N") from None
         if world > 1:
             if not 0 <= rank < world:
                 raise UsageError(f"torchrun gave RANK={rank} outside WORLD_SIZE={world}")
@@ -87,14 +91,25 @@ def parse_shard(spec: str | None, env: dict[str, str] | None = None) -> tuple[in
     return i, n
 
 
+# What every manifest holds, with its type (what readers rely on).
+MANIFEST_FIELDS = {"class": str, "views": int, "samples": int, "rows": int, "samples_per_shard": int, "height": int,
+                   "width": int, "generator": dict, "seed": int, "viewpoint_layers": list, "truncation_psi": (int, float)}
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """``folder/g3d.json`` as a dict; a :class:`DatasetError` when it is missing, unreadable or not a g3d manifest."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise DatasetError(f"{folder} holds no g3d dataset (no {MANIFEST}): run `g3d synth --out {folder}` first")
     try:
-        return json.loads(path.read_text())
+        m = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path} is unreadable ({exc}): rerun `g3d synth` with --overwrite") from None
+        raise DatasetError(f"{path} is unreadable ({exc}): rerun the g3d synth command that made it, with --overwrite") from None
+    bad = [k for k, t in MANIFEST_FIELDS.items() if not isinstance(m, dict) or not isinstance(m.get(k), t) or isinstance(m.get(k), bool)]
+    if bad:
+        raise DatasetError(f"{path} is not a g3d manifest ({'not a JSON object' if not isinstance(m, dict) else 'missing or wrong: ' + ', '.join(bad)}): "
+                           "rerun the g3d synth command that made it, with --overwrite")
+    return m
 
 
 class WriterLock:
@@ -206,11 +221,17 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
                 f"--out {folder} already holds files that are not a g3d dataset ({', '.join(foreign[:3])}): choose an empty or new folder"
             )
         return False  # only our own leftovers from a run killed before its manifest
-    old = read_manifest(folder)
+    try:
+        old = read_manifest(folder)
+    except DatasetError:
+        if not overwrite:
+            raise
+        old = {}  # a damaged g3d.json among g3d's own files: --overwrite replaces it like the rest
     if old.get("fingerprint") == fingerprint:
         return True
     if not overwrite:
-        diff = sorted(k for k in set(old.get("fingerprint", {})) | set(fingerprint) if old.get("fingerprint", {}).get(k) != fingerprint.get(k))
+        old_fp = old.get("fingerprint") if isinstance(old.get("fingerprint"), dict) else {}
+        diff = sorted(k for k in set(old_fp) | set(fingerprint) if old_fp.get(k) != fingerprint.get(k))
         raise UsageError(
             f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"
         )

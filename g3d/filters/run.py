@@ -223,6 +223,13 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
             raise UsageError(f"--accept {extra!r} is not a COCO class the segmenters know: use names like {', '.join(preset.extra_coco_categories or ('truck',))}")
     if cfg.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if not 0.0 <= cfg.rules.min_area < 1.0:
+        raise UsageError(f"--min-area {cfg.rules.min_area} is a fraction of the image: give 0 to 1 (the paper's 0.1 = 10%)")
+    if not 0.0 <= cfg.rules.min_score <= 1.0:
+        raise UsageError(f"--min-score {cfg.rules.min_score} is a segmenter score: give 0 to 1 (default 0.5)")
+    from g3d.devices import check_device
+
+    check_device(cfg.device)
     rules = replace(cfg.rules, labels=(preset.coco_category, *cfg.accept))  # the caller's config stays as given
     name = cfg.segmenter or ("ground-truth" if manifest.get("ground_truth") else "torchvision")
     if name == "ground-truth" and not manifest.get("ground_truth"):

@@ -335,6 +335,13 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     preset = get_preset(cfg.class_name)
     if cfg.samples < 1:
         raise UsageError(f"--samples must be at least 1, got {cfg.samples}")
+    if not 0 <= cfg.seed < 2**63:
+        raise UsageError(f"--seed {cfg.seed}: give a whole number from 0 to 2**63 - 1")
+    if cfg.samples_per_shard is not None and cfg.samples_per_shard < 1:
+        raise UsageError(f"--samples-per-shard {cfg.samples_per_shard}: give at least 1, or leave it out for about 1024 rows per shard")
+    from g3d.devices import check_device
+
+    check_device(cfg.device)
     if cfg.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     if not 0.0 <= cfg.truncation <= 1.0:
@@ -354,7 +361,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     views = vp_file.views if vp_file is not None else (cfg.views if cfg.views is not None else preset.views)
     if vp_file is None:
         check_views(views, cfg.candidates)
-    per_shard = cfg.samples_per_shard or dsf.default_samples_per_shard(views)
+    per_shard = cfg.samples_per_shard if cfg.samples_per_shard is not None else dsf.default_samples_per_shard(views)
     plan = dsf.ShardPlan(cfg.samples, views, per_shard)
     out = Path(cfg.out)
     fp = _fingerprint(cfg, G, preset, layers, views, crop, vp_file.digest() if vp_file else None, per_shard)

@@ -260,6 +260,9 @@ def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData
 @torch.no_grad()
 def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "cpu", batch: int = 32) -> EvalReport:
     """Evaluate the run on the held-out objects of its dataset (or of ``folder``, with that dataset's cameras)."""
+    from g3d.devices import check_device
+
+    check_device(device)
     run = Path(run)
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)

@@ -94,6 +94,11 @@ def export_mesh(run: str | Path, image_path: str | Path, out: str | Path, device
     out = Path(out)
     if out.suffix.lower() not in (".glb", ".obj"):
         raise UsageError(f"--out {out}: choose a .glb or .obj file name")
+    from g3d.devices import check_device
+
+    check_device(device)
+    if not Path(image_path).is_file():
+        raise UsageError(f"{image_path}: no such image file: pass the path of a PNG or JPEG")
     cfg, model, _, tpl, _ = load_run(run, device)
     img = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if img is None:

@@ -275,8 +275,9 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     t_start = time.perf_counter()
     log = log or (lambda m: None)
     rank, world, distributed = _dist()
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda but no CUDA device is visible: use --device cpu")
+    from g3d.devices import check_device
+
+    check_device(cfg.device)
     if distributed:
         import torch.distributed as dist
 

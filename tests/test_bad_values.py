@@ -1,0 +1,122 @@
+"""Every command over a table of bad values (issue #12 §3): exit 2, one line on stderr naming the
+problem, no traceback, and nothing half-written left visible."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.slow  # ~30 processes, each importing torch
+
+
+def _g3d(args, cwd, env=None):
+    e = dict(os.environ)
+    e.pop("RANK", None), e.pop("WORLD_SIZE", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "g3d.cli", *args], capture_output=True, text=True, cwd=cwd, env=e, timeout=300)
+
+
+def _visible_files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory):
+    """A small dataset, a 2-step run, and files that are wrong in one way each."""
+    t = tmp_path_factory.mktemp("bad")
+    ds = t / "ds"
+    r = _g3d(["synth", "--samples", "5", "--views", "4", "--resolution", "48", "--candidates", "16", "--out", str(ds)], t)
+    assert r.returncode == 0, r.stderr
+    r = _g3d(["train", str(ds), "--out", str(t / "run"), "--steps", "2", "--resolution", "48", "--batch-size", "2", "--preview-every", "1000"], t)
+    assert r.returncode == 0, r.stderr
+    (t / "afile").write_text("x")
+    for name, text in (("list", "[1, 2]"), ("wrongtypes", json.dumps({"samples": "many", "views": 4})), ("garbage", "{not json")):
+        (t / name).mkdir()
+        (t / name / "g3d.json").write_text(text)
+    pq.write_table(pq.read_table(ds / "viewpoints.parquet").slice(0, 0), t / "empty_vp.parquet")
+    return t
+
+
+S = ["synth", "--samples", "2", "--views", "2", "--resolution", "48", "--candidates", "8", "--out"]
+CASES = [
+    # (arguments, environment, words the one line must contain)
+    (S + ["o", "--seed", "-1"], None, "--seed -1"),
+    (S + ["o", "--samples-per-shard", "-1"], None, "--samples-per-shard -1"),
+    (S + ["o", "--samples-per-shard", "0"], None, "--samples-per-shard 0"),
+    (S + ["o", "--device", "tpu"], None, "--device 'tpu'"),
+    (S + ["o", "--truncation", "nan"], None, "--truncation nan"),
+    (S + ["o", "--resolution", "7"], None, "--resolution 7"),
+    (S + ["o", "--samples", "0"], None, "--samples"),
+    (S + ["o", "--samples", "abc"], None, "--samples"),
+    (S + ["o"], {"RANK": "abc", "WORLD_SIZE": "2"}, "RANK='abc'"),
+    (["synth", "--samples", "2", "--resolution", "48", "--out", "o", "--viewpoints", "empty_vp.parquet"], None, "holds no views"),
+    (S + ["list", "--overwrite", "--seed", "-5"], None, "--seed -5"),
+    (["train", "ds", "--out", "r", "--batch-size", "0"], None, "--batch-size 0"),
+    (["train", "ds", "--out", "r", "--tex-res", "100"], None, "--tex-res 100"),
+    (["train", "ds", "--out", "afile"], None, "is a file"),
+    (["train", "ds", "--out", "r", "--steps", "-3"], None, "--steps -3"),
+    (["train", "ds", "--out", "r", "--resolution", "7"], None, "--resolution 7"),
+    (["train", "ds", "--out", "r", "--lr", "-1"], None, "--lr -1"),
+    (["train", "ds", "--out", "r", "--sigma", "0"], None, "--sigma 0"),
+    (["train", "ds", "--out", "r", "--device", "tpu"], None, "--device 'tpu'"),
+    (["train", "nowhere", "--out", "r"], None, "nowhere"),
+    (["filter", "ds", "--min-area", "5"], None, "--min-area 5"),
+    (["filter", "ds", "--min-score", "-1"], None, "--min-score -1"),
+    (["filter", "ds", "--batch-size", "0"], None, "--batch-size"),
+    (["filter", "ds", "--device", "tpu"], None, "--device 'tpu'"),
+    (["convert", "nothere.pkl", "x.safetensors"], None, "nothere.pkl"),
+    (["info", "list"], None, "not a g3d manifest"),
+    (["info", "wrongtypes"], None, "samples"),
+    (["info", "garbage"], None, "unreadable"),
+    (["annotate", "push", "poses", "ds", "--url", "http://[::1", "--api-key", "k"], None, "[::1"),
+    (["export-mesh", "run", "nope.png", "--out", "x.glb"], None, "nope.png"),
+    (["export-mesh", "run", "ds/previews/contact_sheet.png", "--out", "x.stl"], None, "x.stl"),
+    (["eval", "norun"], None, "norun"),
+    (["eval", "run", "--device", "tpu"], None, "--device 'tpu'"),
+    (["sfm-init", "nowhere"], None, "nowhere"),
+]
+if not __import__("torch").cuda.is_available():
+    CASES += [(S + ["o", "--device", "cuda"], None, "no CUDA GPU"), (["train", "ds", "--out", "r", "--device", "cuda"], None, "no CUDA GPU")]
+
+
+@pytest.mark.parametrize("args, env, needle", CASES, ids=[" ".join(a[:1] + a[-2:]) + (f" {e}" if e else "") for a, e, _ in CASES])
+def test_bad_value_is_one_line_exit_2_and_writes_nothing(place, args, env, needle):
+    before = _visible_files(place)
+    r = _g3d(args, place, env)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines
+    assert _visible_files(place) == before, sorted(map(str, _visible_files(place) - before))
+
+
+def test_garbage_manifest_then_the_advised_overwrite_works(place):
+    """The advice of the error for a garbage g3d.json (rerun with --overwrite) works."""
+    r = _g3d(S + ["garbage"], place)
+    assert r.returncode == 2 and "--overwrite" in r.stderr, r.stderr
+    r = _g3d(S + ["garbage", "--overwrite"], place)
+    assert r.returncode == 0, r.stderr
+    assert _g3d(["info", "garbage"], place).returncode == 0
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    """Ctrl-C (SIGINT) mid-synth: exit 130 with the one line that says how to resume; rerunning resumes."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "g3d.cli", "synth", "--samples", "400", "--views", "4", "--resolution", "64", "--candidates", "16",
+            "--samples-per-shard", "8", "--out", str(tmp_path / "c")]
+    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "c" / "images").glob("part-*.parquet")):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (p.returncode, err)
+    assert "interrupted: rerun the same command to resume" in err and "Traceback" not in err, err
