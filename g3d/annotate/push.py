@@ -489,8 +489,8 @@ def push(cfg: PushConfig, log: Callable[[str], None] | None = None) -> PushRepor
         raise UsageError(f"unknown task kind {cfg.kind!r}: choose one of {', '.join(configs.KINDS)}")
     if cfg.images not in ("auto", "local-files", "upload"):
         raise UsageError(f"--images {cfg.images!r}: choose auto, local-files or upload")
-    resolve(cfg.connection)  # a missing or malformed --url / key fails here, before anything is written
     info = open_dataset(cfg.folder)
+    resolve(cfg.connection)  # a missing or malformed --url / key fails here, before anything is written
     schema = configs.schema_for(cfg.kind, info.preset)
 
     # 1. Tasks and their images, on disk first (connect only once the dataset is known good).

@@ -91,9 +91,11 @@ def parse_shard(spec: str | None, env: dict[str, str] | None = None) -> tuple[in
     return i, n
 
 
-# What every manifest holds, with its type (what readers rely on).
-MANIFEST_FIELDS = {"class": str, "views": int, "samples": int, "rows": int, "samples_per_shard": int, "height": int,
-                   "width": int, "generator": dict, "seed": int, "viewpoint_layers": list, "truncation_psi": (int, float)}
+# What every manifest holds (g3d synth's and the smaller ones of annotation-only folders), with its type,
+# and the types of what g3d synth adds, where present.
+MANIFEST_FIELDS = {"class": str, "views": int, "height": int, "width": int}
+MANIFEST_OPTIONAL = {"samples": int, "rows": int, "samples_per_shard": int, "generator": dict, "seed": int,
+                     "viewpoint_layers": list, "truncation_psi": (int, float)}
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -105,7 +107,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path} is unreadable ({exc}): rerun the g3d synth command that made it, with --overwrite") from None
-    bad = [k for k, t in MANIFEST_FIELDS.items() if not isinstance(m, dict) or not isinstance(m.get(k), t) or isinstance(m.get(k), bool)]
+    wrong = lambda v, t: not isinstance(v, t) or isinstance(v, bool)  # noqa: E731
+    bad = [k for k, t in MANIFEST_FIELDS.items() if not isinstance(m, dict) or wrong(m.get(k), t)]
+    bad += [k for k, t in MANIFEST_OPTIONAL.items() if isinstance(m, dict) and k in m and wrong(m[k], t)]
     if bad:
         raise DatasetError(f"{path} is not a g3d manifest ({'not a JSON object' if not isinstance(m, dict) else 'missing or wrong: ' + ', '.join(bad)}): "
                            "rerun the g3d synth command that made it, with --overwrite")

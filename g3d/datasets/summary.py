@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from g3d.datasets import folder as dsf
+from g3d.errors import DatasetError
 
 
 def _names(names: list[str], most: int = 6) -> str:
@@ -17,6 +18,10 @@ def summarize(path: Path) -> str:
 
     path = Path(path)
     m = dsf.read_manifest(path)
+    lacking = [k for k in ("samples", "samples_per_shard", "rows", "generator") if k not in m]
+    if lacking:
+        raise DatasetError(f"{path} holds annotations or cameras but no images written by g3d synth (its g3d.json has no "
+                           f"{', '.join(lacking)}): run g3d info on the dataset folder g3d synth wrote")
     plan = dsf.ShardPlan(m["samples"], m["views"], m["samples_per_shard"])
     done = dsf.completed_shards(path, plan, dsf.manifest_run_id(m))
     n_done = sum(done.values())
@@ -41,8 +46,8 @@ def summarize(path: Path) -> str:
         f"class       {m['class']}",
         f"generator   {gen.get('format')}" + (f" ({gen['path']})" if gen.get("path") else ""),
         f"images      {m['width']}x{m['height']} px, {m['views']} views x {m['samples']} samples = {m['rows']} rows",
-        f"viewpoints  ws rows {m['viewpoint_layers']} ({m['viewpoints_source']})",
-        f"truncation  {m['truncation_psi']}  seed {m['seed']}",
+        f"viewpoints  ws rows {m.get('viewpoint_layers')} ({m.get('viewpoints_source')})",
+        f"truncation  {m.get('truncation_psi')}  seed {m.get('seed')}",
         f"shards      {n_done}/{plan.num_shards} complete" + ("" if n_done == plan.num_shards else "  (rerun the same g3d synth command to finish)"),
         *([f"            not written yet: {_names(absent)}"] if absent else []),
         *([f"            damaged, short or another run's (redone by that rerun): {_names(broken)}"] if broken else []),

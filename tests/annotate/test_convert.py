@@ -245,7 +245,9 @@ def test_a_dataset_without_views_is_refused_before_connecting(tmp_path):
 
     folder = tmp_path / "car"
     folder.mkdir()
-    (folder / "g3d.json").write_text(json.dumps({"class": "car", "fingerprint": {"x": 1}}))
+    manifest = {"class": "car", "views": 0, "samples": 1, "rows": 0, "samples_per_shard": 1, "height": 64, "width": 64,
+                "generator": {"format": "builtin"}, "seed": 0, "viewpoint_layers": [0], "truncation_psi": 1.0, "fingerprint": {"x": 1}}
+    (folder / "g3d.json").write_text(json.dumps(manifest))
     schema = pa.schema([("view_id", pa.int32()), ("gt_azimuth_deg", pa.float64()), ("gt_elevation_deg", pa.float64())])
     pq.write_table(pa.Table.from_pylist([], schema=schema), folder / "viewpoints.parquet")
     cfg = PushConfig(folder=folder, kind="poses", connection=ConnectionConfig(url="http://127.0.0.1:9", api_key="abcdefgh"))

@@ -274,7 +274,7 @@ def test_cli_train_then_eval_prints_baselines_and_oracles(tiny, tmp_path):
     assert r.returncode == 0 and "resuming" in err and "done: 1 steps" in err, r.stderr
     r = g3d("eval", str(run))
     assert r.returncode == 0, r.stderr
-    for needle in ("swapped pairing", "mean prediction", "ceilings: true mesh", "Chamfer to own true mesh", "size r", "paint colour r", "per view: v0"):
+    for needle in ("swapped pairing", "mean prediction", "ceilings: true mesh", "Chamfer (outer surfaces) to own true mesh", "size r", "paint colour r", "per view: v0"):
         assert needle in r.stdout, r.stdout
     for args, needle in [(("--backbone", "vgg"), "--backbone vgg: choose one of small, resnet18"),
                          (("--lr-schedule", "step"), "--lr-schedule step"), (("--sigma", "0"), "--sigma 0.0"),
