@@ -126,7 +126,7 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
     losses, no network) and report what the representation reaches at each soft-silhouette sigma."""
     from g3d.train.data import PairData
     from g3d.train.evaluate import OuterSurface, TrueMeshes, extent, outer_chamfer, surface_points
-    from g3d.train.losses import flatten_loss, iou_loss, laplacian_loss, move_loss
+    from g3d.train.losses import LossWeights, flatten_loss, iou_loss, laplacian_loss, move_loss
 
     data = PairData(data_dir, 64, "train", 0.2)
     idx = torch.cat([torch.nonzero(data.sample_ids == o)[:, 0] for o in range(objects)])
@@ -140,26 +140,28 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
     mean_s = OuterSurface(truth.verts(range(data.first_test)).mean(0), truth.faces, seed=2)
     baseline = np.mean([outer_chamfer(mean_s, t) for t in true_s])
     print(f"\nfree mesh per object fitted to its {len(idx) // objects} views ({objects} objects, exact cameras, {steps} Adam steps):")
-    print(f"{'sigma':>10} {'hard IoU':>9} {'soft IoU':>9} {'Chamfer':>8} {'to mean':>8} {'width err':>10}   (Chamfer of outer surfaces: to the own true mesh, to the mean true mesh)")
-    for sigma in sigmas:
-        off = torch.zeros(objects, tpl.verts.shape[0], 3, requires_grad=True)
-        log_scale = torch.log(torch.tensor([0.45, 0.3, 1.0])).repeat(objects, 1).requires_grad_(True)
-        opt = torch.optim.Adam([off, log_scale], lr=1e-2)
-        for _ in range(steps):
-            verts = (tpl.verts[None] + off) * log_scale.exp()[:, None]
-            o = render(verts[obj], tpl.faces, K, R, t, data.height, data.width, sigma=sigma)
-            loss = 3 * iou_loss(o.alpha, mask) + 5 * flatten_loss(verts, tpl) + 5 * laplacian_loss(verts, tpl) + 2.5 * move_loss(off)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            hard, m = o.fragments.mask, mask[:, 0] > 0.5
-            hard_iou = ((hard & m).sum((1, 2)).float() / (hard | m).sum((1, 2)).float()).mean()
-            width = (extent(surface_points(verts, tpl.faces, 4096))[:, 0] / true_width - 1).mean()
-            pred_s = [OuterSurface(v, tpl.faces) for v in verts]
-            own = np.mean([outer_chamfer(p, t) for p, t in zip(pred_s, true_s)])
-            to_mean = np.mean([outer_chamfer(p, mean_s) for p in pred_s])
-            print(f"{sigma:10.2e} {hard_iou:9.3f} {1 - iou_loss(o.alpha, mask):9.3f} {own:8.4f} {to_mean:8.4f} {width:+10.1%}", flush=True)
+    print(f"{'shape weights':>14} {'sigma':>10} {'hard IoU':>9} {'soft IoU':>9} {'Chamfer':>8} {'to mean':>8} {'width err':>10}   (Chamfer of outer surfaces: to the own true mesh, to the mean true mesh)")
+    for wname, w in (("g3d train's", LossWeights()), ("the paper's", LossWeights(flatten=5, laplacian=5, move=2.5))):
+        for sigma in sigmas:
+            off = torch.zeros(objects, tpl.verts.shape[0], 3, requires_grad=True)
+            log_scale = torch.log(torch.tensor([0.45, 0.3, 1.0])).repeat(objects, 1).requires_grad_(True)
+            opt = torch.optim.Adam([off, log_scale], lr=1e-2)
+            for _ in range(steps):
+                verts = (tpl.verts[None] + off) * log_scale.exp()[:, None]
+                o = render(verts[obj], tpl.faces, K, R, t, data.height, data.width, sigma=sigma)
+                loss = (w.iou * iou_loss(o.alpha, mask) + w.flatten * flatten_loss(verts, tpl) + w.laplacian * laplacian_loss(verts, tpl)
+                        + w.move * move_loss(off))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                hard, m = o.fragments.mask, mask[:, 0] > 0.5
+                hard_iou = ((hard & m).sum((1, 2)).float() / (hard | m).sum((1, 2)).float()).mean()
+                width = (extent(surface_points(verts, tpl.faces, 4096))[:, 0] / true_width - 1).mean()
+                pred_s = [OuterSurface(v, tpl.faces) for v in verts]
+                own = np.mean([outer_chamfer(p, t) for p, t in zip(pred_s, true_s)])
+                to_mean = np.mean([outer_chamfer(p, mean_s) for p in pred_s])
+                print(f"{wname:>14} {sigma:10.2e} {hard_iou:9.3f} {1 - iou_loss(o.alpha, mask):9.3f} {own:8.4f} {to_mean:8.4f} {width:+10.1%}", flush=True)
     print(f"{'(the mean true mesh of the training objects: Chamfer':>48} {baseline:.4f})")
 
 

@@ -43,6 +43,7 @@ def place(tmp_path_factory):
     return t
 
 
+FIXTURE = Path(__file__).parent / "fixtures" / "stylegan2" / "rosinality_small.safetensors"
 S = ["synth", "--samples", "2", "--views", "2", "--resolution", "48", "--candidates", "8", "--out"]
 CASES = [
     # (arguments, environment, words the one line must contain)
@@ -71,6 +72,7 @@ CASES = [
     (["filter", "ds", "--batch-size", "0"], None, "--batch-size"),
     (["filter", "ds", "--device", "tpu"], None, "--device 'tpu'"),
     (["convert", "nothere.pkl", "x.safetensors"], None, "nothere.pkl"),
+    (["convert", str(FIXTURE), "nodir/x.safetensors"], None, "does not exist"),
     (["info", "list"], None, "not a g3d manifest"),
     (["info", "wrongtypes"], None, "samples"),
     (["info", "garbage"], None, "unreadable"),
@@ -120,3 +122,32 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, (p.returncode, err)
     assert "interrupted: rerun the same command to resume" in err and "Traceback" not in err, err
+
+
+def test_convert_writes_the_usual_mode_of_a_new_file(tmp_path):
+    """safetensors writes 0600; g3d convert gives the file 0666 minus the umask, like any new file."""
+    from g3d.synth.checkpoints import convert_checkpoint
+
+    out = convert_checkpoint(FIXTURE, tmp_path / "c.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_full_disk_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
+    """An OSError from deep inside a command (here: no space left) is one line naming it and the fix, exit 2."""
+    import errno
+
+    import g3d.cli
+    import g3d.datasets.summary
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.parquet"))
+
+    monkeypatch.setattr(g3d.datasets.summary, "summarize", full)
+    monkeypatch.setattr(sys, "argv", ["g3d", "info", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        g3d.cli.main()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert "No space left on device" in err[0] and "free some space and rerun the same command" in err[0], err

@@ -154,9 +154,19 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         "g3d_source": json.dumps(source, sort_keys=True, default=str),
     }
     dst = Path(dst)
+    if not dst.parent.is_dir():
+        raise _fail(dst, f"its folder {dst.parent} does not exist", "create it first, or write the file somewhere that exists")
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     try:
-        save_file(state, str(tmp), metadata=metadata)
+        try:
+            save_file(state, str(tmp), metadata=metadata)
+        except Exception as exc:  # safetensors reports I/O failures as its own error type
+            if isinstance(exc, OSError):
+                raise
+            raise OSError(str(exc)) from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600: give the file the usual mode of a new file
         os.replace(tmp, dst)
     except OSError as exc:
         raise _fail(
