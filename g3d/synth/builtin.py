@@ -81,6 +81,8 @@ def paint_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) 
 class BuiltinGenerator(Generator):
     """Procedural car generator with StyleGAN's interface and exact ground truth."""
 
+    batch_invariant = True  # every image is drawn on its own: the bytes do not depend on --batch-size
+
     def __init__(
         self,
         resolution: int = 256,  # side of the square images, 32 to 1024

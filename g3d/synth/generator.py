@@ -57,6 +57,10 @@ class Generator(torch.nn.Module):
     w_dim: int  # size of one row of ws
     num_ws: int  # rows of ws (one per synthesis layer)
     resolution: int  # side of the square image synthesis() returns
+    # Whether an image's bytes are independent of how many are drawn per call. False for StyleGAN2
+    # networks (batched convolutions round differently: measured on the shipped fixtures), True for the
+    # built-in generator; --batch-size is part of a run's fingerprint only where it is False.
+    batch_invariant: bool = False
 
     def mapping(
         self,

@@ -127,7 +127,7 @@ def _fingerprint(cfg: SynthConfig, G, preset, layers, views: int, crop, vp_diges
         "truncation_cutoff": cfg.truncation_cutoff,
         "viewpoint_layers": list(layers),
         "viewpoints": vp_digest or {"proposed": True, "candidates": cfg.candidates},
-        "batch_size": cfg.batch_size,
+        **({} if G.batch_invariant else {"batch_size": cfg.batch_size}),  # only where the bytes depend on it
         "samples_per_shard": per_shard,
         "crop": list(crop) if crop else None,
     }

@@ -215,6 +215,25 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_pa
     assert not list(out.glob(".g3d-lock-*")) and len(_rows(out)) == 20
 
 
+def test_batch_size_is_not_part_of_a_builtin_run_but_is_of_a_stylegan_run(reference, stylegan_fixtures, tmp_path):
+    """The built-in generator's bytes do not depend on --batch-size, so another batch size resumes (and
+    gives the same bytes); a StyleGAN2 network's do (batched convolutions round differently), so there it
+    is part of the run and another batch size is refused."""
+    out = tmp_path / "b"
+    run_synth(_cfg(out))
+    (out / "images" / dsf.shard_name(1)).unlink()
+    again = run_synth(_cfg(out, batch_size=7))
+    assert again.resumed and again.shards_written == [1]
+    pd.testing.assert_frame_equal(_rows(out), _rows(reference[0]))
+    ckpt = str(stylegan_fixtures / "rosinality_small.safetensors")
+    run_synth(SynthConfig(out=tmp_path / "s", generator=ckpt, views=2, samples=2, candidates=8, batch_size=1))
+    with pytest.raises(UsageError, match="differs in: batch_size"):
+        run_synth(SynthConfig(out=tmp_path / "s", generator=ckpt, views=2, samples=2, candidates=8, batch_size=4))
+    run_synth(SynthConfig(out=tmp_path / "s4", generator=ckpt, views=2, samples=2, candidates=8, batch_size=4))
+    a, b = _rows(tmp_path / "s"), _rows(tmp_path / "s4")
+    assert any(x["bytes"] != y["bytes"] for x, y in zip(a.image, b.image))  # why it stays in the fingerprint
+
+
 def test_viewpoints_file_is_used_exactly(reference, tmp_path):
     out, _ = reference
     vp = pq.read_table(out / "viewpoints.parquet")
