@@ -5,17 +5,19 @@
    run where it fits in memory.
 2. The acceptance run: built-in cars (300 objects x 12 views, 64 px, 60 objects held out), `g3d train`
    with its defaults on the CPU, then `g3d eval`: held-out 2D IoU beside the swapped pairing, the mean
-   prediction, the template and the oracles (true mesh, mean true mesh); Chamfer; size and paint-colour
-   correlations with the truth.
+   prediction, the template and the oracles (true mesh, mean true mesh); Chamfer of the outer surfaces;
+   size and paint-colour correlations with the truth. ``--sigma`` and ``--shape-weights F,L,M`` change
+   the run's final sigma and flatten/Laplacian/move weights (``5,5,2.5``: the paper's).
 3. ``--ablation``: the same data and a shorter budget for the original recipe and each change from it.
    ``--fit``: the representation's ceiling, no network: a free template mesh (offsets and scale) fitted
    to each of 8 training objects' views with exact cameras, at DIB-R's sigma and sharper ones; hard and
-   soft IoU, Chamfer to the true mesh and the width error.
+   soft IoU, Chamfer to the own and to the mean true mesh and the width error, with g3d train's shape
+   weights and the paper's.
 4. ``--picture docs/export_mesh_cars.png``: `g3d export-mesh` on the most yellow and the most blue
    held-out car; the two GLB files read back and rendered in four views beside their input photos.
 
     python bench/train.py [--quick] [--steps 4000] [--views 12] [--ablation] [--ablation-steps 2000] [--fit]
-                          [--picture PATH] [--no-main] [--no-renderer] [--threads 2]
+                          [--picture PATH] [--no-main] [--no-renderer] [--threads 2] [--sigma S] [--shape-weights F,L,M]
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from g3d.render.rasterize import project_vertices, rasterize  # noqa: E402
 from g3d.train.template import build_template  # noqa: E402
 
 # The recipe before issue #10 (every photo became the same grey mean car), and the changes from it, in order.
-ORIGINAL = dict(backbone="resnet18", lr=1e-3, lr_schedule="constant", sigma=1.0 / 7000, learn_cameras=True, color_readout=False)
+PAPER_SHAPE_WEIGHTS = dict(flatten=5.0, laplacian=5.0, move=2.5)
+ORIGINAL = dict(backbone="resnet18", lr=1e-3, lr_schedule="constant", sigma=1.0 / 7000, learn_cameras=True, color_readout=False,
+                shape_weights=PAPER_SHAPE_WEIGHTS)
 ABLATION = [
     ("original: ResNet-18, lr 1e-3 constant, sigma 1/7000, cameras refined", {}),
     ("+ colour read-out into the texture", dict(color_readout=True)),
@@ -99,6 +103,11 @@ def train_and_eval(data: Path, run: Path, steps: int, **kw):
     from g3d.train.evaluate import evaluate
     from g3d.train.loop import TrainConfig, train
 
+    from g3d.train.losses import LossWeights
+
+    shape = kw.pop("shape_weights", None)
+    if shape is not None:
+        kw["weights"] = LossWeights(**shape)
     t0 = time.perf_counter()
     train(TrainConfig(folder=str(data), out=str(run), resolution=64, batch_size=8, steps=steps, holdout=0.2,
                       preview_every=10**9, checkpoint_every=max(1, steps // 4), **kw))
@@ -239,6 +248,8 @@ def main() -> None:
     ap.add_argument("--no-renderer", action="store_true", help="skip the renderer timing table")
     ap.add_argument("--no-main", action="store_true", help="skip the acceptance run (e.g. to run --ablation on its own)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep data and runs here (default: a temporary folder)")
+    ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
+    ap.add_argument("--shape-weights", default=None, help="the main run's flatten,laplacian,move weights, e.g. 5,5,2.5 (the paper's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not args.no_renderer:
@@ -257,8 +268,11 @@ def main() -> None:
         print(f"\ndata: built-in cars, {samples} objects x {views} views, 64 px, seed 1; {round(samples * 0.2)} objects held out")
         rep = None
         if not args.no_main:
-            secs, rep = train_and_eval(data, Path(tmp) / "run", steps)
-            print(f"g3d train defaults, {steps} steps, batch 8, {args.threads} threads: {secs:.0f} s ({secs / steps:.3f} s/step)")
+            main_kw = {} if args.sigma is None else {"sigma": args.sigma}
+            if args.shape_weights:
+                main_kw["shape_weights"] = dict(zip(("flatten", "laplacian", "move"), map(float, args.shape_weights.split(","))))
+            secs, rep = train_and_eval(data, Path(tmp) / "run", steps, **main_kw)
+            print(f"g3d train defaults{' but ' + str(main_kw) if main_kw else ''}, {steps} steps, batch 8, {args.threads} threads: {secs:.0f} s ({secs / steps:.3f} s/step)")
             for line in rep.lines():
                 print("  " + line)
             for line in check(rep):
