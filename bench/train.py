@@ -174,6 +174,39 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
     print(f"{'(the mean true mesh of the training objects: Chamfer':>48} {baseline:.4f})")
 
 
+@torch.no_grad()
+def where_the_3d_error_is(run: Path) -> None:
+    """How much of the held-out 3D error is a bias every car shares, and where on the car it sits."""
+    from g3d.train.data import PairData
+    from g3d.train.evaluate import OuterSurface, TrueMeshes, outer_chamfer
+    from g3d.train.loop import load_run
+
+    cfg, model, _, tpl, _ = load_run(run)
+    data = PairData(cfg.folder, cfg.resolution, "test", cfg.holdout)
+    verts = torch.cat([model(data.batch(torch.arange(lo, min(len(data), lo + 64)), "cpu")[0])[0] for lo in range(0, len(data), 64)])
+    sids = data.sample_ids.numpy()
+    objs, first = np.unique(sids, return_index=True)
+    truth = TrueMeshes.load(Path(cfg.folder))
+    true_s = [OuterSurface(v, truth.faces, seed=1) for v in truth.verts(objs)]
+    mean_true = OuterSurface(truth.verts(range(data.first_test)).mean(0), truth.faces, seed=2)
+    mean_pred = OuterSurface(verts.mean(0), tpl.faces, n=20000)
+    mt_dense = OuterSurface(truth.verts(range(data.first_test)).mean(0), truth.faces, n=20000, seed=2)
+    d = mt_dense.distance_from(mean_pred.samples)
+    y = mean_pred.samples[:, 1]
+    print("\nwhere the 3D error is (held-out objects; the scaled rows use one view of each):")
+    print(f"  mean prediction vs mean true mesh: Chamfer {outer_chamfer(mean_pred, mean_true):.4f} (the bias every car shares)")
+    print(f"  share of the mean prediction's distance to the mean true mesh: below y = -0.2 (wheels, underbody) "
+          f"{d[y < -0.2].sum() / d.sum():.0%} of it on {np.mean(y < -0.2):.0%} of the surface")
+    v1 = verts[torch.as_tensor(first)]
+    centre = verts.mean(0)
+    for k in (1.0, 1.5, 2.0):
+        pred = [OuterSurface(centre + k * (v - centre), tpl.faces) for v in v1]
+        own = np.mean([outer_chamfer(p, t) for p, t in zip(pred, true_s)])
+        to_mean = np.mean([outer_chamfer(p, mean_true) for p in pred])
+        print(f"  each prediction's difference from the mean prediction x{k}: Chamfer to own {own:.4f}, to the mean true mesh "
+              f"{to_mean:.4f} (ratio {own / to_mean:.2f})")
+
+
 def picture(run: Path, data: Path, out: Path, size: int = 128) -> None:
     """`g3d export-mesh` on the most yellow and the most blue held-out car, read back and rendered in 4 views."""
     import cv2
@@ -248,6 +281,7 @@ def main() -> None:
     ap.add_argument("--no-renderer", action="store_true", help="skip the renderer timing table")
     ap.add_argument("--no-main", action="store_true", help="skip the acceptance run (e.g. to run --ablation on its own)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep data and runs here (default: a temporary folder)")
+    ap.add_argument("--where", action="store_true", help="where the main run's 3D error is (bias shared by every car, and its place)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
     ap.add_argument("--shape-weights", default=None, help="the main run's flatten,laplacian,move weights, e.g. 5,5,2.5 (the paper's)")
     args = ap.parse_args()
@@ -279,6 +313,8 @@ def main() -> None:
                 print("  " + line)
             if args.picture:
                 picture(Path(tmp) / "run", data, args.picture)
+        if args.where and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
+            where_the_3d_error_is(Path(tmp) / "run")
         if args.fit:
             silhouette_fit(data, objects=4 if args.quick else 8, steps=20 if args.quick else 300)
         if args.ablation:

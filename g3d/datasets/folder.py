@@ -197,6 +197,10 @@ class WriterLock:
             self.path.unlink(missing_ok=True)
 
 
+# Options that older fingerprints recorded and newer ones leave out where the bytes do not depend on them.
+NOT_OUTPUT = ("batch_size",)
+
+
 def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, log=None) -> bool:
     """Make ``folder`` ready for a run with ``fingerprint``; True when resuming a matching run.
 
@@ -231,10 +235,14 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
         if not overwrite:
             raise
         old = {}  # a damaged g3d.json among g3d's own files: --overwrite replaces it like the rest
-    if old.get("fingerprint") == fingerprint:
+    old_fp = old.get("fingerprint") if isinstance(old.get("fingerprint"), dict) else {}
+    if old_fp and {k: v for k, v in old_fp.items() if k in fingerprint or k not in NOT_OUTPUT} == fingerprint:
+        if old_fp != fingerprint:  # written when the fingerprint still held an option the bytes do not depend on
+            dsio.write_json(folder / MANIFEST, {**old, "fingerprint": fingerprint})
+            log(f"resuming: {MANIFEST}'s fingerprint updated (it recorded {', '.join(sorted(set(old_fp) - set(fingerprint)))}, "
+                "which does not change this generator's images)")
         return True
     if not overwrite:
-        old_fp = old.get("fingerprint") if isinstance(old.get("fingerprint"), dict) else {}
         diff = sorted(k for k in set(old_fp) | set(fingerprint) if old_fp.get(k) != fingerprint.get(k))
         raise UsageError(
             f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"

@@ -15,8 +15,8 @@ class LossWeights:
     """L = 20 L1colour + 0.5 Lpercept + 3 Liou + 1 Lflatten + 1 Llaplacian + 0.5 Lmove.
 
     The paper's Eq. 1 with its shape regularisers at a fifth of its weights (5, 5, 2.5): at 64 px they held
-    the meshes near a smooth average car (bench/README.md: Chamfer of the outer surface 0.031 -> 0.026
-    on held-out cars, 2D IoU 0.955 -> 0.957). ``LossWeights(flatten=5, laplacian=5, move=2.5)`` is the paper's."""
+    the meshes near a smooth average car (bench/README.md: Chamfer of the outer surface 0.031 -> 0.025
+    on held-out cars, 2D IoU 0.955 -> 0.956). ``LossWeights(flatten=5, laplacian=5, move=2.5)`` is the paper's."""
 
     color: float = 20.0
     percept: float = 0.5

@@ -225,6 +225,15 @@ def test_batch_size_is_not_part_of_a_builtin_run_but_is_of_a_stylegan_run(refere
     again = run_synth(_cfg(out, batch_size=7))
     assert again.resumed and again.shards_written == [1]
     pd.testing.assert_frame_equal(_rows(out), _rows(reference[0]))
+    # A folder written when the fingerprint still held batch_size resumes, and its manifest is brought up to date.
+    import json
+
+    m = json.loads((out / "g3d.json").read_text())
+    m["fingerprint"]["batch_size"] = 3
+    (out / "g3d.json").write_text(json.dumps(m))
+    said = []
+    assert run_synth(_cfg(out), log=said.append).resumed and any("fingerprint updated" in s for s in said)
+    assert "batch_size" not in json.loads((out / "g3d.json").read_text())["fingerprint"]
     ckpt = str(stylegan_fixtures / "rosinality_small.safetensors")
     run_synth(SynthConfig(out=tmp_path / "s", generator=ckpt, views=2, samples=2, candidates=8, batch_size=1))
     with pytest.raises(UsageError, match="differs in: batch_size"):
