@@ -114,7 +114,10 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
 
     args = [sys.executable, "-m", "g3d.cli", "synth", "--samples", "400", "--views", "4", "--resolution", "64", "--candidates", "16",
             "--samples-per-shard", "8", "--out", str(tmp_path / "c")]
-    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    # SIGINT back to its default in the child: a shell that runs the suite in the background ignores it, the
+    # child inherits that, and Python then installs no KeyboardInterrupt handler at all.
+    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "c" / "images").glob("part-*.parquet")):
         time.sleep(0.2)
