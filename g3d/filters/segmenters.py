@@ -172,6 +172,9 @@ def detectron2_instances(outputs: Sequence[dict[str, Any]], class_names: Sequenc
         masks = inst.pred_masks.numpy().astype(bool)
         scores = inst.scores.numpy().tolist()
         classes = inst.pred_classes.numpy().tolist()
+        if any(not 0 <= c < len(class_names) for c in classes):
+            raise UsageError(f"the segmenter predicted class id {max(classes)}, beyond the {len(class_names)} COCO classes g3d names: "
+                             "use a COCO-trained model")
         result.append([Instance(m, class_names[c], float(s)) for m, c, s in zip(masks, classes, scores)])
     return result
 
@@ -206,6 +209,10 @@ class Detectron2Segmenter(Segmenter):
             except ImportError:
                 raise UsageError("this config needs PointRend: install detectron2 editable from its source so detectron2.projects.point_rend imports") from None
         cfg.merge_from_file(config_file)
+        n_classes = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        if n_classes != len(COCO80):
+            raise UsageError(f"--config-file {config_file} predicts {n_classes} classes, not COCO's 80 (an LVIS or Cityscapes model?): "
+                             "g3d names detections by the COCO classes; use a COCO-trained Mask R-CNN or PointRend")
         cfg.MODEL.WEIGHTS = weights
         cfg.MODEL.DEVICE = device
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
@@ -213,6 +220,7 @@ class Detectron2Segmenter(Segmenter):
         DetectionCheckpointer(self.model).load(weights)
         self.class_names = list(COCO80)
         self.weights = weights
+        self.config_file = config_file
 
     def segment(self, images: np.ndarray, rows: Sequence[dict[str, Any]]) -> list[list[Instance]]:
         import torch
@@ -222,7 +230,22 @@ class Detectron2Segmenter(Segmenter):
         return detectron2_instances(outputs, self.class_names)
 
     def describe(self) -> dict[str, Any]:
-        return {"segmenter": self.name, "weights": self.weights}
+        """What the segmentation cache is keyed on: the weights and the config, each by path and content."""
+        return {"segmenter": self.name, "weights": self.weights, "weights_sha256": _file_digest(self.weights),
+                "config_file": self.config_file, "config_sha256": _file_digest(self.config_file)}
+
+
+def _file_digest(path: str | None) -> str | None:
+    """sha256 of a file's bytes (None when there is no such file), so a changed file is a changed key."""
+    import hashlib
+
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 SEGMENTERS = ("ground-truth", "torchvision", "detectron2")

@@ -171,6 +171,10 @@ def test_detectron2_adapter_converts_inputs_and_outputs():
     got = detectron2_instances(outs, COCO80)
     assert [i.label for i in got[0]] == ["car", "truck"] and got[1] == []
     assert got[0][0].mask.sum() == 10 and got[0][0].score == pytest.approx(0.9)
+    # A model with more classes than COCO's 80 (LVIS: 1203) is a one-line error, not an IndexError.
+    lvis = [{"instances": FakeInstances(masks[:1], torch.tensor([0.9]), torch.tensor([900]))}]
+    with pytest.raises(UsageError, match="class id 900, beyond the 80 COCO classes"):
+        detectron2_instances(lvis, COCO80)
 
 
 def test_detectron2_missing_is_one_line_with_the_install_hint():
@@ -281,3 +285,20 @@ def test_rule_thresholds_at_their_edges():
     assert verdict(m(score=np.nextafter(cfg.min_mask_score, 0)), None, cfg)[1] == "low_score"
     assert verdict(m(instances=2), None, cfg)[0][0] == "multiple_instances"
     assert verdict(m(area=0.5), 0.5 / 2.5, cfg)[1] is None and verdict(m(area=0.51), 0.5 / 2.5, cfg)[1] == "area_outlier"
+
+
+def test_detectron2_cache_key_follows_the_config_and_weights_by_content(tmp_path):
+    """Another --config-file (or the same path edited) must not reuse cached segmentations (issue #12 §4).
+    The key is checked without detectron2: describe() reads only the two files."""
+    from g3d.filters.segmenters import Detectron2Segmenter
+
+    seg = object.__new__(Detectron2Segmenter)  # no model needed for the key
+    cfg, w = tmp_path / "mask_rcnn.yaml", tmp_path / "model_final.pkl"
+    cfg.write_text("MODEL:\n  MASK_ON: True\n")
+    w.write_bytes(b"weights")
+    seg.config_file, seg.weights = str(cfg), str(w)
+    first = seg.describe()
+    cfg.write_text("MODEL:\n  MASK_ON: True\n  ROI_HEADS:\n    NUM_CLASSES: 1203\n")
+    assert seg.describe() != first and seg.describe()["config_file"] == first["config_file"]
+    seg.config_file = str(tmp_path / "other.yaml")
+    assert seg.describe()["config_file"] != first["config_file"]
