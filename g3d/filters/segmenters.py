@@ -200,6 +200,7 @@ class Detectron2Segmenter(Segmenter):
             ) from None
         if config_file is None or weights is None:
             raise UsageError("the detectron2 segmenter needs --config-file FILE and --weights PATH (e.g. a Mask R-CNN R50-FPN config and its model_final.pkl)")
+        check_detectron2_files(config_file, weights)
         cfg = get_cfg()
         if "PointRend" in Path(config_file).read_text(errors="ignore"):
             try:
@@ -208,7 +209,11 @@ class Detectron2Segmenter(Segmenter):
                 point_rend.add_pointrend_config(cfg)
             except ImportError:
                 raise UsageError("this config needs PointRend: install detectron2 editable from its source so detectron2.projects.point_rend imports") from None
-        cfg.merge_from_file(config_file)
+        try:
+            cfg.merge_from_file(config_file)
+        except Exception as exc:  # YAML syntax, unknown keys
+            raise UsageError(f"--config-file {config_file} is not a detectron2 config ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:160]}): pass a config from detectron2's configs/ folder") from None
         n_classes = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
         if n_classes != len(COCO80):
             raise UsageError(f"--config-file {config_file} predicts {n_classes} classes, not COCO's 80 (an LVIS or Cityscapes model?): "
@@ -233,6 +238,23 @@ class Detectron2Segmenter(Segmenter):
         """What the segmentation cache is keyed on: the weights and the config, each by path and content."""
         return {"segmenter": self.name, "weights": self.weights, "weights_sha256": _file_digest(self.weights),
                 "config_file": self.config_file, "config_sha256": _file_digest(self.config_file)}
+
+
+def check_detectron2_files(config_file: str, weights: str) -> None:
+    """Before detectron2 sees them: both paths exist, and a ``.pkl`` holds only data. detectron2 itself
+    unpickles model-zoo weights with Python's unrestricted unpickler; g3d first reads the file with its
+    restricted one (:func:`g3d.synth.checkpoints.read_data_pickle`), so a pickle that would run code is
+    refused before detectron2 opens it."""
+    if not Path(config_file).is_file():
+        raise UsageError(f"--config-file {config_file}: no such file")
+    if not Path(weights).is_file():
+        raise UsageError(f"--weights {weights}: no such file")
+    if str(weights).endswith(".pkl"):
+        from g3d.synth.checkpoints import read_data_pickle
+
+        obj = read_data_pickle(weights, "detectron2 weights file", encoding="latin1")
+        if not isinstance(obj, dict) or not isinstance(obj.get("model", obj), dict):
+            raise UsageError(f"--weights {weights} holds a {type(obj).__name__}, not detectron2 weights (a dict with 'model')")
 
 
 def _file_digest(path: str | None) -> str | None:

@@ -639,6 +639,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _Refused(f"persistent id {_one_line(repr(pid), 60)}")
 
 
+def read_data_pickle(path: str | os.PathLike, what: str = "weights file", encoding: str = "ASCII") -> Any:
+    """Read a pickle that should hold only data (dicts, lists, strings, numbers, numpy arrays), with the
+    same restricted unpickler as network pickles: anything else it names (a class, a function) is
+    refused in one line and nothing in the file runs. ``encoding="latin1"`` reads Python 2 pickles
+    such as detectron2's model-zoo ``.pkl`` files."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{path}: no such {what}")
+    try:
+        with open(p, "rb") as f:
+            return _RestrictedUnpickler(f, encoding=encoding).load()
+    except _Refused as exc:
+        raise _fail(p, f"refused: this {what} needs {exc}, which plain weights never contain; nothing in it was run",
+                    "only load weights from a source you trust") from None
+    except RecursionError:
+        raise _fail(p, f"pickle is nested too deeply to be a {what}") from None
+    except Exception as exc:
+        raise _fail(p, f"not a readable pickle ({type(exc).__name__}: {_one_line(exc, 120)})", f"pass a {what}") from None
+
+
 def _unpickle(p: Path) -> Any:
     try:
         with open(p, "rb") as f:

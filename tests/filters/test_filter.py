@@ -302,3 +302,36 @@ def test_detectron2_cache_key_follows_the_config_and_weights_by_content(tmp_path
     assert seg.describe() != first and seg.describe()["config_file"] == first["config_file"]
     seg.config_file = str(tmp_path / "other.yaml")
     assert seg.describe()["config_file"] != first["config_file"]
+
+
+def test_detectron2_weights_are_read_safely_before_detectron2_opens_them(tmp_path):
+    """Model-zoo .pkl files are pickles that detectron2 opens with Python's unrestricted unpickler: g3d
+    reads them first with its restricted one, so one that would run code is refused and nothing runs."""
+    import os
+    import pickle
+
+    from g3d.errors import CheckpointError
+    from g3d.filters.segmenters import check_detectron2_files
+
+    cfg = tmp_path / "mask_rcnn_R_50_FPN_3x.yaml"
+    cfg.write_text("MODEL:\n  MASK_ON: True\n")
+    zoo = tmp_path / "model_final.pkl"
+    with open(zoo, "wb") as f:  # the model zoo's layout: numpy arrays under "model", Python 2 compatible
+        pickle.dump({"model": {"backbone.stem.conv1.weight": np.ones((64, 3, 7, 7), np.float32)}, "__author__": "zoo"}, f, protocol=2)
+    check_detectron2_files(str(cfg), str(zoo))  # data only: accepted
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
+    with pytest.raises(CheckpointError, match="refused: .*system.*nothing in it was run"):
+        check_detectron2_files(str(cfg), str(evil))
+    assert not marker.exists()
+    with pytest.raises(UsageError, match="--config-file .*no such file"):
+        check_detectron2_files(str(tmp_path / "missing.yaml"), str(zoo))
+    with pytest.raises(UsageError, match="--weights .*no such file"):
+        check_detectron2_files(str(cfg), str(tmp_path / "missing.pkl"))
