@@ -222,6 +222,11 @@ class Detectron2Segmenter(Segmenter):
         cfg.MODEL.DEVICE = device
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
         self.model = build_model(cfg).eval()
+        model_shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        missing, share = weight_coverage(model_shapes, detectron2_weight_shapes(weights))
+        if share > MAX_MISSING_SHARE:
+            raise UsageError(f"--weights {weights} leaves {share:.0%} of the model's parameters of --config-file {config_file} "
+                             f"unset (e.g. {', '.join(missing[:3])}): they would run as random layers; pass the weights made for this config")
         DetectionCheckpointer(self.model).load(weights)
         self.class_names = list(COCO80)
         self.weights = weights
@@ -238,6 +243,38 @@ class Detectron2Segmenter(Segmenter):
         """What the segmentation cache is keyed on: the weights and the config, each by path and content."""
         return {"segmenter": self.name, "weights": self.weights, "weights_sha256": _file_digest(self.weights),
                 "config_file": self.config_file, "config_sha256": _file_digest(self.config_file)}
+
+
+# A weights file may leave at most this share of a model's parameter values unset (detectron2 itself
+# only logs missing keys and runs those layers with random values).
+MAX_MISSING_SHARE = 0.05
+
+
+def weight_coverage(model: dict[str, tuple[int, ...]], weights: dict[str, tuple[int, ...]]) -> tuple[list[str], float]:
+    """(names of the model's parameters a weights file does not set with the right shape, largest first;
+    their share of all the model's parameter values). ``model`` and ``weights`` map names to shapes."""
+    import math
+
+    size = {k: math.prod(s) for k, s in model.items()}
+    missing = sorted((k for k, s in model.items() if weights.get(k) != s), key=lambda k: -size[k])
+    total = sum(size.values())
+    return missing, (sum(size[k] for k in missing) / total if total else 0.0)
+
+
+def detectron2_weight_shapes(weights: str) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of a detectron2 weights file (a model-zoo ``.pkl`` read with the restricted
+    unpickler, or a torch checkpoint read with ``weights_only``), under its ``model`` key if it has one."""
+    if str(weights).endswith(".pkl"):
+        from g3d.synth.checkpoints import read_data_pickle
+
+        obj = read_data_pickle(weights, "detectron2 weights file", encoding="latin1")
+    else:
+        from g3d.weights import load_state_dict
+
+        obj = load_state_dict(weights, "--weights")
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    return {str(k): tuple(getattr(v, "shape", ())) for k, v in obj.items()} if isinstance(obj, dict) else {}
 
 
 def check_detectron2_files(config_file: str, weights: str) -> None:

@@ -335,3 +335,21 @@ def test_detectron2_weights_are_read_safely_before_detectron2_opens_them(tmp_pat
         check_detectron2_files(str(tmp_path / "missing.yaml"), str(zoo))
     with pytest.raises(UsageError, match="--weights .*no such file"):
         check_detectron2_files(str(cfg), str(tmp_path / "missing.pkl"))
+
+
+def test_weights_that_leave_most_of_a_model_unset_are_measured():
+    """What the detectron2 adapter refuses (over 5% of the values unset: a torchvision state dict under a
+    detectron2 config, Mask R-CNN weights under PointRend), measured on names and shapes alone."""
+    from g3d.filters.segmenters import MAX_MISSING_SHARE, weight_coverage
+
+    model = {"backbone.conv.weight": (64, 3, 7, 7), "roi_heads.mask_head.weight": (256, 256, 3, 3), "roi_heads.point_head.weight": (256, 512)}
+    same = dict(model)
+    assert weight_coverage(model, same) == ([], 0.0)
+    no_point_head = {k: v for k, v in model.items() if "point_head" not in k}
+    missing, share = weight_coverage(model, no_point_head)
+    assert missing == ["roi_heads.point_head.weight"] and share == pytest.approx(256 * 512 / (64 * 147 + 256 * 256 * 9 + 256 * 512))
+    assert share > MAX_MISSING_SHARE
+    renamed = {"backbone.body.conv1.weight": (64, 3, 7, 7)}  # torchvision names
+    assert weight_coverage(model, renamed)[1] == 1.0
+    wrong_shape = {**model, "backbone.conv.weight": (64, 3, 3, 3)}
+    assert weight_coverage(model, wrong_shape)[0] == ["backbone.conv.weight"]
