@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from g3d.errors import G3DError
-from g3d.reporting import console, fail, progress
+from g3d.reporting import console, error, fail, progress
 
 app = typer.Typer(
     name="g3d",
@@ -303,6 +303,9 @@ def _reflow_help(typer_app: typer.Typer) -> None:
 _reflow_help(app)
 
 
+INTERRUPTED = "interrupted: rerun the same command to resume"
+
+
 def os_error_line(exc: OSError) -> str:
     """One line for an operating-system error (disk full, permission, missing folder) with its fix."""
     import errno
@@ -331,15 +334,13 @@ def main() -> None:
     """
     import os
 
-    from rich.markup import escape
-
     # Typer vendors click: take its exception classes from Typer's own BadParameter.
     click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     aborts = (KeyboardInterrupt, typer.Abort, getattr(sys.modules[click_exception.__module__], "Abort", typer.Abort))
     try:
         code = typer.main.get_command(app).main(prog_name="g3d", standalone_mode=False)
     except aborts:
-        console.print("interrupted: rerun the same command to resume", highlight=False)
+        console.print(INTERRUPTED, highlight=False)
         sys.exit(130)
     except click_exception as exc:  # bad option syntax or value type: click's message, on one line
         if type(exc).__name__ == "NoArgsIsHelpError":  # `g3d` alone: the help
@@ -347,25 +348,24 @@ def main() -> None:
         else:
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else "g3d"
-            console.print(f"[bold red]error:[/] {escape(' '.join(exc.format_message().split()))} (see {where} --help)",
-                          highlight=False, soft_wrap=True)
+            error(f"{' '.join(exc.format_message().split())} (see {where} --help)")
         sys.exit(exc.exit_code)
     except G3DError as exc:  # raised outside a command's own handler
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        error(str(exc))
         sys.exit(exc.exit_code)
     except OSError as exc:
         if os.environ.get("G3D_DEBUG"):
             raise
-        console.print(f"[bold red]error:[/] {escape(os_error_line(exc))}", highlight=False, soft_wrap=True)
+        error(os_error_line(exc))
         sys.exit(2)
     except Exception as exc:
         if os.environ.get("G3D_DEBUG"):
             raise
-        console.print(f"[bold red]error:[/] {escape(type(exc).__name__ + ': ' + str(exc).splitlines()[0] if str(exc) else type(exc).__name__)} "
-                      "(a bug in g3d: rerun with G3D_DEBUG=1 for the traceback and report it)", highlight=False, soft_wrap=True)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        error(f"{type(exc).__name__}{': ' + first if first else ''} (a bug in g3d: rerun with G3D_DEBUG=1 for the traceback and report it)")
         sys.exit(1)
     if code == 130:  # Typer turns Ctrl-C inside a command into a quiet exit 130
-        console.print("interrupted: rerun the same command to resume", highlight=False)
+        console.print(INTERRUPTED, highlight=False)
     sys.exit(code if isinstance(code, int) else 0)
 
 

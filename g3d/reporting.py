@@ -17,11 +17,16 @@ from g3d.errors import G3DError
 console = Console(stderr=True)
 
 
-def fail(exc: G3DError) -> NoReturn:
-    """Print ``exc`` as one red line on stderr and exit with its code (2 for usage and data errors)."""
+def error(message: str) -> None:
+    """Print ``message`` as one red ``error:`` line on stderr (never wrapped, markup in it shown as text)."""
     from rich.markup import escape
 
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(exc: G3DError) -> NoReturn:
+    """Print ``exc`` as one red line on stderr and exit with its code (2 for usage and data errors)."""
+    error(str(exc))
     raise typer.Exit(exc.exit_code)
 
 

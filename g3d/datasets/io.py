@@ -79,7 +79,8 @@ def remove(path: Path) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (True when it exists but belongs to someone else)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -97,7 +98,7 @@ def remove_stale_temporaries(folder: Path) -> int:
         for p in folder.iterdir():
             if p.name.startswith(".") and TMP_MARK in p.name:
                 pid = p.name.rsplit(TMP_MARK, 1)[1]
-                if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                     continue
                 p.unlink(missing_ok=True)
                 n += 1

@@ -200,7 +200,7 @@ class Detectron2Segmenter(Segmenter):
             ) from None
         if config_file is None or weights is None:
             raise UsageError("the detectron2 segmenter needs --config-file FILE and --weights PATH (e.g. a Mask R-CNN R50-FPN config and its model_final.pkl)")
-        check_detectron2_files(config_file, weights)
+        file_shapes = read_detectron2_weights(config_file, weights)  # read once, safely, before detectron2 does
         cfg = get_cfg()
         if "PointRend" in Path(config_file).read_text(errors="ignore"):
             try:
@@ -223,7 +223,7 @@ class Detectron2Segmenter(Segmenter):
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
         self.model = build_model(cfg).eval()
         model_shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        missing, share = weight_coverage(model_shapes, detectron2_weight_shapes(weights))
+        missing, share = weight_coverage(model_shapes, file_shapes)
         if share > MAX_MISSING_SHARE:
             raise UsageError(f"--weights {weights} leaves {share:.0%} of the model's parameters of --config-file {config_file} "
                              f"unset (e.g. {', '.join(missing[:3])}): they would run as random layers; pass the weights made for this config")
@@ -261,9 +261,17 @@ def weight_coverage(model: dict[str, tuple[int, ...]], weights: dict[str, tuple[
     return missing, (sum(size[k] for k in missing) / total if total else 0.0)
 
 
-def detectron2_weight_shapes(weights: str) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape of a detectron2 weights file (a model-zoo ``.pkl`` read with the restricted
-    unpickler, or a torch checkpoint read with ``weights_only``), under its ``model`` key if it has one."""
+def read_detectron2_weights(config_file: str, weights: str) -> dict[str, tuple[int, ...]]:
+    """Before detectron2 sees them: both paths exist, and the weights hold only data. Returns parameter
+    name -> shape of the weights (under their ``model`` key if they have one).
+
+    detectron2 itself unpickles model-zoo ``.pkl`` weights with Python's unrestricted unpickler; g3d reads
+    them first with its restricted one (:func:`g3d.synth.checkpoints.read_data_pickle`), so a pickle that
+    would run code is refused before detectron2 opens it. Other weights go through ``torch.load(weights_only=True)``."""
+    if not Path(config_file).is_file():
+        raise UsageError(f"--config-file {config_file}: no such file")
+    if not Path(weights).is_file():
+        raise UsageError(f"--weights {weights}: no such file")
     if str(weights).endswith(".pkl"):
         from g3d.synth.checkpoints import read_data_pickle
 
@@ -274,24 +282,9 @@ def detectron2_weight_shapes(weights: str) -> dict[str, tuple[int, ...]]:
         obj = load_state_dict(weights, "--weights")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
-    return {str(k): tuple(getattr(v, "shape", ())) for k, v in obj.items()} if isinstance(obj, dict) else {}
-
-
-def check_detectron2_files(config_file: str, weights: str) -> None:
-    """Before detectron2 sees them: both paths exist, and a ``.pkl`` holds only data. detectron2 itself
-    unpickles model-zoo weights with Python's unrestricted unpickler; g3d first reads the file with its
-    restricted one (:func:`g3d.synth.checkpoints.read_data_pickle`), so a pickle that would run code is
-    refused before detectron2 opens it."""
-    if not Path(config_file).is_file():
-        raise UsageError(f"--config-file {config_file}: no such file")
-    if not Path(weights).is_file():
-        raise UsageError(f"--weights {weights}: no such file")
-    if str(weights).endswith(".pkl"):
-        from g3d.synth.checkpoints import read_data_pickle
-
-        obj = read_data_pickle(weights, "detectron2 weights file", encoding="latin1")
-        if not isinstance(obj, dict) or not isinstance(obj.get("model", obj), dict):
-            raise UsageError(f"--weights {weights} holds a {type(obj).__name__}, not detectron2 weights (a dict with 'model')")
+    if not isinstance(obj, dict):
+        raise UsageError(f"--weights {weights} holds a {type(obj).__name__}, not detectron2 weights (a dict with 'model')")
+    return {str(k): tuple(getattr(v, "shape", ())) for k, v in obj.items()}
 
 
 def _file_digest(path: str | None) -> str | None:

@@ -647,36 +647,24 @@ def read_data_pickle(path: str | os.PathLike, what: str = "weights file", encodi
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{path}: no such {what}")
+    return _unpickle(p, what, encoding, redo=f"pass a {what} from a source you trust")
+
+
+def _unpickle(p: Path, what: str = "StyleGAN2 network pickle", encoding: str = "ASCII", redo: str = "re-download the checkpoint") -> Any:
+    """The object in pickle ``p``, read with :class:`_RestrictedUnpickler`; one-line errors naming ``what``."""
     try:
         with open(p, "rb") as f:
             return _RestrictedUnpickler(f, encoding=encoding).load()
     except _Refused as exc:
-        raise _fail(p, f"refused: this {what} needs {exc}, which plain weights never contain; nothing in it was run",
-                    "only load weights from a source you trust") from None
+        raise _fail(
+            p,
+            f"refused: the pickle needs {exc}, which a {what} never contains; nothing in it was run",
+            "only load files from a source you trust, in a supported format",
+        ) from None
     except RecursionError:
         raise _fail(p, f"pickle is nested too deeply to be a {what}") from None
-    except Exception as exc:
-        raise _fail(p, f"not a readable pickle ({type(exc).__name__}: {_one_line(exc, 120)})", f"pass a {what}") from None
-
-
-def _unpickle(p: Path) -> Any:
-    try:
-        with open(p, "rb") as f:
-            return _RestrictedUnpickler(f).load()
-    except _Refused as exc:
-        raise _fail(
-            p,
-            f"refused: the pickle needs {exc}, which a StyleGAN2 network pickle never contains; nothing in it was run",
-            "only load checkpoints from a source you trust, in a supported format",
-        ) from None
-    except RecursionError:
-        raise _fail(p, "pickle is nested too deeply to be a network pickle") from None
     except Exception as exc:  # EOFError, UnpicklingError, errors of stand-ins on malformed data
-        raise _fail(
-            p,
-            f"pickle is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})",
-            "re-download the checkpoint",
-        ) from None
+        raise _fail(p, f"pickle is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})", redo) from None
 
 
 def _read_pickle_file(p: Path) -> LoadedCheckpoint:

@@ -21,6 +21,7 @@ Every figure comes with its degenerate answers, measured on the same images in t
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,17 @@ def outer_directions(level: int = 1, max_elevation: float = 85.0) -> tuple[np.nd
     return az, el
 
 
+@functools.lru_cache(maxsize=8)
+def _outer_cameras(resolution: int, distance: float, fov_deg: float, azimuth_offset: float) -> tuple[torch.Tensor, ...]:
+    """(K [D, 3, 3], R [D, 3, 3], t [D, 3]) float32 of the :func:`outer_directions` cameras, made once per setting."""
+    from g3d import cameras as camlib
+
+    az, el = outer_directions()
+    R, t = camlib.from_azimuth_elevation(az + azimuth_offset, el, distance)
+    K = np.broadcast_to(camlib.intrinsics(resolution, resolution, fov_deg), R.shape)
+    return tuple(torch.tensor(np.ascontiguousarray(x), dtype=torch.float32) for x in (K, R, t))
+
+
 def outer_pool(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 64, distance: float = 4.0,
                fov_deg: float = 40.0, azimuth_offset: float = 0.0) -> torch.Tensor:
     """Points float [P, 3] on the surface *seen from outside* of one mesh ``verts`` [V, 3], ``faces`` [F, 3].
@@ -161,16 +173,11 @@ def outer_pool(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 64, d
     body -- give none, so a closed surface is not charged for structure that no image could show.
     Surfaces count by how much of the views they fill, the same way for every mesh measured.
     """
-    from g3d import cameras as camlib
     from g3d.render.dibr import to_camera
     from g3d.render.rasterize import rasterize
 
-    az, el = outer_directions()
-    R, t = camlib.from_azimuth_elevation(az + azimuth_offset, el, distance)
-    R = torch.as_tensor(R, dtype=torch.float32, device=verts.device)
-    t = torch.as_tensor(t, dtype=torch.float32, device=verts.device)
+    K, R, t = (x.to(verts.device) for x in _outer_cameras(resolution, distance, fov_deg, azimuth_offset))
     D = R.shape[0]
-    K = torch.as_tensor(camlib.intrinsics(resolution, resolution, fov_deg), dtype=torch.float32, device=verts.device).expand(D, 3, 3)
     frags = rasterize(to_camera(verts[None].expand(D, -1, -1), R, t), faces, K, resolution, resolution)
     hit = frags.face_id >= 0
     if not bool(hit.any()):
@@ -208,11 +215,6 @@ def extent(points: torch.Tensor, q: float = 0.02) -> torch.Tensor:
     Robust to thin slivers that no image pixel sees (a mesh's max - min is not)."""
     return torch.quantile(points, 1 - q, dim=1) - torch.quantile(points, q, dim=1)
 
-
-def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Symmetric Chamfer distance (mean nearest-neighbour distance both ways) of point sets a [B, P, 3], b [B, Q, 3] -> [B]."""
-    d = torch.cdist(a, b)
-    return 0.5 * (d.min(2).values.mean(1) + d.min(1).values.mean(1))
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -311,14 +311,14 @@ def test_detectron2_weights_are_read_safely_before_detectron2_opens_them(tmp_pat
     import pickle
 
     from g3d.errors import CheckpointError
-    from g3d.filters.segmenters import check_detectron2_files
+    from g3d.filters.segmenters import read_detectron2_weights
 
     cfg = tmp_path / "mask_rcnn_R_50_FPN_3x.yaml"
     cfg.write_text("MODEL:\n  MASK_ON: True\n")
     zoo = tmp_path / "model_final.pkl"
     with open(zoo, "wb") as f:  # the model zoo's layout: numpy arrays under "model", Python 2 compatible
         pickle.dump({"model": {"backbone.stem.conv1.weight": np.ones((64, 3, 7, 7), np.float32)}, "__author__": "zoo"}, f, protocol=2)
-    check_detectron2_files(str(cfg), str(zoo))  # data only: accepted
+    assert read_detectron2_weights(str(cfg), str(zoo)) == {"backbone.stem.conv1.weight": (64, 3, 7, 7)}  # data only: read
 
     marker = tmp_path / "ran"
 
@@ -329,12 +329,12 @@ def test_detectron2_weights_are_read_safely_before_detectron2_opens_them(tmp_pat
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
     with pytest.raises(CheckpointError, match="refused: .*system.*nothing in it was run"):
-        check_detectron2_files(str(cfg), str(evil))
+        read_detectron2_weights(str(cfg), str(evil))
     assert not marker.exists()
     with pytest.raises(UsageError, match="--config-file .*no such file"):
-        check_detectron2_files(str(tmp_path / "missing.yaml"), str(zoo))
+        read_detectron2_weights(str(tmp_path / "missing.yaml"), str(zoo))
     with pytest.raises(UsageError, match="--weights .*no such file"):
-        check_detectron2_files(str(cfg), str(tmp_path / "missing.pkl"))
+        read_detectron2_weights(str(cfg), str(tmp_path / "missing.pkl"))
 
 
 def test_weights_that_leave_most_of_a_model_unset_are_measured():

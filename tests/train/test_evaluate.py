@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from g3d.train.evaluate import OuterSurface, chamfer, outer_chamfer, surface_points
+from g3d.train.evaluate import OuterSurface, outer_chamfer
 from g3d.train.template import build_template
 
 
@@ -49,7 +49,3 @@ def test_structure_no_outside_camera_sees_is_not_charged():
     on_outside = ((np.abs(both.samples) / [1.0, 0.4, 0.9]).max(1) > 0.999).mean()
     assert on_outside == 1.0, on_outside
     assert outer_chamfer(both, OuterSurface(outer_v, outer_f, n=3000, seed=1)) < 1e-6
-    # Sampling every face (the measurement before) charges the hidden box: well above two samplings of the same box.
-    noise = chamfer(surface_points(outer_v[None], outer_f, 3000, seed=1), surface_points(outer_v[None], outer_f, 3000, seed=2))
-    charged = chamfer(surface_points(both_v[None], both_f, 3000, seed=2), surface_points(outer_v[None], outer_f, 3000, seed=1))
-    assert charged > 1.5 * noise, (charged, noise)
