@@ -16,11 +16,13 @@ def sfm_init(
 ) -> None:
     """One camera per view from pose bins and keypoints, through COLMAP, in the object's frame.
 
-    Writes cameras.parquet (K, R, t, azimuth/elevation/distance, source, reprojection error per
-    view) and previews/sfm_cameras.png. Views whose refined camera fails a check (too few
-    keypoints, implausible focal, far from its pose bin, unregistered) keep their pose-bin camera
-    (source sfm_flagged); the report names each with its likely cause. Exits non-zero only when
-    no camera at all can be made.
+    Writes cameras.parquet (K, R, t, azimuth/elevation/distance, source, reprojection error,
+    usable, failed checks per view) and previews/sfm_cameras.png. A pose bin 180 deg off, or a view
+    with mirrored left/right labels, gets the camera its keypoints give (source sfm_bin_corrected,
+    sfm_labels_swapped). Other views whose refined camera fails a check (too few keypoints,
+    implausible focal, far from its pose bin, unregistered) keep their pose-bin camera (source
+    sfm_flagged), marked usable = false where the keypoints contradict it (g3d train skips those);
+    the report names each with its likely cause. Exits non-zero only when no camera at all can be made.
     """
     from rich.console import Console
 

@@ -41,6 +41,7 @@ class Annotations:
     has_pose_bins: bool  # annotations/pose_bins.parquet exists
     has_keypoints: bool  # annotations/keypoints.parquet exists
     problems: list[str] = field(default_factory=list)  # input problems, each naming views and the cause
+    by_object: dict[int, np.ndarray] = field(default_factory=dict)  # sample id -> float64 [V, P, 2] its keypoints alone (when several objects were annotated)
 
     @property
     def num_keypoints(self) -> np.ndarray:
@@ -116,6 +117,8 @@ def read_annotations(folder: Path) -> Annotations:
     dropped = [int(v) for v in np.flatnonzero(ann.rejected & (ann.num_keypoints > 0))]
     if dropped:
         ann.xy[ann.rejected] = np.nan
+        for xy in ann.by_object.values():
+            xy[ann.rejected] = np.nan
         ann.problems.append(f"keypoints of the rejected views {_views_text(dropped)} are not used")
     return ann
 
@@ -212,13 +215,14 @@ def _read_keypoints(ann: Annotations, df) -> None:
             chosen = int(max(samples, key=lambda s: (views_per_sample.get(s, 0), counts.get(s, 0), -int(s))))
             mixed.append(v)
         ann.sample_ids[v] = chosen
-    if mixed:
-        ann.problems.append(f"views {_views_text(mixed)} have keypoints of several objects: used the object annotated in most views")
-    distinct = {s for s in ann.sample_ids if s is not None}
-    if len(distinct) > 1:
-        ann.problems.append(
-            f"keypoints come from {len(distinct)} different objects ({', '.join(str(s) for s in sorted(distinct)[:5])}): shapes differ a little between objects, expect a larger reprojection error"
-        )
+    objects = sorted(int(s) for s in views_per_sample.index)
+    if len(objects) > 1:  # each object's keypoints alone too: g3d sfm-init solves each and keeps the best
+        ann.by_object = {s: np.full_like(ann.xy, np.nan) for s in objects}
+        for row in df.itertuples(index=False):
+            xy = ann.by_object[int(row.sample_id)]
+            p = index[str(row.name)]
+            if not np.isfinite(xy[int(row.view_id), p, 0]):
+                xy[int(row.view_id), p] = (float(row.x), float(row.y))
     dups = []
     for row in df.itertuples(index=False):
         v = int(row.view_id)

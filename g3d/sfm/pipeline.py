@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 METHODS = ("auto", "bins", "sfm")
 ROUTES = ("best", "bins_ba", "mapping")
-SOURCES = ("pose_bin", "sfm", "sfm_flagged")
+SOURCES = ("pose_bin", "sfm", "sfm_bin_corrected", "sfm_labels_swapped", "sfm_flagged")
+TRUSTED = ("sfm", "sfm_bin_corrected", "sfm_labels_swapped")  # cameras solved from the keypoints, checks passed
+BIN_FLAGS = ("bin_azimuth", "bin_elevation")
 PREVIEW = "sfm_cameras.png"
 SINGLE_ELEVATION_TOLERANCE_DEG = 45.0  # bins that all share one elevation say nothing finer about it
 
@@ -88,6 +90,7 @@ class Solution:
     bin_t: np.ndarray
     refined_R: np.ndarray  # float64 [V, 3, 3] the chosen route's cameras, object frame, flagged ones included
     refined_t: np.ndarray
+    usable: np.ndarray | None = None  # bool [V] False where the written camera is contradicted (see :func:`usable_views`)
     comparison: str | None = None  # how far the two routes' cameras are apart, when both ran
     results: dict = field(default_factory=dict)  # route name -> colmap.RouteResult in the route's own frame ("<name>/again": re-solved without flagged views)
 
@@ -108,6 +111,8 @@ class SfmReport:
     routes: list[RouteSummary]
     comparison: str | None
     flagged: dict[int, list[str]]  # view_id -> messages of its failed checks
+    corrected: dict[int, str]  # view_id -> sfm_bin_corrected | sfm_labels_swapped
+    unusable: list[int]  # views with a camera that the keypoints contradict (usable = False)
     no_camera: list[int]  # views without a camera (rejected, or no bin and not refined)
     problems: list[str]
     outliers: list[str]
@@ -155,6 +160,8 @@ def _evaluate(route, ann: Annotations, bins_R, bins_t, f0: float, cfg: SfmConfig
     el_tol = tol if len(elevations) > 1 else max(tol, SINGLE_ELEVATION_TOLERANCE_DEG)
     from g3d.sfm.colmap import absolute_pose, reprojection_errors
 
+    swaps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # view -> (R, t, errors) with left/right exchanged
+
     def swap_test(v: int):
         swapped = chk.swap_left_right(ann.xy[v], ann.preset)
         res = absolute_pose(swapped, pts, K, max(cfg.max_reproj_px, 4.0), cfg.seed)
@@ -162,7 +169,9 @@ def _evaluate(route, ann: Annotations, bins_R, bins_t, f0: float, cfg: SfmConfig
             return None
         az, _, _ = cameras.to_azimuth_elevation(res[0], res[1])
         e = reprojection_errors(swapped[None], K, res[0][None], res[1][None], pts)[0]
-        return float(az), np.where(np.isfinite(e), e, np.inf)[np.isfinite(swapped[:, 0]) & np.isfinite(pts[:, 0])]
+        e = np.where(np.isfinite(e), e, np.inf)[np.isfinite(swapped[:, 0]) & np.isfinite(pts[:, 0])]
+        swaps[v] = (res[0], res[1], e)
+        return float(az), e
 
     err_all = reprojection_errors(ann.xy, K, R, t, pts)
 
@@ -178,13 +187,50 @@ def _evaluate(route, ann: Annotations, bins_R, bins_t, f0: float, cfg: SfmConfig
             )
         )
     if sim is None:
-        return R, t, pts, flags, frame, chk.Flag("frame", f"no object frame: {frame}")
+        return R, t, pts, flags, frame, chk.Flag("frame", f"no object frame: {frame}"), swaps
     model_flag = chk.focal_flag(route.focal, f0) or chk.model_flag(flags, route.registered)
-    return R, t, pts, flags, frame, model_flag
+    return R, t, pts, flags, frame, model_flag, swaps
+
+
+def _trusted_score(sol: Solution) -> tuple[int, float]:
+    """(views whose camera came from the keypoints, their mean reprojection error px) of one solution."""
+    trusted = [v for v, s in enumerate(sol.source) if s in TRUSTED]
+    err = float(np.nanmean(sol.reproj_px[trusted])) if trusted else float("inf")
+    return len(trusted), err
 
 
 def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> Solution:
-    """Cameras for every view of ``ann`` (see the module docstring); never raises for bad keypoints."""
+    """Cameras for every view of ``ann`` (see the module docstring); never raises for bad keypoints.
+
+    When keypoints were clicked on several objects (``ann.by_object``), the views share one camera but
+    the objects' shapes differ, so one solve mixing them fits worse than either alone. Each object is
+    solved alone, and so is the per-view mix (the object annotated in most views, per view); the
+    solution kept places the most views from the keypoints (within one view, or 5%, of the best) and,
+    among those, fits them best.
+    """
+    if len(ann.by_object) < 2 or cfg.method == "bins":
+        return _solve_one(ann, cfg, log_fn)
+    from dataclasses import replace
+
+    tried = [("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn))]
+    for s, xy in ann.by_object.items():
+        if (np.isfinite(xy[..., 0]).sum(1) >= 3).sum() >= 2:
+            tried.append((f"object {s} alone", _solve_one(replace(ann, xy=xy, sample_ids=[s] * len(ann.view_ids), problems=list(ann.problems)), cfg, log_fn)))
+    scores = [_trusted_score(sol) for _, sol in tried]
+    most = max(n for n, _ in scores)
+    near = [i for i, (n, _) in enumerate(scores) if n >= most - max(1, int(0.05 * most))]
+    best = min(near, key=lambda i: scores[i][1])
+    name, sol = tried[best]
+    sol.problems.append(
+        f"keypoints of {len(ann.by_object)} objects: solved "
+        + "; ".join(f"{n}: {k} views from the keypoints at {e:.2f} px" for (n, _), (k, e) in zip(tried, scores))
+        + f"; kept {name}"
+    )
+    return sol
+
+
+def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> Solution:
+    """:func:`solve` for one set of keypoints (``ann.xy``)."""
     say = log_fn or (lambda m: log.info(m))
     if cfg.method not in METHODS:
         raise UsageError(f"--method {cfg.method!r} is not one of {', '.join(METHODS)}")
@@ -248,7 +294,7 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
             if not res.ok:
                 routes.append(RouteSummary(name, 0, 0, float("nan"), float("nan"), res.seconds, "-", res.messages))
                 continue
-            R, t, pts, flags, frame, model_flag = _evaluate(res, ann, bins_R, bins_t, f0, cfg)
+            R, t, pts, flags, frame, model_flag, swaps = _evaluate(res, ann, bins_R, bins_t, f0, cfg)
             # Views that contradict the others (mirrored labels, a wrong bin pulling them) bend the
             # model a little: solve once more without them; they stay flagged.
             excl = [v for v in range(V) if res.registered[v] and any(f.code in chk.INCONSISTENT for f in flags[v])]
@@ -269,16 +315,18 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
                     res2.seconds += res.seconds
                     res2.reestimated = sorted(set(res.reestimated) | set(res2.reestimated))
                     first_flags = flags
-                    R2, t2, pts2, flags2, frame2, model_flag2 = _evaluate(res2, ann, bins_R, bins_t, f0, cfg)
+                    R2, t2, pts2, flags2, frame2, model_flag2, swaps2 = _evaluate(res2, ann, bins_R, bins_t, f0, cfg)
                     if model_flag2 is None:
                         for v in excl:
                             flags2[v] = flags2[v] or first_flags[v]
-                        res, R, t, pts, flags, frame, model_flag = res2, R2, t2, pts2, flags2, frame2, model_flag2
+                            if v in swaps and v not in swaps2:
+                                swaps2[v] = swaps[v]
+                        res, R, t, pts, flags, frame, model_flag, swaps = res2, R2, t2, pts2, flags2, frame2, model_flag2, swaps2
                         results[f"{name}/again"] = res
             kept = np.array([res.registered[v] and not flags[v] for v in range(V)]) & (model_flag is None)
             routes.append(RouteSummary(name, int(res.registered.sum()), int(kept.sum()), res.focal, res.mean_reproj_px, res.seconds, frame, list(res.messages)))
             key = (int(kept.sum()), int(res.registered.sum()), -round(float(np.nan_to_num(res.mean_reproj_px, nan=1e9)), 2))
-            candidates.append((key, res, R, t, pts, flags, model_flag))
+            candidates.append((key, res, R, t, pts, flags, model_flag, swaps))
 
     source: list[str | None] = [None] * V
     R_out = np.full((V, 3, 3), np.nan)
@@ -302,7 +350,7 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
                 f"over {int(np.isfinite(d).sum())} views both placed"
             )
     if candidates:
-        key, res, R, t, pts, flags, model_flag = max(candidates, key=lambda c: c[0])
+        key, res, R, t, pts, flags, model_flag, swaps = max(candidates, key=lambda c: c[0])
         refined_R = np.where(res.registered[:, None, None], R, np.nan)
         refined_t = np.where(res.registered[:, None], t, np.nan)
         chosen = res.route
@@ -328,6 +376,15 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
                     outliers.append(f"view {int(ann.view_ids[v])} {preset.keypoints[p]}")
             if res.registered[v] and not flags[v] and model_flag is None:
                 R_out[v], t_out[v], source[v] = R[v], t[v], "sfm"
+        if model_flag is None:
+            tol = cfg.bin_tolerance_deg if cfg.bin_tolerance_deg is not None else bin_width_deg(preset)
+            for v in range(V):
+                if res.registered[v] and flags[v]:
+                    fix = _correction(v, flags[v], R[v], t[v], swaps.get(v), az[v], tol, cfg)
+                    if fix is not None:
+                        source[v], R_out[v], t_out[v], err = fix
+                        if err is not None:
+                            reproj[v] = err
         problems.extend(chk.global_problems(flags, res.registered))
     if want_refine and (npts == 0).any():
         empty = [int(ann.view_ids[v]) for v in range(V) if npts[v] == 0 and not ann.rejected[v]]
@@ -368,9 +425,58 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
         bin_t=bins_t,
         refined_R=refined_R,
         refined_t=refined_t,
+        usable=usable_views(source, flags_out),
         comparison=comparison,
         results=results,
     )
+
+
+def _correction(v: int, flags: list[chk.Flag], R: np.ndarray, t: np.ndarray, swap, bin_az: float, tol: float, cfg: SfmConfig):
+    """The camera a flagged view should have instead of its pose-bin one, when the keypoints settle it.
+
+    * The bin is the only thing contradicted (the keypoints fit the model) and the left/right-exchanged
+      solution does not agree with the bin: the bin is wrong (a front/back confusion), the keypoint
+      camera is right: ``sfm_bin_corrected``.
+    * The labels look swapped, the exchanged labels fit (``cfg.min_keypoints`` and three quarters or
+      more of them within ``cfg.max_reproj_px``; the misfit of the labels as clicked is what the exchange
+      explains) and their camera agrees with the bin (or there is none): ``sfm_labels_swapped``.
+
+    Returns ``(source, R [3, 3], t [3], mean error px or None)`` or None (the view stays flagged).
+    """
+    from g3d.sfm.align import angle_difference_deg
+
+    codes = {f.code for f in flags}
+    swap_az = None
+    if swap is not None:
+        swap_az = float(cameras.to_azimuth_elevation(swap[0], swap[1])[0])
+    swap_agrees = swap_az is not None and np.isfinite(bin_az) and abs(float(angle_difference_deg(swap_az, bin_az))) <= tol
+    if codes <= set(BIN_FLAGS) and not swap_agrees:
+        return "sfm_bin_corrected", R, t, None
+    # Mirrored labels also make the view's points misfit (outliers, reprojection): the exchange explains those.
+    if "swapped" in codes and codes <= {"swapped", "outliers", "reprojection", *BIN_FLAGS} and swap is not None:
+        e = swap[2]
+        good = e < cfg.max_reproj_px
+        if good.sum() >= max(cfg.min_keypoints, 0.75 * len(e)) and (swap_agrees or not np.isfinite(bin_az)):
+            return "sfm_labels_swapped", swap[0], swap[1], float(e[good].mean())
+    return None
+
+
+def usable_views(source: list[str | None], flags: list[list[chk.Flag]]) -> np.ndarray:
+    """bool [V]: views whose written camera nothing contradicts.
+
+    A ``sfm_flagged`` view whose keypoints contradict its pose bin (a bin check or the left/right test
+    failed, and no correction settled it) is not usable: its bin camera may be 180 deg off. Views
+    flagged only for their keypoints (too few, outliers, on one line) keep a usable, rough bin camera.
+    Views without a camera are not usable.
+    """
+    out = np.zeros(len(source), bool)
+    for v, s in enumerate(source):
+        if s is None:
+            continue
+        codes = {f.code for f in flags[v]}
+        model_rejected = bool(codes & {"model", "focal", "frame"})  # a wrong model contradicts nothing
+        out[v] = s != "sfm_flagged" or model_rejected or not codes & {*BIN_FLAGS, "swapped"}
+    return out
 
 
 def _quiet_colmap() -> None:
@@ -398,8 +504,16 @@ def cameras_table(sol: Solution, width: int):
     fov_deg             float64               horizontal field of view of K
     source              string                pose_bin: the bin camera, no keypoints tried;
                                               sfm: refined from the keypoints, every check passed;
+                                              sfm_bin_corrected: the keypoints fit and contradict
+                                              the bin (front/back confusion): their camera;
+                                              sfm_labels_swapped: the view's left/right labels
+                                              were mirrored; the camera of the exchanged labels;
                                               sfm_flagged: a check failed, the bin camera is used
                                               (the flagged refined one where the view has no bin)
+    usable              bool                  False: the keypoints contradict this (bin) camera and
+                                              nothing settled it; g3d train skips the view
+    failed_checks       string                the view's failed checks (codes of
+                                              :mod:`g3d.sfm.checks`, comma-separated; "" = none)
     reprojection_error  float64 | null        mean pixel error of the refined camera over its
                                               inlier keypoints (null for pose_bin)
     num_keypoints       int32                 keypoints annotated in the view
@@ -424,6 +538,8 @@ def cameras_table(sol: Solution, width: int):
             "source": pa.array([sol.source[v] for v in rows], pa.string()),
             "reprojection_error": pa.array(reproj, pa.float64()),
             "num_keypoints": pa.array(sol.num_keypoints[rows], pa.int32()),
+            "usable": pa.array([bool(sol.usable[v]) for v in rows], pa.bool_()),
+            "failed_checks": pa.array([",".join(f.code for f in sol.flags[v]) for v in rows], pa.string()),
         }
     )
 
@@ -466,6 +582,8 @@ def run_sfm_init(cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) ->
         routes=sol.routes,
         comparison=sol.comparison,
         flagged=flagged,
+        corrected={int(v): s for v, s in zip(sol.view_ids, sol.source) if s in ("sfm_bin_corrected", "sfm_labels_swapped")},
+        unusable=[int(v) for v, s, u in zip(sol.view_ids, sol.source, sol.usable) if s is not None and not u],
         no_camera=[int(v) for v, s in zip(sol.view_ids, sol.source) if s is None],
         problems=sol.problems,
         outliers=sol.outliers,

@@ -3,8 +3,8 @@
 The picture (``previews/sfm_cameras.png``) has two panels in the object frame: seen from above
 (front up, the object's left on the left) and from its right side (front to the right, up up).
 Keypoints are dots (left side blue, right side red, others black); each camera is a dot with a
-short line along its viewing direction, coloured by source (green ``sfm``, orange
-``sfm_flagged``, grey ``pose_bin``) and labelled with its view id; where a flagged view's
+short line along its viewing direction, coloured by source (green ``sfm``, teal the corrected
+``sfm_bin_corrected`` and ``sfm_labels_swapped``, orange ``sfm_flagged``, grey ``pose_bin``) and labelled with its view id; where a flagged view's
 refined camera exists it is drawn as a red cross joined to the pose-bin camera used instead.
 """
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 COLOURS = {  # BGR for OpenCV
     "sfm": (60, 160, 40),
+    "sfm_bin_corrected": (160, 160, 0),
+    "sfm_labels_swapped": (160, 160, 0),
     "sfm_flagged": (0, 140, 255),
     "pose_bin": (140, 140, 140),
     "refined": (40, 40, 220),
@@ -56,8 +58,16 @@ def summary_lines(rep: "SfmReport", max_flagged: int = 15) -> list[str]:
             lines.append(f"    {m}")
     if rep.comparison:
         lines.append(f"  routes compared: {rep.comparison}")
+    corrected = {v: s for v, s in rep.corrected.items()}
+    if corrected:
+        lines.append(
+            f"corrected from the keypoints ({len(corrected)}): "
+            + "; ".join(f"view {v} ({'its pose bin was wrong' if s == 'sfm_bin_corrected' else 'its left/right labels were mirrored'})" for v, s in sorted(corrected.items()))
+        )
+    if rep.unusable:
+        lines.append(f"not usable ({len(rep.unusable)}, g3d train skips them): views {_views(rep.unusable)}: keypoints and pose bin disagree and nothing settles which is wrong; fix the annotation and rerun")
     if rep.flagged:
-        lines.append(f"flagged views ({len(rep.flagged)}), kept on their pose-bin camera:")
+        lines.append(f"flagged views ({len(rep.flagged)}); those not corrected keep their pose-bin camera:")
         # The same cause in several views is printed once, with the views.
         by_text: dict[str, list[int]] = {}
         for v, msgs in sorted(rep.flagged.items()):
@@ -143,7 +153,7 @@ def write_preview(path: Path, sol: "Solution", ann: "Annotations") -> Path:
     canvas = np.full((H, W, 3), 255, np.uint8)
     _panel(canvas, (0, 0), (W // 2, H - 40), "top: front up, object's left on the left", lambda p: np.stack([-p[:, 0], p[:, 2]], axis=1), sol, ann)
     _panel(canvas, (W // 2, 0), (W // 2, H - 40), "side (from its right): front right, up up", lambda p: np.stack([p[:, 2], p[:, 1]], axis=1), sol, ann)
-    legend = [("sfm", "refined"), ("sfm_flagged", "flagged: pose-bin camera"), ("pose_bin", "pose bin"), ("refined", "flagged refined camera"),
+    legend = [("sfm", "refined"), ("sfm_bin_corrected", "corrected"), ("sfm_flagged", "flagged: pose-bin camera"), ("pose_bin", "pose bin"), ("refined", "flagged refined camera"),
               ("left", "left keypoints"), ("right", "right keypoints")]
     x = 10
     for key, text in legend:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -251,55 +252,77 @@ def write_annotations(
         dsio.write_table(folder / dsf.ANNOTATIONS / "keypoints.parquet", table)
 
 
-def annotations_from_dataset(folder: Path, sample_id: int = 0, noise_px: float = 0.0, seed: int = 0) -> None:
-    """Annotate a built-in dataset from its ground truth: bins nearest the true azimuth, keypoints of one object.
+def annotations_from_dataset(
+    folder: Path,
+    sample_id: int | Sequence[int] = 0,  # the object(s) whose keypoints are clicked (several: each in every view)
+    noise_px: float = 0.0,  # std of Gaussian click noise, pixels
+    seed: int = 0,
+    flip_bins: Sequence[int] = (),  # views whose pose bin is given 180 deg off (front/back confusion)
+    swap_labels: Sequence[int] = (),  # views whose left/right keypoint labels are exchanged (on every object)
+) -> None:
+    """Annotate a built-in dataset from its ground truth, as a scripted annotator would: pose bins
+    nearest the true azimuth, the keypoints of one or more objects, click noise and typical mistakes.
 
-    Reads ``images/part-*.parquet`` (the rows of ``sample_id``) and ``viewpoints.parquet``;
-    writes ``annotations/pose_bins.parquet`` and ``annotations/keypoints.parquet``.
+    Reads ``images/part-*.parquet`` (the rows of the objects) and the manifest; writes
+    ``annotations/pose_bins.parquet`` and ``annotations/keypoints.parquet``.
     """
+    import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from g3d.datasets import folder as dsf
+    from g3d.datasets import io as dsio
 
     folder = Path(folder)
     man = dsf.read_manifest(folder)
     preset = get_preset(man["class"])
+    ids = [int(sample_id)] if isinstance(sample_id, (int, np.integer)) else [int(s) for s in sample_id]
     rows = []
     for part in dsf.shard_paths(folder):
-        tab = pq.read_table(part, columns=["sample_id", "view_id", "keypoints_2d", "keypoints_visible", "azimuth_deg"])
-        df = tab.to_pandas()
-        rows.append(df[df.sample_id == sample_id])
-    import pandas as pd
-
-    df = pd.concat(rows).sort_values("view_id")
+        df = pq.read_table(part, columns=["sample_id", "view_id", "keypoints_2d", "keypoints_visible", "azimuth_deg"]).to_pandas()
+        rows.append(df[df.sample_id.isin(ids)])
+    df = pd.concat(rows)
     P = len(preset.keypoints)
-    xy = np.stack([np.asarray(v, np.float64).reshape(P, 2) for v in df.keypoints_2d])
-    vis = np.stack([np.asarray(v, bool) for v in df.keypoints_visible])
     rng = np.random.default_rng(seed)
-    if noise_px > 0:
-        xy = xy + rng.normal(0.0, noise_px, xy.shape)
-    xy[~vis] = np.nan
-    az = df.azimuth_deg.to_numpy(np.float64)
-    centres = np.array([b.azimuth_deg for b in preset.pose_bins])
-    nearest = np.abs((az[:, None] - centres[None, :] + 180.0) % 360.0 - 180.0).argmin(axis=1)
-    scene = Scene(
-        names=preset.keypoints,
-        points=np.zeros((P, 3)),
-        K=np.eye(3),
-        R=np.zeros((len(df), 3, 3)),
-        t=np.zeros((len(df), 3)),
-        azimuth_deg=az,
-        elevation_deg=np.zeros(len(df)),
-        distance=np.zeros(len(df)),
-        xy=xy,
-        bin_azimuth_deg=centres[nearest],
-        bin_elevation_deg=np.array([preset.pose_bins[i].elevation_deg for i in nearest]),
-        bin_names=[preset.pose_bins[i].name for i in nearest],
-        width=int(man["width"]),
-        height=int(man["height"]),
-        view_ids=df.view_id.to_numpy(np.int32),
-    )
-    write_annotations(folder, scene, class_name=man["class"], sample_id=sample_id, manifest=False)
+    tables = []
+    for k, sid in enumerate(ids):
+        one = df[df.sample_id == sid].sort_values("view_id")
+        if one.empty:
+            raise ValueError(f"sample {sid} is not in {folder}")
+        xy = np.stack([np.asarray(v, np.float64).reshape(P, 2) for v in one.keypoints_2d])
+        vis = np.stack([np.asarray(v, bool) for v in one.keypoints_visible])
+        if noise_px > 0:
+            xy = xy + rng.normal(0.0, noise_px, xy.shape)
+        xy[~vis] = np.nan
+        az = one.azimuth_deg.to_numpy(np.float64)
+        centres = np.array([b.azimuth_deg for b in preset.pose_bins])
+        nearest = np.abs((az[:, None] - centres[None, :] + 180.0) % 360.0 - 180.0).argmin(axis=1)
+        scene = Scene(
+            names=preset.keypoints,
+            points=np.zeros((P, 3)),
+            K=np.eye(3),
+            R=np.zeros((len(one), 3, 3)),
+            t=np.zeros((len(one), 3)),
+            azimuth_deg=az,
+            elevation_deg=np.zeros(len(one)),
+            distance=np.zeros(len(one)),
+            xy=xy,
+            bin_azimuth_deg=centres[nearest],
+            bin_elevation_deg=np.array([preset.pose_bins[i].elevation_deg for i in nearest]),
+            bin_names=[preset.pose_bins[i].name for i in nearest],
+            width=int(man["width"]),
+            height=int(man["height"]),
+            view_ids=one.view_id.to_numpy(np.int32),
+        )
+        row_of = {int(v): r for r, v in enumerate(scene.view_ids)}
+        for v in swap_labels:
+            swap_left_right(scene, row_of[int(v)])
+        for v in flip_bins:
+            shift_bin(scene, row_of[int(v)], 180.0, man["class"])
+        write_annotations(folder, scene, class_name=man["class"], sample_id=sid, pose_bins=k == 0, manifest=False)
+        tables.append(pq.read_table(folder / dsf.ANNOTATIONS / "keypoints.parquet"))
+    if len(tables) > 1:
+        dsio.write_table(folder / dsf.ANNOTATIONS / "keypoints.parquet", pa.concat_tables(tables))
 
 
 __all__ = [

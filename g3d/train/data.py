@@ -21,12 +21,34 @@ from g3d.synth.viewpoints import item_seed
 
 @dataclass
 class ViewSet:
-    """Cameras of every view at the training resolution: K, R, t float32 [V, ...], and their source."""
+    """Cameras of every view at the training resolution: K, R, t float32 [V, ...], and their source.
+
+    ``views`` (cameras.parquet only): each view's ``source`` as g3d sfm-init wrote it (None: no row).
+    ``usable`` bool [V]: False for views without a camera row or marked ``usable = false`` (the keypoints
+    contradict the written camera); training skips their images. Their K, R, t are placeholders."""
 
     K: torch.Tensor
     R: torch.Tensor
     t: torch.Tensor
     source: str
+    views: list[str | None] | None = None
+    usable: np.ndarray | None = None
+
+    def skipped(self) -> list[int]:
+        """View ids whose images training skips."""
+        return [] if self.usable is None else [int(v) for v in np.flatnonzero(~self.usable)]
+
+    def freedom(self) -> torch.Tensor:
+        """float32 [V]: how far training may move each camera, relative to ``camera_lr`` (:data:`CAMERA_FREEDOM`)."""
+        if self.views is None:
+            return torch.full((self.K.shape[0],), CAMERA_FREEDOM["pose_bin" if self.source == "pose bins" else "sfm"])
+        return torch.tensor([CAMERA_FREEDOM.get(s or "pose_bin", 1.0) for s in self.views], dtype=torch.float32)
+
+
+# How far training may move a camera, by where it came from: cameras solved from keypoints are
+# within a degree or two, so they get a quarter of the step; pose-bin cameras (a bin's width off,
+# and their elevation assumed) the whole step.
+CAMERA_FREEDOM = {"sfm": 0.25, "sfm_bin_corrected": 0.25, "sfm_labels_swapped": 0.25, "pose_bin": 1.0, "sfm_flagged": 1.0}
 
 
 def read_shard(path: Path, folder: Path, columns: list[str] | None = None, schema_only: bool = False):
@@ -49,13 +71,23 @@ def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: floa
 
     V = manifest["views"]
     scale = np.diag([sx, sy, 1.0])
+    views = usable = None
     if (folder / dsf.CAMERAS).is_file():
         t = pq.read_table(folder / dsf.CAMERAS).to_pandas().sort_values("view_id")
-        if len(t) != V:
-            raise DatasetError(f"{folder / dsf.CAMERAS} has {len(t)} cameras for {V} views: rerun g3d sfm-init")
-        K = np.stack([np.reshape(k, (3, 3)) for k in t.K])
-        R = np.stack([np.reshape(r, (3, 3)) for r in t.R])
-        tt = np.stack(list(t.t))
+        ids = t.view_id.to_numpy().astype(np.int64)
+        if len(t) == 0 or ids.min() < 0 or ids.max() >= V or len(np.unique(ids)) != len(ids):
+            raise DatasetError(f"{folder / dsf.CAMERAS} has {len(t)} cameras with view ids outside 0..{V - 1} or repeated: rerun g3d sfm-init")
+        K = np.broadcast_to(np.reshape(t.K.iloc[0], (3, 3)), (V, 3, 3)).copy()
+        R = np.broadcast_to(np.eye(3), (V, 3, 3)).copy()
+        tt = np.tile([0.0, 0.0, 4.0], (V, 1))
+        K[ids] = np.stack([np.reshape(k, (3, 3)) for k in t.K])
+        R[ids] = np.stack([np.reshape(r, (3, 3)) for r in t.R])
+        tt[ids] = np.stack(list(t.t))
+        views = [None] * V
+        for v, s in zip(ids, t.source if "source" in t else ["sfm"] * len(t)):
+            views[v] = str(s)
+        usable = np.zeros(V, bool)
+        usable[ids] = t.usable.to_numpy().astype(bool) if "usable" in t else True  # files before the column: every row
         source = "cameras.parquet"
     elif manifest.get("ground_truth"):
         first = read_shard(dsf.shard_paths(folder)[0], folder, ["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
@@ -83,7 +115,8 @@ def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: floa
             f"{folder} has no cameras: run `g3d sfm-init {folder}` (or `g3d annotate pull` for pose bins) first"
         )
     K = scale @ K
-    return ViewSet(torch.tensor(K, dtype=torch.float32), torch.tensor(R, dtype=torch.float32), torch.tensor(tt, dtype=torch.float32), source)
+    return ViewSet(torch.tensor(K, dtype=torch.float32), torch.tensor(R, dtype=torch.float32), torch.tensor(tt, dtype=torch.float32), source,
+                   views, usable)
 
 
 def first_test_sample(samples: int, holdout: float) -> int:
@@ -120,8 +153,11 @@ class PairData:
             t = read_shard(path, self.folder, cols)
             if t.column("mask").null_count == t.num_rows:
                 raise DatasetError(f"{path.name} has no masks: run `g3d filter {self.folder}` first")
+            usable = self.cameras.usable
             for r in t.to_pylist():
                 if not r["keep"] or not want(r["sample_id"]) or r["mask"] is None:
+                    continue
+                if usable is not None and not usable[r["view_id"]]:  # no camera to trust: see ViewSet
                     continue
                 try:
                     img = decode_png(r["image"]["bytes"])

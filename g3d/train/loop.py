@@ -108,7 +108,7 @@ class TrainReport:
 _OPTIMISATION = {"steps", "lr", "camera_lr", "lr_schedule", "warmup_steps", "amp"}
 _RESUMABLE = _OPTIMISATION | {"log_every", "preview_every", "checkpoint_every", "device", "out"}
 # What a run folder holds (removed by ``overwrite``).
-RUN_FILES = ("config.json", "metrics.jsonl", "history.jsonl", "checkpoints", "previews", "tensorboard", "cameras_learned.json", "ddp_check.json")
+RUN_FILES = ("config.json", "metrics.jsonl", "history.jsonl", "checkpoints", "previews", "tensorboard", "cameras_learned.json", "cameras_used.json", "ddp_check.json")
 
 
 def _dist() -> tuple[int, int, bool]:
@@ -144,12 +144,23 @@ def learns_cameras(cfg: TrainConfig, data: PairData) -> bool:
     return cfg.learn_cameras if cfg.learn_cameras is not None else data.cameras.source != "ground truth"
 
 
+def cameras_used(cams, learn: bool) -> dict[str, Any]:
+    """What the run trained with (written to the run's cameras_used.json): the cameras' origin, whether
+    they were refined, each view's source and freedom (see ViewSet), and the views skipped."""
+    views = cams.views
+    counts: dict[str, int] = {}
+    for s in views or []:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    return {"cameras": cams.source, "refined": bool(learn), "sources": counts or None,
+            "view_source": views, "freedom": cams.freedom().tolist(), "skipped_views": cams.skipped()}
+
+
 def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet, ViewCameras]:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
                                color_readout=cfg.color_readout, symmetric=cfg.symmetric).to(device)
-    cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data)).to(device)
+    cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data), freedom=data.cameras.freedom()).to(device)
     return model, cams
 
 
@@ -323,6 +334,10 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     learn = learns_cameras(cfg, data)
     if rank == 0:
         log(f"cameras: {data.cameras.source}, {'refined during training' if learn else 'fixed'}")
+        skipped = data.cameras.skipped()
+        if skipped:
+            log(f"note: views {', '.join(map(str, skipped))} skipped: cameras.parquet gives them no usable camera "
+                "(rejected, or keypoints that contradict the pose bin; see g3d sfm-init's report)")
     if learn:
         groups.append({"params": list(cams.parameters()), "lr": cfg.camera_lr})
     opt = torch.optim.Adam(groups)
@@ -347,6 +362,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         dsio.write_json(cfg_path, cfg.to_json())
+        dsio.write_json(out / "cameras_used.json", cameras_used(data.cameras, learn))
         _trim_metrics(out / "metrics.jsonl", start)
         _append_history(out / "history.jsonl", {"step": start, "to": cfg.steps, "changed": changed})
     advance = progress("training", cfg.steps - start) if (progress and rank == 0) else None

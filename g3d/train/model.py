@@ -27,24 +27,31 @@ def _rodrigues(w: torch.Tensor) -> torch.Tensor:
 
 
 class ViewCameras(nn.Module):
-    """One learnable camera per view: ``R = exp(dw) R0``, ``t = t0 + dt``, ``K`` fixed.
+    """One learnable camera per view: ``R = exp(f dw) R0``, ``t = t0 + f dt``, ``K`` fixed.
 
     ``K`` float [V, 3, 3] at the training resolution, ``R0`` [V, 3, 3], ``t0`` [V, 3] from
-    ``cameras.parquet``, the generator's truth, or pose bins. The deltas start at zero.
+    ``cameras.parquet``, the generator's truth, or pose bins. The deltas start at zero. ``freedom``
+    (``f``, float [V], default 1) scales how far one optimiser step moves each view's camera (Adam's step
+    on ``dw`` is about the learning rate whatever the gradient, so ``f`` scales the camera's step):
+    small for cameras solved from keypoints, 1 for pose-bin ones. It is not saved with the weights;
+    the dataset's cameras.parquet sets it each time.
     """
 
-    def __init__(self, K: torch.Tensor, R0: torch.Tensor, t0: torch.Tensor, learn: bool = True) -> None:
+    def __init__(self, K: torch.Tensor, R0: torch.Tensor, t0: torch.Tensor, learn: bool = True, freedom: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("K", K.float())
         self.register_buffer("R0", R0.float())
         self.register_buffer("t0", t0.float())
+        f = torch.ones(K.shape[0]) if freedom is None else freedom.float()
+        self.register_buffer("freedom", f, persistent=False)
         self.dw = nn.Parameter(torch.zeros(K.shape[0], 3), requires_grad=learn)
         self.dt = nn.Parameter(torch.zeros(K.shape[0], 3), requires_grad=learn)
 
     def forward(self, view_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """view ids int64 [B] -> (K [B, 3, 3], R [B, 3, 3], t [B, 3])."""
-        R = _rodrigues(self.dw[view_ids]) @ self.R0[view_ids]
-        return self.K[view_ids], R, self.t0[view_ids] + self.dt[view_ids]
+        f = self.freedom[view_ids, None]
+        R = _rodrigues(f * self.dw[view_ids]) @ self.R0[view_ids]
+        return self.K[view_ids], R, self.t0[view_ids] + f * self.dt[view_ids]
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -142,7 +142,7 @@ def test_missing_pycolmap_falls_back_to_bins_in_auto_and_fails_in_sfm(tmp_path, 
     write_annotations(tmp_path, scene)
     monkeypatch.setitem(sys.modules, "pycolmap", None)  # as if the sfm extra were not installed
     rep = run_sfm_init(SfmConfig(folder=tmp_path, preview=False))
-    assert rep.sources == {"pose_bin": 8, "sfm": 0, "sfm_flagged": 0}
+    assert rep.sources == {"pose_bin": 8, "sfm": 0, "sfm_bin_corrected": 0, "sfm_labels_swapped": 0, "sfm_flagged": 0}
     assert any("pip install 'g3d[sfm]'" in p for p in rep.problems)
     with pytest.raises(MissingDependencyError, match="g3d\\[sfm\\]"):
         run_sfm_init(SfmConfig(folder=tmp_path, method="sfm"))

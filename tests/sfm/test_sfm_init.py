@@ -38,11 +38,12 @@ def test_exact_recovery_without_noise(tmp_path):
     schema = pq.read_schema(tmp_path / "cameras.parquet")
     assert [f.name for f in schema] == [
         "view_id", "K", "R", "t", "azimuth_deg", "elevation_deg", "distance", "fov_deg", "source", "reprojection_error", "num_keypoints",
+        "usable", "failed_checks",
     ]
     assert str(schema.field("view_id").type) == "int32" and str(schema.field("num_keypoints").type) == "int32"
     assert str(schema.field("K").type) == "fixed_size_list<element: double>[9]"
     assert list(df.view_id) == list(range(39)) and rep.written == 39
-    assert set(df.source) == {"sfm"} and not rep.flagged
+    assert set(df.source) == {"sfm"} and not rep.flagged and df.usable.all() and (df.failed_checks == "").all()
     assert (df.reprojection_error < 1e-3).all()
     assert list(df.num_keypoints) == list(np.isfinite(scene.xy[..., 0]).sum(axis=1))
     err = compare_cameras(R, t, K[0, 0, 0], scene.R, scene.t, scene.focal)
@@ -74,7 +75,7 @@ def test_output_frame_matches_the_pose_bin_convention(tmp_path):
     assert (z > 0).all() and np.abs(uv[:, 0] - [256, 192]).max() < 60
 
 
-def test_swapped_labels_and_a_wrong_bin_are_flagged(tmp_path):
+def test_a_flipped_bin_and_mirrored_labels_are_corrected_from_the_keypoints(tmp_path):
     scene = make_scene(seed=13, views=39, noise_px=1.0)
     swapped = _view_near(scene, 50.0)
     wrong_bin = _view_near(scene, 160.0)
@@ -83,17 +84,41 @@ def test_swapped_labels_and_a_wrong_bin_are_flagged(tmp_path):
     write_annotations(tmp_path, scene)
     rep = run_sfm_init(SfmConfig(folder=tmp_path, preview=False))
     df, K, R, t = _read_cameras(tmp_path)
-    assert set(rep.flagged) == {swapped, wrong_bin}
+    assert set(rep.flagged) == {swapped, wrong_bin}  # still reported, with the cause
     assert "swapped" in " ".join(rep.flagged[swapped])
     assert "180" in " ".join(rep.flagged[wrong_bin])
-    for v in (swapped, wrong_bin):  # flagged views fall back to their pose-bin camera
-        assert df.source[v] == "sfm_flagged"
-        assert abs(angle_difference_deg(df.azimuth_deg[v], scene.bin_azimuth_deg[v])) < 1e-6
-        assert abs(df.distance[v] - 4.0) < 1e-6
-    kept = (df.source == "sfm").to_numpy()
-    assert kept.sum() == 37
-    err = compare_cameras(R[kept], t[kept], K[0, 0, 0], scene.R[kept], scene.t[kept], scene.focal)
-    assert err.median_rotation_deg < 1.0 and err.worst_rotation_deg < 3.0
+    assert rep.corrected == {swapped: "sfm_labels_swapped", wrong_bin: "sfm_bin_corrected"} and not rep.unusable
+    assert df.source[wrong_bin] == "sfm_bin_corrected" and df.failed_checks[wrong_bin] == "bin_azimuth"
+    assert df.source[swapped] == "sfm_labels_swapped" and "swapped" in df.failed_checks[swapped].split(",")
+    # Neither is written on its (wrong, or elevation-0) bin camera: both are within 3 deg of the truth.
+    err = compare_cameras(R, t, K[0, 0, 0], scene.R, scene.t, scene.focal)
+    assert err.rotation_deg[wrong_bin] < 3.0 and err.rotation_deg[swapped] < 3.0
+    assert abs(angle_difference_deg(df.azimuth_deg[wrong_bin], scene.bin_azimuth_deg[wrong_bin])) > 150
+    assert df.usable.all() and err.median_rotation_deg < 1.0 and err.worst_rotation_deg < 3.0
+    assert sum(s == "sfm" for s in df.source) == 37
+
+
+def test_an_unsettled_contradiction_is_written_unusable():
+    """Bin 180 deg off in a view whose exchanged labels agree with the bin: a mirrored side view and a
+    flipped bin look alike, so nothing settles which is wrong; the bin camera is written, marked unusable."""
+    from g3d.sfm import checks as chk
+    from g3d.sfm.pipeline import _correction, usable_views
+
+    cfg = SfmConfig(folder=Path("."))
+    R, t = cameras.from_azimuth_elevation(np.array([270.0]), np.array([10.0]), np.array([4.0]))
+    Rs, ts = cameras.from_azimuth_elevation(np.array([90.0]), np.array([10.0]), np.array([4.0]))
+    bin_flag = [chk.Flag("bin_azimuth", "view 0: ...")]
+    swap = (Rs[0], ts[0], np.full(9, 0.5))
+    assert _correction(0, bin_flag, R[0], t[0], swap, 90.0, 45.0, cfg) is None  # exchanged labels agree with the bin
+    fix = _correction(0, bin_flag, R[0], t[0], None, 90.0, 45.0, cfg)  # nothing else explains it: the bin is wrong
+    assert fix[0] == "sfm_bin_corrected" and np.array_equal(fix[1], R[0])
+    # Mirrored labels whose exchange fits only 6 of 9 points: not settled.
+    bad = (Rs[0], ts[0], np.array([0.5] * 6 + [20.0] * 3))
+    assert _correction(0, [chk.Flag("swapped", ""), chk.Flag("outliers", "")], R[0], t[0], bad, 90.0, 45.0, cfg) is None
+    assert _correction(0, [chk.Flag("swapped", ""), chk.Flag("outliers", "")], R[0], t[0], swap, 90.0, 45.0, cfg)[0] == "sfm_labels_swapped"
+    assert _correction(0, [chk.Flag("swapped", ""), chk.Flag("collinear", "")], R[0], t[0], swap, 90.0, 45.0, cfg) is None
+    flags = [bin_flag, [chk.Flag("few_keypoints", "")], [chk.Flag("model", ""), *bin_flag], [], []]
+    assert usable_views(["sfm_flagged", "sfm_flagged", "sfm_flagged", "sfm", None], flags).tolist() == [False, True, True, True, False]
 
 
 def test_keypoints_only_route_recovers_the_cameras(tmp_path):

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,24 @@ def test_swapped_pairing_pairs_every_image_with_another_object_in_the_same_view(
     assert sids[other][1] == 7 and vids[other][1] == 0  # object 7 has no view 1: its first image
     assert (derangement(np.array([3, 3]), np.array([0, 1])) == [0, 1]).all()  # one object: nothing to swap with
     assert pearson(np.ones(4), np.arange(4)) == 0.0 and pearson(np.arange(4), 2 * np.arange(4) + 1) == pytest.approx(1.0)
+
+
+def test_camera_freedom_scales_each_views_step():
+    from g3d import cameras as camlib
+    from g3d.train.model import ViewCameras
+
+    R, t = camlib.from_azimuth_elevation(np.array([0.0, 0.0, 0.0]), np.array([10.0] * 3), np.array([4.0] * 3))
+    K = torch.eye(3).expand(3, 3, 3)
+    cams = ViewCameras(K, torch.tensor(R), torch.tensor(t), freedom=torch.tensor([1.0, 0.25, 0.0]))
+    opt = torch.optim.Adam(cams.parameters(), lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        _, Rv, tv = cams(torch.arange(3))
+        (Rv[:, 0, 2].sum() + tv[:, 0].sum()).backward()  # the same pull on every view
+        opt.step()
+    with torch.no_grad():
+        _, Rv, tv = cams(torch.arange(3))
+    turn = torch.linalg.matrix_norm(Rv - torch.tensor(R, dtype=torch.float32))
+    shift = (tv - torch.tensor(t, dtype=torch.float32)).norm(dim=1)
+    assert turn[2] == 0 and shift[2] == 0  # no freedom: the camera stays
+    assert abs(float(turn[0] / turn[1]) - 4.0) < 0.2 and abs(float(shift[0] / shift[1]) - 4.0) < 0.2

@@ -329,3 +329,34 @@ def test_export_mesh_makes_the_output_folder(tiny, tmp_path):
     img.write_bytes(pq.read_table(sorted((tiny / "images").glob("part-*"))[0]).to_pylist()[0]["image"]["bytes"])
     out = export_mesh(run, img, tmp_path / "new" / "dir" / "car.glb")
     assert out[0].is_file()
+
+
+def test_training_reads_the_cameras_provenance(tiny, tmp_path):
+    """#11: views cameras.parquet marks unusable (or gives no row) are skipped, pose-bin cameras get the full
+    step and keypoint ones a quarter, and the run records what it used."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from g3d.train.data import PairData
+
+    data = tmp_path / "car"
+    shutil.copytree(tiny, data)
+    rows = pq.read_table(next((data / "images").glob("part-*.parquet")), columns=["view_id", "K", "R", "t"]).to_pandas()
+    rows = rows.drop_duplicates("view_id").sort_values("view_id")
+    keep = rows.view_id != 2  # view 2: no row (rejected by the annotator)
+    rows = rows[keep]
+    pq.write_table(pa.table({
+        "view_id": pa.array(rows.view_id, pa.int32()),
+        "K": [list(k) for k in rows.K], "R": [list(r) for r in rows.R], "t": [list(x) for x in rows.t],
+        "source": ["pose_bin", "sfm_flagged", "sfm"], "usable": [True, False, True],
+    }), data / "cameras.parquet")
+    pairs = PairData(data, 32, "train", 0.25)
+    assert sorted(set(pairs.view_ids.tolist())) == [0, 3]
+    assert pairs.cameras.skipped() == [1, 2]
+    train(_cfg(data, tmp_path / "run", steps=2))
+    used = json.loads((tmp_path / "run" / "cameras_used.json").read_text())
+    assert used["skipped_views"] == [1, 2] and used["refined"] is True
+    assert used["view_source"] == ["pose_bin", "sfm_flagged", None, "sfm"]
+    assert used["freedom"] == [1.0, 1.0, 1.0, 0.25]
