@@ -62,6 +62,23 @@ def read_shard(path: Path, folder: Path, columns: list[str] | None = None, schem
                            f"command that wrote {folder} to rewrite it") from None
 
 
+def true_cameras(folder: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The generator's cameras of every view, (K [V, 3, 3], R [V, 3, 3], t [V, 3]) float64 at the stored
+    size, from the image rows; None for datasets without ground truth."""
+    if not manifest.get("ground_truth"):
+        return None
+    V = manifest["views"]
+    first = read_shard(dsf.shard_paths(folder)[0], folder, ["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
+    if len(first) < V:
+        import pandas as pd
+
+        first = pd.concat([read_shard(p, folder, ["view_id", "K", "R", "t"]).to_pandas() for p in dsf.shard_paths(folder)]).drop_duplicates("view_id")
+    first = first.sort_values("view_id")
+    K = np.stack([np.reshape(k, (3, 3)) for k in first.K])
+    R = np.stack([np.reshape(r, (3, 3)) for r in first.R])
+    return K, R, np.stack(list(first.t))
+
+
 def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: float, sy: float) -> ViewSet:
     """One camera per view: ``cameras.parquet`` (g3d sfm-init), else the generator's truth, else pose bins."""
     import pyarrow.parquet as pq
@@ -90,15 +107,7 @@ def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: floa
         usable[ids] = t.usable.to_numpy().astype(bool) if "usable" in t else True  # files before the column: every row
         source = "cameras.parquet"
     elif manifest.get("ground_truth"):
-        first = read_shard(dsf.shard_paths(folder)[0], folder, ["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
-        if len(first) < V:
-            import pandas as pd
-
-            first = pd.concat([read_shard(p, folder, ["view_id", "K", "R", "t"]).to_pandas() for p in dsf.shard_paths(folder)]).drop_duplicates("view_id")
-        first = first.sort_values("view_id")
-        K = np.stack([np.reshape(k, (3, 3)) for k in first.K])
-        R = np.stack([np.reshape(r, (3, 3)) for r in first.R])
-        tt = np.stack(list(first.t))
+        K, R, tt = true_cameras(folder, manifest)
         source = "ground truth"
     elif (folder / dsf.ANNOTATIONS / "pose_bins.parquet").is_file():
         pb = pq.read_table(folder / dsf.ANNOTATIONS / "pose_bins.parquet").to_pandas().sort_values("view_id")

@@ -65,6 +65,7 @@ class EvalReport:
     color_corr: list[float] | None = None  # Pearson r over objects per RGB channel, texture colour in the mask vs paint
     color_corr_swap: list[float] | None = None
     color_corr_image: list[float] | None = None  # ceiling: the input image's colour in the mask vs paint
+    truth_frame: str | None = None  # how the true meshes were put in the cameras' frame (None: the same frame)
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -74,6 +75,8 @@ class EvalReport:
             ceil = f" | ceilings: true mesh {self.true_iou:.3f}, mean true mesh {self.mean_true_iou:.3f}"
         out.append(f"2D IoU {self.iou:.3f} | swapped pairing {self.swap_iou:.3f}, mean prediction {self.mean_pred_iou:.3f}, "
                    f"template {self.template_iou:.3f}{ceil}")
+        if self.truth_frame:
+            out.append(f"true meshes: {self.truth_frame}")
         if self.chamfer is not None:
             out.append(f"Chamfer (outer surfaces) to own true mesh {self.chamfer:.4f} | to another object's {self.chamfer_other:.4f}, "
                        f"to the mean true mesh {self.chamfer_mean_true:.4f}; mean true mesh itself {self.mean_true_chamfer:.4f}, "
@@ -246,6 +249,34 @@ def _hard_iou(verts: torch.Tensor, faces: torch.Tensor, K, R, t, H: int, W: int,
     return inter / union
 
 
+def truth_to_camera_frame(folder: Path, data: PairData, cams: ViewCameras):
+    """Cameras from g3d sfm-init (or pose bins) live in a frame of their own: the object frame found
+    from the keypoints, scaled to the preset's camera distance, not the generator's. Returns
+    (map float [..., 3] -> float [..., 3], description): the similarity that brings the generator's
+    camera centres of the evaluated views onto these cameras' centres (least squares), applied to the
+    true meshes so the oracles and the Chamfer distances compare like with like."""
+    from g3d import cameras as camlib
+    from g3d.sfm.align import umeyama
+    from g3d.train.data import true_cameras
+
+    tc = true_cameras(folder, data.manifest)
+    views = np.unique(data.view_ids.numpy())
+    if tc is None or len(views) < 3:
+        return (lambda v: v), "in the generator's frame (fewer than 3 views to align the cameras' frame to it)"
+    with torch.no_grad():
+        _, R, t = cams(torch.as_tensor(views).to(cams.K.device))
+    c_run = camlib.center_of(R.cpu().double().numpy(), t.cpu().double().numpy())
+    c_true = camlib.center_of(tc[1][views], tc[2][views])
+    sim = umeyama(c_true, c_run)
+    rms = float(np.sqrt(((sim.points(c_true) - c_run) ** 2).sum(1).mean()))
+
+    def to_frame(v: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(sim.points(v.double().numpy()), dtype=v.dtype)
+
+    return to_frame, (f"put in the cameras' frame by a similarity fitted to {len(views)} camera centres "
+                      f"(scale {sim.scale:.3f}, residual {rms:.3f} rms)")
+
+
 def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData, device) -> tuple[ViewCameras, str]:
     """The run's cameras (as refined in training) on its own dataset; the dataset's own cameras on any other."""
     own = Path(cfg.folder).resolve() == folder.resolve()
@@ -296,10 +327,15 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
 
     truth = TrueMeshes.load(folder)
     true_v = mean_true = None
+    truth_frame = None
     if truth is not None:
-        true_obj = truth.verts(objs).to(device)  # [O, Vt, 3]: a mesh depends on its object only
+        true_obj = truth.verts(objs)  # [O, Vt, 3]: a mesh depends on its object only
+        mean_true = truth.verts(range(data.first_test)).mean(0, keepdim=True)
+        if data.cameras.source != "ground truth":  # cameras from sfm-init or pose bins: their own frame
+            to_frame, truth_frame = truth_to_camera_frame(folder, data, cams)
+            true_obj, mean_true = to_frame(true_obj), to_frame(mean_true)
+        true_obj, mean_true = true_obj.to(device), mean_true.to(device)
         true_v = true_obj[torch.as_tensor(obj_of)]  # [N, Vt, 3], one per image
-        mean_true = truth.verts(range(data.first_test)).mean(0, keepdim=True).to(device)
         tfaces = truth.faces.to(device)
 
     # 2. IoU of each answer on the same images.
@@ -326,6 +362,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         template_iou=float(s["template"].mean()),
         per_view={v: float(np.mean(x)) for v, x in sorted(per_view.items())},
         held_out=[int(o) for o in objs],
+        truth_frame=truth_frame,
     )
     if true_v is None:
         return rep

@@ -360,3 +360,32 @@ def test_training_reads_the_cameras_provenance(tiny, tmp_path):
     assert used["skipped_views"] == [1, 2] and used["refined"] is True
     assert used["view_source"] == ["pose_bin", "sfm_flagged", None, "sfm"]
     assert used["freedom"] == [1.0, 1.0, 1.0, 0.25]
+
+
+def test_eval_puts_the_true_meshes_in_the_frame_of_sfm_cameras(tiny, tmp_path):
+    """Cameras from sfm-init live in their own frame (keypoint-derived origin, preset distance scale):
+    the oracles (true mesh, mean true mesh) are measured after the similarity that maps the generator's
+    camera centres onto them, so they read as they do with the generator's own cameras."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from g3d.sfm.align import Similarity
+
+    data = tmp_path / "car"
+    shutil.copytree(tiny, data)
+    rows = pq.read_table(next((data / "images").glob("part-*.parquet")), columns=["view_id", "K", "R", "t"]).to_pandas()
+    rows = rows.drop_duplicates("view_id").sort_values("view_id")
+    a = np.radians(30.0)
+    sim = Similarity(rotation=np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]), origin=np.array([0.1, -0.2, 0.05]), scale=1.25)
+    R, t = sim.cameras(np.stack([np.reshape(r, (3, 3)) for r in rows.R]), np.stack(list(rows.t)))
+    pq.write_table(pa.table({"view_id": pa.array(rows.view_id, pa.int32()), "K": [list(k) for k in rows.K],
+                             "R": [list(r.reshape(9)) for r in R], "t": [list(x) for x in t], "source": ["sfm"] * 4}), data / "cameras.parquet")
+    train(_cfg(data, tmp_path / "moved", steps=2, learn_cameras=False))
+    train(_cfg(tiny, tmp_path / "truth", steps=2))
+    moved, truth = evaluate(tmp_path / "moved"), evaluate(tmp_path / "truth")
+    assert truth.truth_frame is None and "scale 1.250" in moved.truth_frame
+    assert abs(moved.true_iou - truth.true_iou) < 0.01 and moved.true_iou > 0.9
+    assert abs(moved.mean_true_iou - truth.mean_true_iou) < 0.01
+    assert abs(moved.mean_true_chamfer / truth.mean_true_chamfer - 1.25) < 0.05  # distances in the cameras' units
