@@ -165,7 +165,9 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] | None = None, 
     tok_train = token("train", raw.get("train"), state.run_id("filter"), cameras_dep)
     run_dir = Path(cfg.train.out)
     if stale("train", tok_train) or state.data.get("train", {}).get("finished") is not True:
-        restart = state.token("train") != tok_train or "train" in force
+        # Start again only a run this pipeline started with other inputs (or when forced); a run folder it
+        # did not start is resumed, or refused by g3d train when its settings differ.
+        restart = (state.token("train") not in (None, tok_train)) or "train" in force
         log("train ..." + (" (starting the run again: its inputs or settings changed)" if restart and run_dir.exists() else ""))
         state.record("train", tok_train, finished=False)
         rep = train(cfg.train, progress=progress, log=log, overwrite=restart and run_dir.exists())

@@ -141,3 +141,18 @@ def test_stages_rerun_only_when_their_inputs_change(tmp_path):
     assert c.eval.images == 8
     d = run_pipeline(load(path), force=("filter",))
     assert [s.status for s in d.stages] == ["current", "ran", "off", "ran", "ran"]  # what reads the filter's output runs again
+
+
+def test_a_run_the_pipeline_did_not_start_is_never_removed(tmp_path):
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.loop import TrainConfig, train
+
+    run_synth(SynthConfig(out=tmp_path / "car", samples=8, views=4, resolution=32, candidates=16))
+    train(TrainConfig(folder=str(tmp_path / "car"), out=str(tmp_path / "run"), resolution=32, batch_size=2, steps=2, tex_res=16,
+                      holdout=0.25, lr=1e-3, preview_every=1000))
+    path = tmp_path / "p.toml"
+    path.write_text("folder = 'car'\n[synth]\nsamples = 8\nviews = 4\nresolution = 32\ncandidates = 16\n"
+                    "[train]\nout = 'run'\nsteps = 2\nresolution = 32\nbatch_size = 2\ntex_res = 16\nholdout = 0.25\nseed = 5\n")
+    with pytest.raises(UsageError, match="holds a run with other settings"):
+        run_pipeline(load(path))
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
