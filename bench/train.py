@@ -196,6 +196,18 @@ def where_the_3d_error_is(run: Path) -> None:
     print(f"  mean prediction vs mean true mesh: Chamfer {outer_chamfer(mean_pred, mean_true):.4f} (the bias every car shares)")
     print(f"  share of the mean prediction's distance to the mean true mesh: below y = -0.2 (wheels, underbody) "
           f"{d[y < -0.2].sum() / d.sum():.0%} of it on {np.mean(y < -0.2):.0%} of the surface")
+    # The same ratio on training objects: how much of the per-car shape is learned at all, and how much carries to new cars.
+    train_data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout)
+    t_objs, t_first = np.unique(train_data.sample_ids.numpy(), return_index=True)
+    t_objs, t_first = t_objs[:30], t_first[:30]
+    with torch.no_grad():
+        tv = model(train_data.batch(torch.as_tensor(t_first), "cpu")[0])[0]
+    for name, vv, oo in (("30 training objects", tv, t_objs), ("30 held-out objects", verts[torch.as_tensor(first[:30])], objs[:30])):
+        ps = [OuterSurface(v, tpl.faces) for v in vv]
+        ts = [OuterSurface(v, truth.faces, seed=1) for v in truth.verts(oo)]
+        own = np.mean([outer_chamfer(p, t) for p, t in zip(ps, ts)])
+        to_mean = np.mean([outer_chamfer(p, mean_true) for p in ps])
+        print(f"  {name}, one view each: Chamfer to own {own:.4f}, to the mean true mesh {to_mean:.4f} (ratio {own / to_mean:.2f})")
     v1 = verts[torch.as_tensor(first)]
     centre = verts.mean(0)
     for k in (1.0, 1.5, 2.0):
