@@ -14,16 +14,13 @@ row's own), ``camera_source``, and the row's ``keypoints_2d`` / ``keypoints_visi
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from g3d.errors import DatasetError, UsageError
+from g3d.export.rows import ExportConfig, ExportReport, commit, plan, shard_rows, staging
 
 CITATION = """@inproceedings{zhang2021image,
   title={Image GANs meet Differentiable Rendering for Inverse Graphics and Interpretable 3D Neural Rendering},
@@ -33,152 +30,54 @@ CITATION = """@inproceedings{zhang2021image,
 }"""
 
 
-@dataclass
-class ExportConfig:
-    """Arguments of ``g3d export``."""
-
-    folder: Path  # dataset folder
-    out: Path  # export folder (created; an earlier export of the same dataset is replaced only with overwrite)
-    split: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    seed: int = 0  # split seed
-    all_rows: bool = False  # also rows the filter rejected
-    overwrite: bool = False
-
-
-@dataclass
-class ExportReport:
-    out: Path
-    rows: dict[str, int]  # split -> rows
-    objects: dict[str, int]  # split -> objects
-    files: int
-
-
-def _cameras(folder: Path):
-    """view id -> (K, R, t, source) from cameras.parquet, or None."""
-    import pyarrow.parquet as pq
-
-    from g3d.datasets import folder as dsf
-
-    path = folder / dsf.CAMERAS
-    if not path.is_file():
-        return None
-    df = pq.read_table(path).to_pandas()
-    usable = df.usable if "usable" in df else [True] * len(df)
-    return {int(v): (list(k), list(r), list(t), str(s)) for v, k, r, t, s, u in zip(df.view_id, df.K, df.R, df.t, df.source, usable) if u}
-
-
-def _binary_mask(row: dict) -> bytes | None:
-    from g3d.datasets.schema import decode_png, encode_png
-
-    for col, test in (("filter_mask", lambda m: m > 127), ("mask", lambda m: m == 255)):
-        cell = row.get(col)
-        if cell and cell.get("bytes"):
-            return encode_png((test(decode_png(cell["bytes"], grey=True)) * 255).astype(np.uint8))
-    return None
-
-
-def _prepare_out(cfg: ExportConfig, dataset_id: str) -> Path:
-    out = Path(cfg.out)
-    if out.exists():
-        record = out / "export.json"
-        same = record.is_file() and json.loads(record.read_text()).get("dataset_id") == dataset_id
-        if any(out.iterdir()) and not (same and cfg.overwrite):
-            why = "an earlier export of this dataset" if same else "not an export of this dataset"
-            raise UsageError(f"--out {out} is not empty ({why}): choose another --out" + (", or add --overwrite to replace it" if same else ""))
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "data").mkdir(parents=True)
-    return tmp
-
-
 def export_hf(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None) -> ExportReport:
     """Write the Hugging Face export of ``cfg.folder`` to ``cfg.out`` (see the module docstring)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from g3d.datasets import folder as dsf
-    from g3d.datasets.schema import huggingface_metadata, image_type
-    from g3d.export.splits import assign_splits
+    from g3d.datasets.schema import encode_png, huggingface_metadata, image_type
 
-    folder = Path(cfg.folder)
-    manifest = dsf.read_manifest(folder)
-    shards = dsf.shard_paths(folder)
-    if not shards:
-        raise DatasetError(f"{folder} has no image shards: run `g3d synth --out {folder}` first")
-    keep_cols = ["sample_id", "keep"]
-    ids, kept = [], []
-    for p in shards:
-        t = pq.read_table(p, columns=keep_cols)
-        k = t.column("keep").to_numpy(zero_copy_only=False)
-        ok = np.ones(len(k), bool) if cfg.all_rows else np.array([x is None or bool(x) for x in k])
-        ids.append(t.column("sample_id").to_numpy()[ok])
-        kept.append(int(ok.sum()))
-    all_ids = np.concatenate(ids)
-    if len(all_ids) == 0:
-        raise DatasetError(f"{folder} has no kept rows: loosen the filter (g3d filter) or pass --all-rows")
-    split_of = assign_splits(all_ids, cfg.split, cfg.seed)
-    cams = _cameras(folder)
-    dataset_id = str(manifest.get("fingerprint", {}).get("run_id") or dsf.manifest_run_id(manifest) or "")
-    tmp = _prepare_out(cfg, dataset_id)
-    kp = manifest.get("ground_truth", False)
+    p = plan(cfg)
+    kp = bool(p.manifest.get("ground_truth"))
     schema = pa.schema(
         [pa.field("sample_id", pa.int64()), pa.field("view_id", pa.int32()), pa.field("image", image_type()), pa.field("mask", image_type()),
          pa.field("K", pa.list_(pa.float64(), 9)), pa.field("R", pa.list_(pa.float64(), 9)), pa.field("t", pa.list_(pa.float64(), 3)),
          pa.field("camera_source", pa.string())]
         + ([pa.field("keypoints_2d", pa.list_(pa.float64())), pa.field("keypoints_visible", pa.list_(pa.bool_()))] if kp else [])
     ).with_metadata(huggingface_metadata(("image", "mask")))
+    tmp = staging(cfg, p)
+    (tmp / "data").mkdir()
     rows = {s: 0 for s in cfg.split}
-    per_view = {s: {} for s in cfg.split}
+    per_view: dict[str, dict[int, int]] = {s: {} for s in cfg.split}
     files = 0
-    advance = progress("exporting (hf)", sum(kept)) if progress else None
+    advance = progress("exporting (hf)", p.total) if progress else None
     try:
-        for k, p in enumerate(shards):
-            cols = [c for c in ("sample_id", "view_id", "keep", "image", "mask", "filter_mask", "K", "R", "t", "keypoints_2d", "keypoints_visible")
-                    if c in pq.read_schema(p).names]
+        for k in range(len(p.shards)):
             buckets: dict[str, list[dict]] = {s: [] for s in cfg.split}
-            for r in pq.read_table(p, columns=cols).to_pylist():
-                if not cfg.all_rows and r.get("keep") is False:
-                    continue
-                v = int(r["view_id"])
-                if cams is not None:
-                    if v not in cams:
-                        continue  # no usable camera for this view
-                    K, R, t, source = cams[v]
-                else:
-                    K, R, t, source = r.get("K"), r.get("R"), r.get("t"), "generator" if r.get("K") is not None else None
-                if K is None:
-                    raise DatasetError(f"{folder} has no cameras: run `g3d sfm-init {folder}` first (the hf export carries K, R, t)")
-                split = split_of[int(r["sample_id"])]
-                out = {"sample_id": int(r["sample_id"]), "view_id": v,
-                       "image": {"bytes": r["image"]["bytes"], "path": f"{r['sample_id']:06d}_{v:03d}.png"},
-                       "mask": {"bytes": _binary_mask(r), "path": f"{r['sample_id']:06d}_{v:03d}_mask.png"},
-                       "K": list(K), "R": list(R), "t": list(t), "camera_source": source}
+            for r in shard_rows(p, k, cfg):
+                name = f"{r['sample_id']:06d}_{r['view_id']:03d}"
+                m = r["mask"]
+                out = {"sample_id": r["sample_id"], "view_id": r["view_id"], "image": {"bytes": r["image"], "path": f"{name}.png"},
+                       "mask": {"bytes": None if m is None else encode_png(m.astype(np.uint8) * 255), "path": f"{name}_mask.png"},
+                       "K": r["K"], "R": r["R"], "t": r["t"], "camera_source": r["camera_source"]}
                 if kp:
-                    out["keypoints_2d"] = r.get("keypoints_2d")
-                    out["keypoints_visible"] = r.get("keypoints_visible")
-                buckets[split].append(out)
-                per_view[split][v] = per_view[split].get(v, 0) + 1
+                    out["keypoints_2d"], out["keypoints_visible"] = r["keypoints_2d"], r["keypoints_visible"]
+                buckets[r["split"]].append(out)
+                per_view[r["split"]][r["view_id"]] = per_view[r["split"]].get(r["view_id"], 0) + 1
             for split, items in buckets.items():
                 if items:
                     pq.write_table(pa.Table.from_pylist(items, schema=schema), tmp / "data" / f"{split}-{k:05d}.parquet")
                     rows[split] += len(items)
                     files += 1
             if advance:
-                advance(kept[k])
-        objects = {s: sum(1 for x in split_of.values() if x == s) for s in cfg.split}
-        (tmp / "README.md").write_text(card(manifest, cfg, rows, objects, per_view, cams is not None))
-        (tmp / "export.json").write_text(json.dumps({"format": "hf", "dataset_id": dataset_id, "source": str(folder.resolve()),
-                                                     "split": cfg.split, "seed": cfg.seed, "all_rows": cfg.all_rows,
-                                                     "rows": rows, "objects": objects}, indent=2, sort_keys=True))
-        out = Path(cfg.out)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+                advance(p.kept[k])
+        objects = {s: sum(1 for x in p.split_of.values() if x == s) for s in cfg.split}
+        (tmp / "README.md").write_text(card(p.manifest, cfg, rows, objects, per_view, p.cameras is not None))
+        commit(tmp, cfg, p, "hf", rows)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return ExportReport(Path(cfg.out), rows, objects, files)
+    return ExportReport(Path(cfg.out), "hf", rows, objects, files)
 
 
 def card(manifest: dict, cfg: ExportConfig, rows: dict[str, int], objects: dict[str, int], per_view: dict, from_sfm: bool) -> str:

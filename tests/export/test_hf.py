@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from g3d.errors import UsageError
-from g3d.export.hf import ExportConfig, export_hf
+from g3d.export.hf import export_hf
+from g3d.export.rows import ExportConfig
 from g3d.export.splits import assign_splits, parse_split
 from g3d.synth.sampling import SynthConfig, run_synth
 
@@ -93,7 +94,7 @@ def test_cli_export_and_its_one_line_errors(cars, tmp_path):
     ok = g3d("export", cars, "--format", "hf", "--out", tmp_path / "hf", "--split", "train=0.5,test=0.5")
     assert ok.returncode == 0, ok.stderr
     assert "train 40 images of 10 objects, test 40 images of 10 objects" in ok.stdout
-    for args, msg in ((["--format", "coco"], "not available"), (["--format", "hf", "--split", "train=0.5"], "sum to 0.5")):
+    for args, msg in ((["--format", "nerf"], "not available"), (["--format", "hf", "--split", "train=0.5"], "sum to 0.5")):
         r = g3d("export", cars, "--out", tmp_path / "x", *args)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "x").exists()

@@ -1,0 +1,160 @@
+"""What every export format reads: the dataset's rows to export, their split, camera and 0/255 mask.
+
+:func:`plan` reads the folder's manifest, which rows are kept (``keep`` true or null; all with
+``all_rows``), the object split (:mod:`g3d.export.splits`) and ``cameras.parquet`` (usable views;
+rows of other views are left out). :func:`shard_rows` yields one source shard's rows at a time, so an
+export holds one shard in memory. :func:`staging` and :func:`commit` make an export atomic: it is
+written under a hidden name beside OUT and renamed when whole; a non-empty OUT that is not an earlier
+export of the same dataset is refused, and an earlier one is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from g3d.errors import DatasetError, UsageError
+
+RECORD = "export.json"
+
+
+@dataclass
+class ExportConfig:
+    """Arguments of ``g3d export`` (one format)."""
+
+    folder: Path  # dataset folder
+    out: Path  # export folder
+    split: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    seed: int = 0  # split seed
+    all_rows: bool = False  # also rows the filter rejected
+    overwrite: bool = False  # replace an earlier export of the same dataset
+    shard_bytes: int = 1 << 30  # WebDataset: start a new tar shard past this size
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    format: str
+    rows: dict[str, int]  # split -> rows
+    objects: dict[str, int]  # split -> objects
+    files: int
+
+
+@dataclass
+class Plan:
+    folder: Path
+    manifest: dict[str, Any]
+    shards: list[Path]
+    kept: list[int]  # rows exported per source shard
+    split_of: dict[int, str]  # sample id -> split
+    cameras: dict[int, tuple] | None  # view id -> (K [9], R [9], t [3], source) from cameras.parquet
+    dataset_id: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.kept)
+
+
+def plan(cfg: ExportConfig) -> Plan:
+    import pyarrow.parquet as pq
+
+    from g3d.datasets import folder as dsf
+    from g3d.export.splits import assign_splits
+
+    folder = Path(cfg.folder)
+    manifest = dsf.read_manifest(folder)
+    shards = dsf.shard_paths(folder)
+    if not shards:
+        raise DatasetError(f"{folder} has no image shards: run `g3d synth --out {folder}` first")
+    ids, kept = [], []
+    for p in shards:
+        t = pq.read_table(p, columns=["sample_id", "keep"])
+        k = t.column("keep").to_pylist()
+        ok = np.ones(len(k), bool) if cfg.all_rows else np.array([x is None or bool(x) for x in k])
+        ids.append(t.column("sample_id").to_numpy()[ok])
+        kept.append(int(ok.sum()))
+    all_ids = np.concatenate(ids)
+    if len(all_ids) == 0:
+        raise DatasetError(f"{folder} has no kept rows: loosen the filter (g3d filter) or pass --all-rows")
+    cams = None
+    if (folder / dsf.CAMERAS).is_file():
+        df = pq.read_table(folder / dsf.CAMERAS).to_pandas()
+        usable = df.usable if "usable" in df else [True] * len(df)
+        cams = {int(v): (list(k), list(r), list(t), str(s)) for v, k, r, t, s, u in zip(df.view_id, df.K, df.R, df.t, df.source, usable) if u}
+    elif not manifest.get("ground_truth"):
+        raise DatasetError(f"{folder} has no cameras: run `g3d sfm-init {folder}` first (every export format carries the cameras)")
+    dataset_id = str(dsf.manifest_run_id(manifest) or "")
+    return Plan(folder, manifest, shards, kept, assign_splits(all_ids, cfg.split, cfg.seed), cams, dataset_id)
+
+
+def binary_mask(row: dict[str, Any]) -> np.ndarray | None:
+    """bool [H, W]: the filter's chosen mask where it chose one, else the object's label (255) of ``mask``."""
+    from g3d.datasets.schema import decode_png
+
+    for col, test in (("filter_mask", lambda m: m > 127), ("mask", lambda m: m == 255)):
+        cell = row.get(col)
+        if cell and cell.get("bytes"):
+            return test(decode_png(cell["bytes"], grey=True))
+    return None
+
+
+def shard_rows(p: Plan, k: int, cfg: ExportConfig) -> Iterator[dict[str, Any]]:
+    """The exported rows of source shard ``k``, in its order: sample_id, view_id, split, image (PNG bytes),
+    mask (bool [H, W] or None), K, R (9 floats, row-major), t (3), camera_source, keypoints_2d /
+    keypoints_visible (or None), width, height."""
+    import pyarrow.parquet as pq
+
+    path = p.shards[k]
+    cols = [c for c in ("sample_id", "view_id", "keep", "image", "mask", "filter_mask", "K", "R", "t", "keypoints_2d", "keypoints_visible")
+            if c in pq.read_schema(path).names]
+    for r in pq.read_table(path, columns=cols).to_pylist():
+        if not cfg.all_rows and r.get("keep") is False:
+            continue
+        v = int(r["view_id"])
+        if p.cameras is not None:
+            if v not in p.cameras:
+                continue  # no usable camera for this view
+            K, R, t, source = p.cameras[v]
+        else:
+            K, R, t, source = r["K"], r["R"], r["t"], "generator"
+        yield {
+            "sample_id": int(r["sample_id"]), "view_id": v, "split": p.split_of[int(r["sample_id"])],
+            "image": r["image"]["bytes"], "mask": binary_mask(r), "K": list(K), "R": list(R), "t": list(t), "camera_source": source,
+            "keypoints_2d": r.get("keypoints_2d"), "keypoints_visible": r.get("keypoints_visible"),
+            "width": int(p.manifest["width"]), "height": int(p.manifest["height"]),
+        }
+
+
+def staging(cfg: ExportConfig, p: Plan) -> Path:
+    """A fresh hidden folder beside ``cfg.out`` to write into (checks ``cfg.out`` first)."""
+    out = Path(cfg.out)
+    if out.exists():
+        record = out / RECORD
+        same = record.is_file() and json.loads(record.read_text()).get("dataset_id") == p.dataset_id
+        if any(out.iterdir()) and not (same and cfg.overwrite):
+            why = "an earlier export of this dataset" if same else "not an export of this dataset"
+            raise UsageError(f"--out {out} is not empty ({why}): choose another --out" + (", or add --overwrite to replace it" if same else ""))
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit(tmp: Path, cfg: ExportConfig, p: Plan, fmt: str, rows: dict[str, int]) -> dict[str, int]:
+    """Write the export record and rename ``tmp`` to ``cfg.out``; returns objects per split."""
+    objects = {s: sum(1 for x in p.split_of.values() if x == s) for s in cfg.split}
+    (tmp / RECORD).write_text(json.dumps({"format": fmt, "dataset_id": p.dataset_id, "source": str(Path(cfg.folder).resolve()),
+                                          "split": cfg.split, "seed": cfg.seed, "all_rows": cfg.all_rows,
+                                          "rows": rows, "objects": objects}, indent=2, sort_keys=True))
+    out = Path(cfg.out)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return objects
