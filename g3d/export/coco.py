@@ -38,6 +38,7 @@ def export_coco(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int]
     from g3d.classes import get_preset
 
     p = plan(cfg)
+    V = int(p.manifest["views"])
     preset = get_preset(p.manifest["class"])
     idx = preset.keypoint_index
     cat = {"id": COCO_IDS.get(preset.coco_category, preset.coco_id + 1), "name": preset.coco_category, "supercategory": "vehicle" if preset.name == "car" else "animal",
@@ -54,7 +55,7 @@ def export_coco(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int]
         for k in range(len(p.shards)):
             for r in shard_rows(p, k, cfg):
                 s = r["split"]
-                image_id = r["sample_id"] * 1000 + r["view_id"]
+                image_id = r["sample_id"] * V + r["view_id"] + 1  # unique; COCO ids start at 1 (COCOeval reads id 0 as "unmatched")
                 name = f"{r['sample_id']:06d}_{r['view_id']:03d}.png"
                 (tmp / "images" / s / name).write_bytes(r["image"])
                 docs[s]["images"].append({"id": image_id, "file_name": f"{s}/{name}", "width": r["width"], "height": r["height"],
