@@ -275,6 +275,29 @@ def info(folder: Path = typer.Argument(..., help="A dataset folder written by g3
     typer.echo(text)
 
 
+@app.command()
+def validate(
+    folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth."),
+    sample: Optional[int] = typer.Option(None, help="Decode only this many rows per shard (default: every row)."),
+) -> None:
+    """Check a dataset folder and list every problem by shard and row; exit 1 when there is any.
+
+    Manifest and schema version, every planned shard present and readable with its planned rows and
+    columns, the total row count, decodable PNGs of the stated size, masks that are label maps (0, 100,
+    255), rotations in R (rows and cameras.parquet), no temporary files left by an interrupted run."""
+    from g3d.datasets.validate import validate_folder
+
+    if sample is not None and sample < 1:
+        _fail(G3DError(f"--sample {sample}: give at least 1"))
+    rep = validate_folder(folder, sample)
+    for p in rep.problems:
+        typer.echo(p)
+    typer.echo(f"{folder}: {rep.shards} shards, {rep.rows} rows, {rep.checked_images} rows' images decoded: "
+               + ("valid" if rep.ok else f"{len(rep.problems)} problem(s)"))
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
 def _register_stage_commands() -> None:
     """Stages that own a Typer sub-app (their modules import nothing heavy at the top)."""
     from g3d.annotate.commands import annotate_app

@@ -1,0 +1,120 @@
+"""``g3d validate DIR``: every problem of a dataset folder, by shard and row, or none.
+
+Checks: the manifest (readable, schema version), every planned shard present, readable, of the planned
+row count and the manifest's columns, the total row count, each row's PNGs decodable at the stated size
+(all of them, or ``sample`` rows per shard), masks that are label maps (values 0, 100, 255), cameras
+whose ``R`` is a rotation (``R Rᵀ = I``, det +1; rows and ``cameras.parquet``), and stray temporary
+files. Per-shard checksums recorded at write time are not part of the folder yet (issue #13).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MASK_LABELS = {0, 100, 255}
+
+
+@dataclass
+class ValidationReport:
+    folder: Path
+    shards: int
+    rows: int
+    checked_images: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _rotation_problem(R) -> str | None:
+    M = np.reshape(np.asarray(R, np.float64), (3, 3))
+    if not np.all(np.isfinite(M)):
+        return "R is not finite"
+    if np.abs(M @ M.T - np.eye(3)).max() > 1e-6 or abs(np.linalg.det(M) - 1.0) > 1e-6:
+        return f"R is not a rotation (det {np.linalg.det(M):.4f})"
+    return None
+
+
+def validate_folder(folder: str | Path, sample: int | None = None) -> ValidationReport:
+    """Validate a dataset folder; ``sample``: decode only this many rows per shard (None: all)."""
+    import pyarrow.parquet as pq
+
+    from g3d.datasets import folder as dsf
+    from g3d.datasets.schema import SCHEMA_VERSION, decode_png, image_rows_schema
+
+    folder = Path(folder)
+    rep = ValidationReport(folder, 0, 0, 0)
+    try:
+        man = dsf.read_manifest(folder)
+    except Exception as exc:  # the reader's one-line error is the problem
+        rep.problems.append(f"g3d.json: {exc}")
+        return rep
+    if man.get("schema_version") != SCHEMA_VERSION:
+        rep.problems.append(f"g3d.json: schema version {man.get('schema_version')}, this g3d reads {SCHEMA_VERSION}")
+    plan = dsf.ShardPlan(int(man["samples"]), int(man["views"]), int(man["samples_per_shard"]))
+    expected = set(image_rows_schema(len(man.get("keypoints") or []), [], bool(man.get("ground_truth"))).names)
+    total = 0
+    for k in range(plan.num_shards):
+        path = folder / dsf.IMAGES / dsf.shard_name(k)
+        name = f"images/{path.name}"
+        if not path.is_file():
+            rep.problems.append(f"{name}: missing (the manifest plans {plan.num_shards} shards): rerun the g3d synth command to write it")
+            continue
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:
+            rep.problems.append(f"{name}: not readable Parquet ({type(exc).__name__}): truncated or damaged; rerun g3d synth")
+            continue
+        rep.shards += 1
+        missing = sorted(expected - set(table.column_names))
+        if missing:
+            rep.problems.append(f"{name}: lacks columns {', '.join(missing)}")
+        if table.num_rows != plan.rows(k):
+            rep.problems.append(f"{name}: {table.num_rows} rows, the manifest plans {plan.rows(k)}")
+        total += table.num_rows
+        rows = table.to_pylist()
+        pick = range(len(rows)) if sample is None else np.linspace(0, len(rows) - 1, min(sample, len(rows))).astype(int)
+        for i in pick:
+            r = rows[int(i)]
+            where = f"{name} row {int(i)} (sample {r.get('sample_id')}, view {r.get('view_id')})"
+            for col, grey in (("image", False), ("mask", True)):
+                cell = r.get(col)
+                if not cell or cell.get("bytes") is None:
+                    if col == "image":
+                        rep.problems.append(f"{where}: no image")
+                    continue
+                try:
+                    arr = decode_png(cell["bytes"], grey=grey)
+                except ValueError:
+                    rep.problems.append(f"{where}: {col} is not a decodable PNG")
+                    continue
+                if arr.shape[:2] != (man["height"], man["width"]):
+                    rep.problems.append(f"{where}: {col} is {arr.shape[1]}x{arr.shape[0]}, the manifest says {man['width']}x{man['height']}")
+                if grey and not set(np.unique(arr).tolist()) <= MASK_LABELS:
+                    rep.problems.append(f"{where}: mask holds values other than the labels 0, 100, 255")
+            rep.checked_images += 1
+            if r.get("R") is not None:
+                why = _rotation_problem(r["R"])
+                if why:
+                    rep.problems.append(f"{where}: {why}")
+    if total != man.get("rows", total):
+        rep.problems.append(f"images/: {total} rows in all, the manifest says {man['rows']}")
+    rep.rows = total
+    cams = folder / dsf.CAMERAS
+    if cams.is_file():
+        try:
+            df = pq.read_table(cams).to_pandas()
+            for v, R in zip(df.view_id, df.R):
+                why = _rotation_problem(R)
+                if why:
+                    rep.problems.append(f"{dsf.CAMERAS} view {v}: {why}: rerun g3d sfm-init")
+        except Exception as exc:
+            rep.problems.append(f"{dsf.CAMERAS}: not readable ({type(exc).__name__}): rerun g3d sfm-init")
+    strays = [p.name for p in (folder / dsf.IMAGES).glob(".*")] if (folder / dsf.IMAGES).is_dir() else []
+    if strays:
+        rep.problems.append(f"images/: temporary files {', '.join(strays[:5])} left by an interrupted run: rerun it to finish, or delete them")
+    return rep

@@ -1,0 +1,84 @@
+"""``g3d validate``: each kind of damage is named by shard and row; a clean folder passes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from g3d.datasets.validate import validate_folder
+from g3d.synth.sampling import SynthConfig, run_synth
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    out = tmp_path_factory.mktemp("validate") / "car"
+    run_synth(SynthConfig(out=out, samples=6, views=3, resolution=32, candidates=12, samples_per_shard=2))
+    return out
+
+
+def _copy(clean: Path, tmp_path: Path) -> Path:
+    shutil.copytree(clean, tmp_path / "car")
+    return tmp_path / "car"
+
+
+def _rewrite(path: Path, fn) -> None:
+    t = pq.read_table(path)
+    pq.write_table(fn(t), path)
+
+
+def test_a_clean_folder_passes(clean):
+    rep = validate_folder(clean)
+    assert rep.ok, rep.problems
+    assert rep.shards == 3 and rep.rows == 18 and rep.checked_images == 18
+
+
+def test_each_damage_is_named(clean, tmp_path):
+    cases = []
+    d = _copy(clean, tmp_path / "trunc")
+    p = d / "images" / "part-00001.parquet"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    cases.append((d, "images/part-00001.parquet: not readable Parquet"))
+    d = _copy(clean, tmp_path / "missing")
+    (d / "images" / "part-00002.parquet").unlink()
+    cases.append((d, "images/part-00002.parquet: missing"))
+
+    def corrupt(t):
+        rows = t.to_pylist()
+        rows[1]["image"] = {"bytes": rows[1]["image"]["bytes"][:40], "path": rows[1]["image"]["path"]}
+        return pa.Table.from_pylist(rows, schema=t.schema)
+
+    d = _copy(clean, tmp_path / "png")
+    _rewrite(d / "images" / "part-00000.parquet", corrupt)
+    cases.append((d, "images/part-00000.parquet row 1 (sample 0, view 1): image is not a decodable PNG"))
+    d = _copy(clean, tmp_path / "rows")
+    _rewrite(d / "images" / "part-00000.parquet", lambda t: t.slice(0, 5))
+    cases.append((d, "images/part-00000.parquet: 5 rows, the manifest plans 6"))
+
+    def skew(t):
+        rows = t.to_pylist()
+        rows[2]["R"] = [2.0 * x for x in rows[2]["R"]]
+        return pa.Table.from_pylist(rows, schema=t.schema)
+
+    d = _copy(clean, tmp_path / "rot")
+    _rewrite(d / "images" / "part-00002.parquet", skew)
+    cases.append((d, "images/part-00002.parquet row 2 (sample 4, view 2): R is not a rotation"))
+    for folder, message in cases:
+        problems = validate_folder(folder).problems
+        assert any(message in p for p in problems), (message, problems)
+    # The row-count damage is also seen in the total.
+    assert any("17 rows in all" in p for p in validate_folder(tmp_path / "rows" / "car").problems)
+
+
+def test_cli_exits_1_and_lists_the_problems(clean, tmp_path):
+    d = _copy(clean, tmp_path / "cli")
+    (d / "images" / "part-00002.parquet").unlink()
+    r = subprocess.run([sys.executable, "-m", "g3d.cli", "validate", str(d), "--sample", "1"], capture_output=True, text=True)
+    assert r.returncode == 1 and "part-00002.parquet: missing" in r.stdout and "12 rows in all" in r.stdout and "2 problem(s)" in r.stdout
+    ok = subprocess.run([sys.executable, "-m", "g3d.cli", "validate", str(clean)], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("valid")
