@@ -52,6 +52,27 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_checksum(path: Path) -> None:
+    """Write ``<path>.sha256`` (the file's SHA-256, as ``sha256sum`` prints it) beside a finished file, atomically:
+    what ``g3d validate`` recomputes to catch a changed byte."""
+    path = Path(path)
+    write_bytes(path.with_name(path.name + CHECKSUM_SUFFIX), f"{file_sha256(path)}  {path.name}\n".encode())
+
+
 def write_table(path: Path, table: Any, **kwargs: Any) -> None:
     """Write a ``pyarrow.Table`` as Parquet to ``path`` atomically."""
     import pyarrow.parquet as pq

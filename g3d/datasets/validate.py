@@ -4,7 +4,8 @@ Checks: the manifest (readable, schema version), every planned shard present, re
 row count and the manifest's columns, the total row count, each row's PNGs decodable at the stated size
 (all of them, or ``sample`` rows per shard), masks that are label maps (values 0, 100, 255), cameras
 whose ``R`` is a rotation (``R Rᵀ = I``, det +1; rows and ``cameras.parquet``), and stray temporary
-files. Per-shard checksums recorded at write time are not part of the folder yet (issue #13).
+files, and each shard's SHA-256 against the one synth or filter recorded beside it when writing it
+(``part-NNNNN.parquet.sha256``; shards written before g3d recorded them are listed in ``notes``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class ValidationReport:
     rows: int
     checked_images: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # not problems: what could not be checked
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,7 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
     import pyarrow.parquet as pq
 
     from g3d.datasets import folder as dsf
+    from g3d.datasets import io as dsio
     from g3d.datasets.schema import SCHEMA_VERSION, decode_png, image_rows_schema
 
     folder = Path(folder)
@@ -70,6 +73,13 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
             rep.problems.append(f"{name}: not readable Parquet ({type(exc).__name__}): truncated or damaged; rerun g3d synth")
             continue
         rep.shards += 1
+        recorded = path.with_name(path.name + dsio.CHECKSUM_SUFFIX)
+        if recorded.is_file():
+            want = recorded.read_text().split()[0] if recorded.read_text().split() else ""
+            if dsio.file_sha256(path) != want:
+                rep.problems.append(f"{name}: its bytes changed since they were written (SHA-256 differs from {recorded.name}): rerun the g3d command that wrote it")
+        else:
+            rep.notes.append(f"{name}: no recorded checksum (written before g3d recorded them)")
         missing = sorted(expected - set(table.column_names))
         if missing:
             rep.problems.append(f"{name}: lacks columns {', '.join(missing)}")

@@ -302,6 +302,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
                     examples[reason].append((img, mask, f"s{samples[i]} v{v}"))
         new = _with_filter_columns(table, meas, verdicts, cfg.replace_masks)
         dsio.write_table(path, new, compression="none", row_group_size=64)
+        dsio.record_checksum(path)
         if advance:
             advance(table.num_rows)
     for c in corrupt:

@@ -207,6 +207,7 @@ class _ShardSink:
         self.writer.close()
         self.writer = None
         dsio.commit(self.tmp, self.path)
+        dsio.record_checksum(self.path)
         self.write_s += time.perf_counter() - t0
 
     def abort(self) -> None:

@@ -82,3 +82,19 @@ def test_cli_exits_1_and_lists_the_problems(clean, tmp_path):
     assert r.returncode == 1 and "part-00002.parquet: missing" in r.stdout and "12 rows in all" in r.stdout and "2 problem(s)" in r.stdout
     ok = subprocess.run([sys.executable, "-m", "g3d.cli", "validate", str(clean)], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.strip().endswith("valid")
+
+
+def test_a_changed_byte_is_caught_by_the_recorded_checksum(clean, tmp_path):
+    d = _copy(clean, tmp_path / "byte")
+    assert (d / "images" / "part-00001.parquet.sha256").is_file()
+    p = d / "images" / "part-00001.parquet"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, somewhere in the middle (a PNG inside, most likely)
+    p.write_bytes(bytes(data))
+    problems = validate_folder(d).problems
+    assert any("part-00001.parquet: its bytes changed" in x for x in problems), problems
+    (d / "images" / "part-00001.parquet.sha256").unlink()
+    d2 = _copy(clean, tmp_path / "old")
+    (d2 / "images" / "part-00000.parquet.sha256").unlink()
+    rep = validate_folder(d2)
+    assert rep.ok and any("no recorded checksum" in n for n in rep.notes)
