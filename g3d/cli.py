@@ -277,14 +277,16 @@ def info(folder: Path = typer.Argument(..., help="A dataset folder written by g3
 
 @app.command()
 def validate(
-    folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth."),
+    folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth, or an export written by g3d export."),
     sample: Optional[int] = typer.Option(None, help="Decode only this many rows per shard (default: every row)."),
 ) -> None:
     """Check a dataset folder and list every problem by shard and row; exit 1 when there is any.
 
     Manifest and schema version, every planned shard present and readable with its planned rows and
     columns, the total row count, decodable PNGs of the stated size, masks that are label maps (0, 100,
-    255), rotations in R (rows and cameras.parquet), no temporary files left by an interrupted run."""
+    255), rotations in R (rows and cameras.parquet), no temporary files left by an interrupted run, each
+    shard's SHA-256 against the one recorded when it was written. On an export: no object in two splits,
+    and the rows per split as recorded."""
     from g3d.datasets.validate import validate_folder
 
     if sample is not None and sample < 1:

@@ -41,8 +41,79 @@ def _rotation_problem(R) -> str | None:
     return None
 
 
+def _export_objects(out: Path, fmt: str) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """(split -> sample id of every exported row, split -> rows) read back from an export's own files."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    ids: dict[str, list[int]] = {}
+    if fmt == "hf":
+        for p in sorted((out / "data").glob("*.parquet")):
+            ids.setdefault(p.name.rsplit("-", 1)[0], []).extend(pq.read_table(p, columns=["sample_id"]).column("sample_id").to_pylist())
+    elif fmt == "coco":
+        for p in sorted((out / "annotations").glob("*.json")):
+            ids[p.stem] = [img["g3d_sample_id"] for img in json.loads(p.read_text())["images"]]
+    elif fmt == "wds":
+        import tarfile
+
+        for p in sorted(out.glob("*.tar")):
+            with tarfile.open(p) as tar:
+                ids.setdefault(p.name.rsplit("-", 1)[0], []).extend(int(m.name.split("_")[0]) for m in tar.getmembers() if m.name.endswith(".json"))
+    elif fmt == "nerfstudio":
+        splits = json.loads((out / "splits.json").read_text())
+        for split, objs in splits.items():
+            for o in objs:
+                frames = json.loads((out / o / "transforms.json").read_text())["frames"]
+                ids.setdefault(split, []).extend([int(o.split("_")[1])] * len(frames))
+    return ids, {s: len(v) for s, v in ids.items()}
+
+
+def validate_export(out: str | Path) -> ValidationReport:
+    """Validate a ``g3d export`` folder: its splits share no object, and its row counts are the ones recorded
+    (``export.json``) and, where the source folder is still there, the source's rows in those objects."""
+    import json
+
+    out = Path(out)
+    rep = ValidationReport(out, 0, 0, 0)
+    record = json.loads((out / "export.json").read_text())
+    try:
+        ids, rows = _export_objects(out, record["format"])
+    except Exception as exc:  # a damaged export: name what failed
+        rep.problems.append(f"{out}: cannot read the {record['format']} files back ({type(exc).__name__}: {exc})")
+        return rep
+    rep.rows = sum(rows.values())
+    names = sorted(ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(set(ids[a]) & set(ids[b]))
+            if both:
+                rep.problems.append(f"splits {a} and {b} share objects {', '.join(map(str, both[:10]))}: export again")
+    want = {s: n for s, n in record.get("rows", {}).items() if n}
+    if rows != want:
+        rep.problems.append(f"rows per split {rows} differ from the recorded {want}: the export is incomplete or was changed; export again")
+    src = Path(record.get("source", ""))
+    if src.is_dir() and (src / "g3d.json").is_file() and not record.get("all_rows"):
+        import pyarrow.parquet as pq
+
+        from g3d.datasets import folder as dsf
+
+        exported = {s for v in ids.values() for s in v}
+        kept = 0
+        for p in dsf.shard_paths(src):
+            t = pq.read_table(p, columns=["sample_id", "keep"]).to_pylist()
+            kept += sum(1 for r in t if r["sample_id"] in exported and r["keep"] is not False)
+        if kept < rep.rows:
+            rep.problems.append(f"{rep.rows} rows exported, but the source {src} keeps only {kept} rows of those objects")
+        elif kept > rep.rows:
+            rep.notes.append(f"{kept - rep.rows} kept rows of the exported objects are not in the export (views without a usable camera)")
+    return rep
+
+
 def validate_folder(folder: str | Path, sample: int | None = None) -> ValidationReport:
-    """Validate a dataset folder; ``sample``: decode only this many rows per shard (None: all)."""
+    """Validate a dataset folder (or an export: :func:`validate_export`); ``sample``: decode only this many rows per shard (None: all)."""
+    if (Path(folder) / "export.json").is_file():
+        return validate_export(folder)
     import pyarrow.parquet as pq
 
     from g3d.datasets import folder as dsf

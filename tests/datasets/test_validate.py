@@ -98,3 +98,30 @@ def test_a_changed_byte_is_caught_by_the_recorded_checksum(clean, tmp_path):
     (d2 / "images" / "part-00000.parquet.sha256").unlink()
     rep = validate_folder(d2)
     assert rep.ok and any("no recorded checksum" in n for n in rep.notes)
+
+
+@pytest.mark.parametrize("fmt", ["hf", "nerfstudio", "coco", "wds"])
+def test_exports_validate_and_a_mixed_split_is_caught(clean, tmp_path, fmt):
+    import json
+
+    from g3d.export.coco import export_coco
+    from g3d.export.hf import export_hf
+    from g3d.export.nerfstudio import export_nerfstudio
+    from g3d.export.rows import ExportConfig
+    from g3d.export.wds import export_wds
+
+    writer = {"hf": export_hf, "nerfstudio": export_nerfstudio, "coco": export_coco, "wds": export_wds}[fmt]
+    out = tmp_path / fmt
+    writer(ExportConfig(folder=clean, out=out, split={"train": 0.5, "test": 0.5}))
+    rep = validate_folder(out)
+    assert rep.ok and rep.rows == 18, rep.problems
+    record = json.loads((out / "export.json").read_text())
+    record["rows"]["train"] += 1
+    (out / "export.json").write_text(json.dumps(record))
+    assert any("differ from the recorded" in p for p in validate_folder(out).problems)
+    if fmt == "coco":  # an object put in both splits
+        doc = json.loads((out / "annotations" / "test.json").read_text())
+        train = json.loads((out / "annotations" / "train.json").read_text())
+        doc["images"].append(train["images"][0])
+        (out / "annotations" / "test.json").write_text(json.dumps(doc))
+        assert any("share objects" in p for p in validate_folder(out).problems)
