@@ -98,3 +98,28 @@ def test_cli_export_and_its_one_line_errors(cars, tmp_path):
         r = g3d("export", cars, "--out", tmp_path / "x", *args)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_no_kept_rows_and_no_cameras_are_one_line_errors_leaving_nothing(cars, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from g3d.errors import DatasetError
+
+    d = tmp_path / "car"
+    shutil.copytree(cars, d)
+    for p in sorted((d / "images").glob("part-*.parquet")):
+        t = pq.read_table(p)
+        pq.write_table(t.set_column(t.column_names.index("keep"), "keep", pa.array([False] * t.num_rows)), p)
+    with pytest.raises(DatasetError, match="no kept rows: loosen the filter"):
+        export_hf(ExportConfig(folder=d, out=tmp_path / "out"))
+    assert export_hf(ExportConfig(folder=d, out=tmp_path / "all", all_rows=True)).rows["train"] > 0
+    # A dataset without the generator's cameras and no cameras.parquet: nothing to export the cameras from.
+    m = json.loads((d / "g3d.json").read_text())
+    m["ground_truth"] = False
+    (d / "g3d.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="no cameras: run `g3d sfm-init"):
+        export_hf(ExportConfig(folder=d, out=tmp_path / "out", all_rows=True))
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
