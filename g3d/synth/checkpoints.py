@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import io
 import json
 import math
@@ -232,11 +231,9 @@ def _check_file(path: str | os.PathLike) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from g3d.datasets.io import file_sha256
+
+    return file_sha256(path)
 
 
 def _build_generator(ck: LoadedCheckpoint) -> StyleGAN2Generator:

@@ -11,14 +11,11 @@ import pytest
 from g3d.export.coco import export_coco, rle
 from g3d.export.rows import ExportConfig
 from g3d.export.wds import export_wds
-from g3d.synth.sampling import SynthConfig, run_synth
 
 
 @pytest.fixture(scope="module")
-def cars(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "car"
-    run_synth(SynthConfig(out=out, samples=12, views=4, resolution=64, candidates=16, samples_per_shard=5))
-    return out
+def cars(make_cars):
+    return make_cars(12, 4, 5)
 
 
 def _truth(cars: Path):

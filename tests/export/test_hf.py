@@ -13,14 +13,11 @@ from g3d.errors import UsageError
 from g3d.export.hf import export_hf
 from g3d.export.rows import ExportConfig
 from g3d.export.splits import assign_splits, parse_split
-from g3d.synth.sampling import SynthConfig, run_synth
 
 
 @pytest.fixture(scope="module")
-def cars(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "car"
-    run_synth(SynthConfig(out=out, samples=20, views=4, resolution=64, candidates=16, samples_per_shard=8))
-    return out
+def cars(make_cars):
+    return make_cars(20, 4, 8)
 
 
 def test_load_dataset_opens_the_export_as_it_is(cars, tmp_path):

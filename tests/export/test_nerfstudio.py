@@ -14,14 +14,11 @@ import pytest
 from g3d.datasets.schema import decode_png
 from g3d.export.nerfstudio import export_nerfstudio
 from g3d.export.rows import ExportConfig
-from g3d.synth.sampling import SynthConfig, run_synth
 
 
 @pytest.fixture(scope="module")
-def cars(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "car"
-    run_synth(SynthConfig(out=out, samples=6, views=5, resolution=64, candidates=20, samples_per_shard=4))
-    return out
+def cars(make_cars):
+    return make_cars(6, 5, 4)
 
 
 def test_transforms_json_reprojects_the_keypoints_nerfstudio_style(cars, tmp_path):
