@@ -300,6 +300,24 @@ def validate(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth."),
+    out: Path = typer.Option(..., "--out", help="Report folder: index.html and the pictures it shows (replaced when it holds an earlier report)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A g3d train run folder: its training curves and held-out IoU per view."),
+) -> None:
+    """Write a static, self-contained HTML report: contact sheet, kept fraction per view and rejected
+    examples per rule, the camera rig, annotation status, training curves and eval IoU per view
+    (--run), and the dataset card. Open OUT/index.html in any browser; nothing is fetched."""
+    from g3d.datasets.report import write_report
+
+    try:
+        page = write_report(folder, out, run)
+    except G3DError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {page}")
+
+
 def _register_stage_commands() -> None:
     """Stages that own a Typer sub-app (their modules import nothing heavy at the top)."""
     from g3d.annotate.commands import annotate_app
