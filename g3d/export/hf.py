@@ -14,6 +14,7 @@ row's own), ``camera_source``, and the row's ``keypoints_2d`` / ``keypoints_visi
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -80,6 +81,31 @@ def export_hf(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int], 
     return ExportReport(Path(cfg.out), "hf", rows, objects, files)
 
 
+def made_with(manifest: dict, cfg: ExportConfig) -> list[str]:
+    """The commands that made the dataset and this export, rebuilt from the manifest, and the filter's rules and keep rate."""
+    gen = manifest.get("generator", {})
+    g = "builtin" if gen.get("format") == "builtin" else (gen.get("file") or gen.get("checkpoint") or gen.get("format"))
+    synth = (f"g3d synth --class {manifest['class']} --views {manifest['views']} --samples {manifest['samples']} --generator {g} "
+             f"--seed {manifest.get('seed')} --truncation {manifest.get('truncation_psi')}"
+             + (f" --resolution {manifest['width']}" if gen.get("format") == "builtin" else "")
+             + (f" --distractors {gen['distractors']:g}" if gen.get("distractors") else ""))
+    lines = ["```", synth]
+    filt = manifest.get("filter")
+    if filt:
+        lines.append("g3d filter DIR")
+    lines += [f"g3d export DIR --format hf --split {','.join(f'{k}={v:g}' for k, v in cfg.split.items())} --seed {cfg.seed}"
+              + (" --all-rows" if cfg.all_rows else ""), "```"]
+    if gen.get("sha256"):
+        lines.append(f"Generator checkpoint: {g} (SHA-256 {gen['sha256']}).")
+    if filt:
+        rate = filt["kept"] / max(1, filt["rows"])
+        lines.append(f"Filter: segmenter {json.dumps(filt.get('segmenter'), sort_keys=True)}; rules {json.dumps(filt.get('rules'), sort_keys=True)}; "
+                     f"kept {filt['kept']} of {filt['rows']} images ({rate:.1%}).")
+    else:
+        lines.append("Filter: not run (every row kept).")
+    return lines
+
+
 def card(manifest: dict, cfg: ExportConfig, rows: dict[str, int], objects: dict[str, int], per_view: dict, from_sfm: bool) -> str:
     """The dataset card: YAML front matter that ``load_dataset`` reads, then what a user needs to know."""
     splits = [s for s in cfg.split if rows[s]]
@@ -132,6 +158,10 @@ def card(manifest: dict, cfg: ExportConfig, rows: dict[str, int], objects: dict[
         "| split | " + " | ".join(f"v{v}" for v in range(manifest["views"])) + " |",
         "| --- |" + " --- |" * manifest["views"],
         *[f"| {s} | " + " | ".join(str(per_view[s].get(v, 0)) for v in range(manifest["views"])) + " |" for s in splits],
+        "",
+        "## How it was made",
+        "",
+        *made_with(manifest, cfg),
         "",
         "## Citation",
         "",

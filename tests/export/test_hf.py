@@ -50,6 +50,7 @@ def test_load_dataset_opens_the_export_as_it_is(cars, tmp_path):
     assert set(np.unique(m)) <= {0, 255} and abs((m == 255).mean() - truth.mask_area) < 1e-9
     card = (tmp_path / "hf" / "README.md").read_text()
     assert card.startswith("---\n") and "x_cam = R @ X + t" in card and "zhang2021image" in card
+    assert "g3d synth --class car --views 4 --samples 20 --generator builtin --seed 0" in card and "Filter: not run" in card
 
 
 def test_the_same_input_gives_the_same_bytes_and_a_foreign_folder_is_refused(cars, tmp_path):
