@@ -171,6 +171,13 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     dsio.write_bytes(path, buf.getvalue())
 
 
+def with_freedom(cams_state: dict[str, Any]) -> dict[str, Any]:
+    """A ViewCameras state dict with its ``freedom`` (runs saved before it was stored trained with 1 for every view)."""
+    if "freedom" not in cams_state:
+        cams_state = {**cams_state, "freedom": torch.ones(cams_state["K"].shape[0])}
+    return cams_state
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A run checkpoint; a damaged file is a :class:`TrainingError` naming it."""
     try:
@@ -347,7 +354,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
-        cams.load_state_dict(state["cams"])
+        cams.load_state_dict(with_freedom(state["cams"]))
         opt.load_state_dict(state["opt"])
         scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
@@ -474,5 +481,5 @@ def load_run(run: str | Path, device="cpu"):
                             "was the run written by another g3d version? train it again") from None
     V = state["cams"]["K"].shape[0]
     cams = ViewCameras(torch.zeros(V, 3, 3), torch.zeros(V, 3, 3), torch.zeros(V, 3))
-    cams.load_state_dict(state["cams"])
+    cams.load_state_dict(with_freedom(state["cams"]))
     return cfg, model.to(device).eval(), cams.to(device), tpl.to(device), int(state["step"])

@@ -33,8 +33,8 @@ class ViewCameras(nn.Module):
     ``cameras.parquet``, the generator's truth, or pose bins. The deltas start at zero. ``freedom``
     (``f``, float [V], default 1) scales how far one optimiser step moves each view's camera (Adam's step
     on ``dw`` is about the learning rate whatever the gradient, so ``f`` scales the camera's step):
-    small for cameras solved from keypoints, 1 for pose-bin ones. It is not saved with the weights;
-    the dataset's cameras.parquet sets it each time.
+    small for cameras solved from keypoints, large for pose-bin ones (:data:`g3d.train.data.CAMERA_FREEDOM`).
+    It is saved with the deltas (they mean nothing without it); runs saved before it existed trained with 1.
     """
 
     def __init__(self, K: torch.Tensor, R0: torch.Tensor, t0: torch.Tensor, learn: bool = True, freedom: torch.Tensor | None = None) -> None:
@@ -43,7 +43,7 @@ class ViewCameras(nn.Module):
         self.register_buffer("R0", R0.float())
         self.register_buffer("t0", t0.float())
         f = torch.ones(K.shape[0]) if freedom is None else freedom.float()
-        self.register_buffer("freedom", f, persistent=False)
+        self.register_buffer("freedom", f)  # saved: the learned deltas mean nothing without it
         self.dw = nn.Parameter(torch.zeros(K.shape[0], 3), requires_grad=learn)
         self.dt = nn.Parameter(torch.zeros(K.shape[0], 3), requires_grad=learn)
 

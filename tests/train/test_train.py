@@ -332,8 +332,8 @@ def test_export_mesh_makes_the_output_folder(tiny, tmp_path):
 
 
 def test_training_reads_the_cameras_provenance(tiny, tmp_path):
-    """#11: views cameras.parquet marks unusable (or gives no row) are skipped, pose-bin cameras get the full
-    step and keypoint ones a quarter, and the run records what it used."""
+    """#11: views cameras.parquet marks unusable (or gives no row) are skipped, pose-bin cameras get 10x the
+    camera step and keypoint ones a quarter, and the run records what it used."""
     import shutil
 
     import pyarrow as pa
@@ -359,7 +359,7 @@ def test_training_reads_the_cameras_provenance(tiny, tmp_path):
     used = json.loads((tmp_path / "run" / "cameras_used.json").read_text())
     assert used["skipped_views"] == [1, 2] and used["refined"] is True
     assert used["view_source"] == ["pose_bin", "sfm_flagged", None, "sfm"]
-    assert used["freedom"] == [1.0, 1.0, 1.0, 0.25]
+    assert used["freedom"] == [10.0, 10.0, 10.0, 0.25]  # pose-bin cameras 10x the camera step, keypoint ones a quarter
 
 
 def test_eval_puts_the_true_meshes_in_the_frame_of_sfm_cameras(tiny, tmp_path):
@@ -389,3 +389,29 @@ def test_eval_puts_the_true_meshes_in_the_frame_of_sfm_cameras(tiny, tmp_path):
     assert abs(moved.true_iou - truth.true_iou) < 0.01 and moved.true_iou > 0.9
     assert abs(moved.mean_true_iou - truth.mean_true_iou) < 0.01
     assert abs(moved.mean_true_chamfer / truth.mean_true_chamfer - 1.25) < 0.05  # distances in the cameras' units
+
+
+def test_eval_reads_the_camera_freedom_the_run_trained_with(tiny, tmp_path):
+    """The learned camera deltas are scaled by each view's freedom: eval and export must apply the same
+    scale (a run trained with pose-bin freedom 10 was evaluated with 1 and its cameras moved a tenth)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "car"
+    shutil.copytree(tiny, data)
+    rows = pq.read_table(next((data / "images").glob("part-*.parquet")), columns=["view_id", "K", "R", "t"]).to_pandas()
+    rows = rows.drop_duplicates("view_id").sort_values("view_id")
+    pq.write_table(pa.table({"view_id": pa.array(rows.view_id, pa.int32()), "K": [list(k) for k in rows.K], "R": [list(r) for r in rows.R],
+                             "t": [list(x) for x in rows.t], "source": ["pose_bin", "sfm", "pose_bin", "sfm"]}), data / "cameras.parquet")
+    train(_cfg(data, tmp_path / "run", steps=3, camera_lr=1e-2))
+    _, _, cams, _, _ = load_run(tmp_path / "run")
+    assert cams.freedom.tolist() == [10.0, 0.25, 10.0, 0.25]
+    with torch.no_grad():
+        _, R, t = cams(torch.arange(4))
+    from g3d.train.model import _rodrigues
+
+    expect = _rodrigues(cams.freedom[:, None] * cams.dw) @ cams.R0
+    torch.testing.assert_close(R, expect)
+    assert float(cams.dw.abs().max()) > 0  # the cameras did move
