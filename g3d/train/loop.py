@@ -415,7 +415,8 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     if tb is not None:
         tb.close()
     if rank == 0 and start < cfg.steps:
-        dsio.write_json(out / "cameras_learned.json", {"source": data.cameras.source, "dw": cams.dw.detach().cpu().tolist(), "dt": cams.dt.detach().cpu().tolist()})
+        dsio.write_json(out / "cameras_learned.json", {"source": data.cameras.source, "dw": cams.dw.detach().cpu().tolist(), "dt": cams.dt.detach().cpu().tolist(),
+                                                          "freedom": cams.freedom.cpu().tolist(), "note": "R = exp(freedom * dw) R0, t = t0 + freedom * dt"})
     if distributed:
         _check_ranks_agree(model, cams, world, rank, out)
     return TrainReport(out, max(0, cfg.steps - start), start, last, time.perf_counter() - t_start, data.cameras.source)

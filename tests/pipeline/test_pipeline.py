@@ -95,7 +95,8 @@ def test_the_whole_chain_through_label_studio(label_studio, tmp_path_factory, mo
     assert ev.truth_frame and ev.true_iou > 0.85 and ev.true_iou > ev.template_iou + 0.3, ev.lines()
     # The run's refined cameras stay within 5 deg of the truth too (training did not drag them off).
     learned = json.loads((base / "run" / "cameras_learned.json").read_text())
-    assert np.abs(np.asarray(learned["dw"])).max() < np.radians(5.0)
+    turn = np.linalg.norm(np.asarray(learned["dw"]) * np.asarray(learned["freedom"])[:, None], axis=1)  # R = exp(freedom dw) R0
+    assert turn.max() < np.radians(5.0)
 
     # 3. Rerun with nothing new: push and pull find nothing to do, every later stage is current.
     third = run_pipeline(cfg)
