@@ -73,15 +73,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     samples, views, steps = (24, 8, 20) if args.quick else (args.samples, args.views, args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_all(args, Path(tmp) if args.workdir is None else args.workdir, samples, views, steps)
 
+
+def run_all(args, root: Path, samples: int, views: int, steps: int) -> None:
+    """The four runs (or ``--only`` of them) in ``root``, and their table."""
     from g3d.sfm.pipeline import SfmConfig, run_sfm_init
     from g3d.sfm.synthetic import annotations_from_dataset
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.evaluate import evaluate
     from g3d.train.loop import TrainConfig, train
 
-    tmp_ctx = tempfile.TemporaryDirectory()
-    root = args.workdir or Path(tmp_ctx.name)
     root.mkdir(parents=True, exist_ok=True)
     base = root / "car"
     if not (base / "g3d.json").is_file():
@@ -132,7 +135,6 @@ def main() -> None:
     closed = (iou["b"] - iou["d"]) / gap if abs(gap) > 1e-9 else float("nan")
     print(f"\nrefining pose-bin cameras closes {closed:.0%} of the IoU gap between fixed pose bins ({iou['d']:.3f}) "
           f"and true cameras ({iou['a']:.3f}); sfm-init cameras reach {iou['c']:.3f}")
-    tmp_ctx.cleanup()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 from g3d import cameras
 from g3d.errors import DatasetError, UsageError
 from g3d.sfm import checks as chk
-from g3d.sfm.align import AlignmentError, Similarity, rotation_angle_deg, to_object_frame, umeyama
+from g3d.sfm.align import AlignmentError, Similarity, angle_difference_deg, rotation_angle_deg, to_object_frame, umeyama
 from g3d.sfm.inputs import Annotations, read_annotations
 from g3d.sfm.posebins import bin_width_deg, focal_guess, pose_bin_cameras
 
@@ -443,8 +443,6 @@ def _correction(v: int, flags: list[chk.Flag], R: np.ndarray, t: np.ndarray, swa
 
     Returns ``(source, R [3, 3], t [3], mean error px or None)`` or None (the view stays flagged).
     """
-    from g3d.sfm.align import angle_difference_deg
-
     codes = {f.code for f in flags}
     swap_az = None
     if swap is not None:

@@ -16,6 +16,7 @@ import torch
 from g3d.datasets import folder as dsf
 from g3d.datasets.schema import decode_png
 from g3d.errors import DatasetError
+from g3d.sfm.pipeline import TRUSTED  # the cameras.parquet sources solved from keypoints
 from g3d.synth.viewpoints import item_seed
 
 
@@ -49,7 +50,7 @@ class ViewSet:
 # from keypoints are within a degree or two, so they get a quarter of the step; pose-bin cameras (a
 # bin's width off, and their elevation assumed) ten times it -- at 1x they moved from 17.5 to 14.8 deg
 # median error in 2000 steps, at 10x to 2.6 deg (bench/pipeline.py, bench/README.md).
-CAMERA_FREEDOM = {"sfm": 0.25, "sfm_bin_corrected": 0.25, "sfm_labels_swapped": 0.25, "pose_bin": 10.0, "sfm_flagged": 10.0}
+CAMERA_FREEDOM = {**{s: 0.25 for s in TRUSTED}, "pose_bin": 10.0, "sfm_flagged": 10.0}
 
 
 def read_shard(path: Path, folder: Path, columns: list[str] | None = None, schema_only: bool = False):

@@ -249,9 +249,6 @@ def _hard_iou(verts: torch.Tensor, faces: torch.Tensor, K, R, t, H: int, W: int,
     return inter / union
 
 
-SOLVED_SOURCES = ("sfm", "sfm_bin_corrected", "sfm_labels_swapped")  # cameras in a frame of their own (g3d.sfm.pipeline.TRUSTED)
-
-
 def truth_to_camera_frame(folder: Path, data: PairData, cams: ViewCameras):
     """Cameras from g3d sfm-init (or pose bins) live in a frame of their own: the object frame found
     from the keypoints, scaled to the preset's camera distance, not the generator's. Returns
@@ -261,13 +258,14 @@ def truth_to_camera_frame(folder: Path, data: PairData, cams: ViewCameras):
     like. Pose-bin cameras are left in the object frame they assume."""
     from g3d import cameras as camlib
     from g3d.sfm.align import umeyama
+    from g3d.sfm.pipeline import TRUSTED  # cameras solved from keypoints: a frame of their own
     from g3d.train.data import true_cameras
 
     tc = true_cameras(folder, data.manifest)
     views = np.unique(data.view_ids.numpy())
     solved = data.cameras.views  # per-view source in cameras.parquet; None for pose bins read directly
     if solved is not None:
-        views = np.array([v for v in views if solved[v] in SOLVED_SOURCES], dtype=np.int64)
+        views = np.array([v for v in views if solved[v] in TRUSTED], dtype=np.int64)
     if tc is None or len(views) < 3:
         # Pose-bin cameras are in the object frame by construction (azimuth about the object, elevation 0):
         # a fit to their centres would tilt the truth to meet the bins' assumed elevation.
