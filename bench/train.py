@@ -175,6 +175,21 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
 
 
 @torch.no_grad()
+def new_views(run: Path, out: Path, samples: int = 300, views: int = 12) -> None:
+    """The run evaluated on a fresh dataset (seed 7, the same yardstick for every run): other cars, and
+    other viewpoints than the ones its dataset froze, with that dataset's exact cameras. Every image of a synth dataset shares its N
+    viewpoints, so the held-out objects of the run's own dataset are seen from the training viewpoints."""
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.evaluate import evaluate
+
+    if not (out / "g3d.json").is_file():
+        run_synth(SynthConfig(out=out, samples=samples, views=views, resolution=64, seed=7))
+    rep = evaluate(run, out)
+    print(f"\nthe same run on new cars from new viewpoints ({samples} objects x {views} views, seed 7; its held-out part):")
+    for line in rep.lines():
+        print("  " + line)
+
+
 def where_the_3d_error_is(run: Path) -> None:
     """How much of the held-out 3D error is a bias every car shares, and where on the car it sits."""
     from g3d.train.data import PairData
@@ -196,18 +211,34 @@ def where_the_3d_error_is(run: Path) -> None:
     print(f"  mean prediction vs mean true mesh: Chamfer {outer_chamfer(mean_pred, mean_true):.4f} (the bias every car shares)")
     print(f"  share of the mean prediction's distance to the mean true mesh: below y = -0.2 (wheels, underbody) "
           f"{d[y < -0.2].sum() / d.sum():.0%} of it on {np.mean(y < -0.2):.0%} of the surface")
-    # The same ratio on training objects: how much of the per-car shape is learned at all, and how much carries to new cars.
+    # The same figures on training objects (how much of the per-car shape is learned at all, and how much
+    # carries to new cars), on the whole outer surface and on the part a camera above the ground sees.
     train_data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout)
     t_objs, t_first = np.unique(train_data.sample_ids.numpy(), return_index=True)
     t_objs, t_first = t_objs[:30], t_first[:30]
     with torch.no_grad():
         tv = model(train_data.batch(torch.as_tensor(t_first), "cpu")[0])[0]
+    mean_true_v = truth.verts(range(data.first_test)).mean(0)
     for name, vv, oo in (("30 training objects", tv, t_objs), ("30 held-out objects", verts[torch.as_tensor(first[:30])], objs[:30])):
-        ps = [OuterSurface(v, tpl.faces) for v in vv]
-        ts = [OuterSurface(v, truth.faces, seed=1) for v in truth.verts(oo)]
-        own = np.mean([outer_chamfer(p, t) for p, t in zip(ps, ts)])
-        to_mean = np.mean([outer_chamfer(p, mean_true) for p in ps])
-        print(f"  {name}, one view each: Chamfer to own {own:.4f}, to the mean true mesh {to_mean:.4f} (ratio {own / to_mean:.2f})")
+        for where, lo in (("whole outer surface", -90.0), ("seen from above the ground", 0.0)):
+            ps = [OuterSurface(v, tpl.faces, min_elevation=lo) for v in vv]
+            ts = [OuterSurface(v, truth.faces, seed=1, min_elevation=lo) for v in truth.verts(oo)]
+            mt = OuterSurface(mean_true_v, truth.faces, seed=2, min_elevation=lo)
+            own = np.mean([outer_chamfer(p, t) for p, t in zip(ps, ts)])
+            other = np.mean([outer_chamfer(p, t) for p, t in zip(ps, ts[1:] + ts[:1])])
+            to_mean = np.mean([outer_chamfer(p, mt) for p in ps])
+            oracle = np.mean([outer_chamfer(mt, t) for t in ts])
+            print(f"  {name}, one view each, {where}: Chamfer to own {own:.4f}, to another's {other:.4f}, to the mean true "
+                  f"mesh {to_mean:.4f} (ratio own / mean {own / to_mean:.2f}); the mean true mesh to each {oracle:.4f}")
+    # How far each predicted size follows the truth: the slope of predicted on true extent (1: follows it
+    # fully; 0: the same size for every car), per held-out view.
+    from g3d.train.evaluate import AXES, extent, surface_points
+
+    pe = extent(surface_points(verts, tpl.faces)).numpy()
+    tvs = truth.verts(objs)
+    te = extent(surface_points(tvs, truth.faces, seed=1)).numpy()[np.searchsorted(objs, sids)]
+    slopes = [np.polyfit(te[:, a], pe[:, a], 1)[0] for a in range(3)]
+    print("  slope of predicted on true size (held-out views): " + ", ".join(f"{n} {k:.2f}" for n, k in zip(AXES, slopes)))
     v1 = verts[torch.as_tensor(first)]
     centre = verts.mean(0)
     for k in (1.0, 1.5, 2.0):
@@ -293,6 +324,8 @@ def main() -> None:
     ap.add_argument("--no-main", action="store_true", help="skip the acceptance run (e.g. to run --ablation on its own)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep data and runs here (default: a temporary folder)")
     ap.add_argument("--where", action="store_true", help="where the main run's 3D error is (bias shared by every car, and its place)")
+    ap.add_argument("--new-views", action="store_true",
+                    help="also evaluate the main run on new cars seen from new viewpoints (a fresh dataset, seed 7)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
     ap.add_argument("--shape-weights", default=None, help="the main run's flatten,laplacian,move weights, e.g. 5,5,2.5 (the paper's)")
     args = ap.parse_args()
@@ -324,6 +357,8 @@ def main() -> None:
                 print("  " + line)
             if args.picture:
                 picture(Path(tmp) / "run", data, args.picture)
+        if args.new_views and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
+            new_views(Path(tmp) / "run", Path(tmp) / "new_views")
         if args.where and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
             where_the_3d_error_is(Path(tmp) / "run")
         if args.fit:

@@ -142,31 +142,34 @@ def surface_points(verts: torch.Tensor, faces: torch.Tensor, n: int = 1024, seed
     return pa + u[..., :1] * (pb - pa) + u[..., 1:] * (pc - pa)
 
 
-def outer_directions(level: int = 1, max_elevation: float = 85.0) -> tuple[np.ndarray, np.ndarray]:
+def outer_directions(level: int = 1, max_elevation: float = 85.0, min_elevation: float = -90.0) -> tuple[np.ndarray, np.ndarray]:
     """Viewing directions spread over the whole sphere (the vertices of a level-``level`` icosphere:
     42 at level 1) as (azimuth_deg, elevation_deg) float64 [D] each, elevation clipped to +-``max_elevation``
-    (a camera looking straight down has no up direction)."""
+    (a camera looking straight down has no up direction). Directions below ``min_elevation`` are left
+    out (0: only what a camera above the ground sees; the 25 of 42 with elevation >= 0)."""
     from g3d.train.template import icosphere
 
     d, _ = icosphere(level)
     az = np.degrees(np.arctan2(d[:, 0], d[:, 2]))
-    el = np.clip(np.degrees(np.arcsin(np.clip(d[:, 1], -1, 1))), -max_elevation, max_elevation)
-    return az, el
+    el = np.degrees(np.arcsin(np.clip(d[:, 1], -1, 1)))
+    keep = el >= min_elevation - 1e-9
+    return az[keep], np.clip(el[keep], -max_elevation, max_elevation)
 
 
 @functools.lru_cache(maxsize=8)
-def _outer_cameras(resolution: int, distance: float, fov_deg: float, azimuth_offset: float) -> tuple[torch.Tensor, ...]:
+def _outer_cameras(resolution: int, distance: float, fov_deg: float, azimuth_offset: float,
+                   min_elevation: float = -90.0) -> tuple[torch.Tensor, ...]:
     """(K [D, 3, 3], R [D, 3, 3], t [D, 3]) float32 of the :func:`outer_directions` cameras, made once per setting."""
     from g3d import cameras as camlib
 
-    az, el = outer_directions()
+    az, el = outer_directions(min_elevation=min_elevation)
     R, t = camlib.from_azimuth_elevation(az + azimuth_offset, el, distance)
     K = np.broadcast_to(camlib.intrinsics(resolution, resolution, fov_deg), R.shape)
     return tuple(torch.tensor(np.ascontiguousarray(x), dtype=torch.float32) for x in (K, R, t))
 
 
 def outer_pool(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 64, distance: float = 4.0,
-               fov_deg: float = 40.0, azimuth_offset: float = 0.0) -> torch.Tensor:
+               fov_deg: float = 40.0, azimuth_offset: float = 0.0, min_elevation: float = -90.0) -> torch.Tensor:
     """Points float [P, 3] on the surface *seen from outside* of one mesh ``verts`` [V, 3], ``faces`` [F, 3].
 
     The mesh is rasterized from the 42 directions of :func:`outer_directions` (turned by
@@ -175,11 +178,13 @@ def outer_pool(verts: torch.Tensor, faces: torch.Tensor, resolution: int = 64, d
     outside can see -- the inner halves of the built-in cars' tyres, the greenhouse floor inside the
     body -- give none, so a closed surface is not charged for structure that no image could show.
     Surfaces count by how much of the views they fill, the same way for every mesh measured.
+    ``min_elevation`` 0 keeps only the cameras above the ground: the surface a photo of an object standing
+    on the ground can show (not the underside).
     """
     from g3d.render.dibr import to_camera
     from g3d.render.rasterize import rasterize
 
-    K, R, t = (x.to(verts.device) for x in _outer_cameras(resolution, distance, fov_deg, azimuth_offset))
+    K, R, t = (x.to(verts.device) for x in _outer_cameras(resolution, distance, fov_deg, azimuth_offset, min_elevation))
     D = R.shape[0]
     frags = rasterize(to_camera(verts[None].expand(D, -1, -1), R, t), faces, K, resolution, resolution)
     hit = frags.face_id >= 0
@@ -194,10 +199,11 @@ class OuterSurface:
 
     ``verts`` float [V, 3], ``faces`` int64 [F, 3]. ``samples`` float64 [n, 3]."""
 
-    def __init__(self, verts: torch.Tensor, faces: torch.Tensor, n: int = 2048, seed: int = 0, azimuth_offset: float = 0.0) -> None:
+    def __init__(self, verts: torch.Tensor, faces: torch.Tensor, n: int = 2048, seed: int = 0, azimuth_offset: float = 0.0,
+                 min_elevation: float = -90.0) -> None:
         from scipy.spatial import cKDTree
 
-        pool = outer_pool(verts.detach().float(), faces, azimuth_offset=azimuth_offset).cpu().double().numpy()
+        pool = outer_pool(verts.detach().float(), faces, azimuth_offset=azimuth_offset, min_elevation=min_elevation).cpu().double().numpy()
         self.tree = cKDTree(pool)
         self.samples = pool[np.random.default_rng(seed).integers(0, len(pool), n)]
 

@@ -49,3 +49,18 @@ def test_structure_no_outside_camera_sees_is_not_charged():
     on_outside = ((np.abs(both.samples) / [1.0, 0.4, 0.9]).max(1) > 0.999).mean()
     assert on_outside == 1.0, on_outside
     assert outer_chamfer(both, OuterSurface(outer_v, outer_f, n=3000, seed=1)) < 1e-6
+
+
+def test_surface_seen_from_above_the_ground_leaves_the_underside_out():
+    """``min_elevation=0`` keeps the cameras at or above the horizon (25 of the 42): a unit sphere seen from
+    them (distance 4) shows no point below y = -sqrt(1 - 1/16) ~ -0.968, where from all round it shows its
+    lowest cap; the upper half is seen either way."""
+    from g3d.train.evaluate import outer_directions
+
+    az, el = outer_directions(min_elevation=0.0)
+    assert len(az) == 25 and el.min() >= 0.0
+    tpl = build_template(3)
+    above = OuterSurface(tpl.verts, tpl.faces, n=4000, min_elevation=0.0).samples
+    every = OuterSurface(tpl.verts, tpl.faces, n=4000).samples
+    assert above[:, 1].min() > -0.97 and every[:, 1].min() < -0.99, (above[:, 1].min(), every[:, 1].min())
+    assert (above[:, 1] > 0.9).mean() > 0.02
