@@ -176,18 +176,24 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
 
 @torch.no_grad()
 def new_views(run: Path, out: Path, samples: int = 300, views: int = 12) -> None:
-    """The run evaluated on a fresh dataset (seed 7, the same yardstick for every run): other cars, and
-    other viewpoints than the ones its dataset froze, with that dataset's exact cameras. Every image of a synth dataset shares its N
-    viewpoints, so the held-out objects of the run's own dataset are seen from the training viewpoints."""
+    """The run evaluated on new cars (a fresh dataset, seed 7, the same yardstick for every run) seen from
+    viewpoints it never saw, with that dataset's exact cameras; and, as the control, on the same new cars
+    seen from the run's own training viewpoints (``--viewpoints`` of its dataset). Every image of a synth
+    dataset shares its N viewpoints, so the held-out objects of the run's own dataset are seen from the
+    training viewpoints."""
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.evaluate import evaluate
+    from g3d.train.loop import load_run
 
-    if not (out / "g3d.json").is_file():
-        run_synth(SynthConfig(out=out, samples=samples, views=views, resolution=64, seed=7))
-    rep = evaluate(run, out)
-    print(f"\nthe same run on new cars from new viewpoints ({samples} objects x {views} views, seed 7; its held-out part):")
-    for line in rep.lines():
-        print("  " + line)
+    train_views = Path(load_run(run)[0].folder) / "viewpoints.parquet"
+    for folder, vp, what in ((out, None, "viewpoints it never saw"), (out.with_name(out.name + "_control"), train_views, "the training viewpoints (control)")):
+        if not (folder / "g3d.json").is_file():
+            run_synth(SynthConfig(out=folder, samples=samples, views=views if vp is None else None, resolution=64, seed=7,
+                                  viewpoints=None if vp is None else str(vp)))
+        rep = evaluate(run, folder)
+        print(f"\nthe same run on new cars ({samples} objects, seed 7; its held-out part) from {what}:")
+        for line in rep.lines():
+            print("  " + line)
 
 
 def where_the_3d_error_is(run: Path) -> None:
