@@ -174,7 +174,6 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
     print(f"{'(the mean true mesh of the training objects: Chamfer':>48} {baseline:.4f})")
 
 
-@torch.no_grad()
 def new_views(run: Path, out: Path, samples: int = 300, views: int = 12) -> None:
     """The run evaluated on new cars (a fresh dataset, seed 7, the same yardstick for every run) seen from
     viewpoints it never saw, with that dataset's exact cameras; and, as the control, on the same new cars
@@ -196,6 +195,7 @@ def new_views(run: Path, out: Path, samples: int = 300, views: int = 12) -> None
             print("  " + line)
 
 
+@torch.no_grad()
 def where_the_3d_error_is(run: Path) -> None:
     """How much of the held-out 3D error is a bias every car shares, and where on the car it sits."""
     from g3d.train.data import PairData
@@ -208,8 +208,10 @@ def where_the_3d_error_is(run: Path) -> None:
     sids = data.sample_ids.numpy()
     objs, first = np.unique(sids, return_index=True)
     truth = TrueMeshes.load(Path(cfg.folder))
-    true_s = [OuterSurface(v, truth.faces, seed=1) for v in truth.verts(objs)]
-    mean_true = OuterSurface(truth.verts(range(data.first_test)).mean(0), truth.faces, seed=2)
+    true_v = truth.verts(objs)  # [O, Vt, 3], the held-out objects in order
+    mean_true_v = truth.verts(range(data.first_test)).mean(0)
+    true_s = [OuterSurface(v, truth.faces, seed=1) for v in true_v]
+    mean_true = OuterSurface(mean_true_v, truth.faces, seed=2)
     mean_pred = OuterSurface(verts.mean(0), tpl.faces, n=20000)
     d = mean_true.distance_from(mean_pred.samples)  # to its whole surface (the KD-tree holds every point)
     y = mean_pred.samples[:, 1]
@@ -222,13 +224,11 @@ def where_the_3d_error_is(run: Path) -> None:
     train_data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout)
     t_objs, t_first = np.unique(train_data.sample_ids.numpy(), return_index=True)
     t_objs, t_first = t_objs[:30], t_first[:30]
-    with torch.no_grad():
-        tv = model(train_data.batch(torch.as_tensor(t_first), "cpu")[0])[0]
-    mean_true_v = truth.verts(range(data.first_test)).mean(0)
-    for name, vv, oo in (("30 training objects", tv, t_objs), ("30 held-out objects", verts[torch.as_tensor(first[:30])], objs[:30])):
+    tv = model(train_data.batch(torch.as_tensor(t_first), "cpu")[0])[0]
+    for name, vv, tt in (("30 training objects", tv, truth.verts(t_objs)), ("30 held-out objects", verts[torch.as_tensor(first[:30])], true_v[:30])):
         for where, lo in (("whole outer surface", -90.0), ("seen from above the ground", 0.0)):
             ps = [OuterSurface(v, tpl.faces, min_elevation=lo) for v in vv]
-            ts = [OuterSurface(v, truth.faces, seed=1, min_elevation=lo) for v in truth.verts(oo)]
+            ts = [OuterSurface(v, truth.faces, seed=1, min_elevation=lo) for v in tt]
             mt = OuterSurface(mean_true_v, truth.faces, seed=2, min_elevation=lo)
             own = np.mean([outer_chamfer(p, t) for p, t in zip(ps, ts)])
             other = np.mean([outer_chamfer(p, t) for p, t in zip(ps, ts[1:] + ts[:1])])
@@ -241,8 +241,7 @@ def where_the_3d_error_is(run: Path) -> None:
     from g3d.train.evaluate import AXES, extent, surface_points
 
     pe = extent(surface_points(verts, tpl.faces)).numpy()
-    tvs = truth.verts(objs)
-    te = extent(surface_points(tvs, truth.faces, seed=1)).numpy()[np.searchsorted(objs, sids)]
+    te = extent(surface_points(true_v, truth.faces, seed=1)).numpy()[np.searchsorted(objs, sids)]
     slopes = [np.polyfit(te[:, a], pe[:, a], 1)[0] for a in range(3)]
     print("  slope of predicted on true size (held-out views): " + ", ".join(f"{n} {k:.2f}" for n, k in zip(AXES, slopes)))
     v1 = verts[torch.as_tensor(first)]
