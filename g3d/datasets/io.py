@@ -36,6 +36,29 @@ def commit(tmp: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def fresh_dir(path: Path) -> Path:
+    """An empty hidden sibling folder of ``path``, unique to this process, to build a whole folder in
+    before :func:`replace_dir` puts it in place (an earlier one of this process is cleared)."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def replace_dir(tmp: Path, path: Path) -> None:
+    """Put the finished folder ``tmp`` in place of ``path`` (removing what ``path`` held) by a rename."""
+    import shutil
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     path = Path(path)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -83,14 +82,13 @@ def write_report(folder: str | Path, out: str | Path, run: str | Path | None = N
     import pyarrow.parquet as pq
 
     from g3d.datasets import folder as dsf
+    from g3d.datasets import io as dsio
 
     folder, out = Path(folder), Path(out)
     man = dsf.read_manifest(folder)
     if out.exists() and any(out.iterdir()) and not (out / "index.html").is_file():
         raise DatasetError(f"--out {out} is not empty and holds no earlier report: choose another --out")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = dsio.fresh_dir(out)
     parts = [f"<h1>g3d dataset: {html.escape(man['class'])}</h1>",
              f"<p>{man['samples']} objects x {man['views']} views = {man['rows']} images of {man['width']}x{man['height']} px; "
              f"generator {html.escape(str(man['generator'].get('format')))}, seed {man.get('seed')}.</p>"]
@@ -154,9 +152,7 @@ def write_report(folder: str | Path, out: str | Path, run: str | Path | None = N
                 "<style>body{font-family:sans-serif;margin:24px;max-width:1100px}td,th{padding:2px 8px;text-align:left}pre{white-space:pre-wrap}</style>"
                 f"{CHECK}</head><body>" + "\n".join(parts) + "</body></html>")
         (tmp / "index.html").write_text(page)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        dsio.replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / "index.html"

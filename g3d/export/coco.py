@@ -19,8 +19,8 @@ import numpy as np
 
 from g3d.export.rows import ExportConfig, ExportReport, commit, plan, shard_rows, staging
 
-# COCO's category ids (the 91-id list of instances_*.json) of the classes g3d has presets for.
-COCO_IDS = {"car": 3, "truck": 8, "horse": 19, "bird": 16}
+# COCO's category id (the 91-id list of instances_*.json) and supercategory of each class g3d has a preset for.
+COCO_CATEGORIES = {"car": (3, "vehicle"), "horse": (19, "animal"), "bird": (16, "animal")}
 
 
 def rle(mask: np.ndarray) -> dict:
@@ -41,7 +41,8 @@ def export_coco(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int]
     V = int(p.manifest["views"])
     preset = get_preset(p.manifest["class"])
     idx = preset.keypoint_index
-    cat = {"id": COCO_IDS.get(preset.coco_category, preset.coco_id + 1), "name": preset.coco_category, "supercategory": "vehicle" if preset.name == "car" else "animal",
+    coco_id, supercategory = COCO_CATEGORIES[preset.coco_category]
+    cat = {"id": coco_id, "name": preset.coco_category, "supercategory": supercategory,
            "keypoints": list(preset.keypoints), "skeleton": [[idx[a] + 1, idx[b] + 1] for a, b in preset.keypoint_pairs]}
     docs = {s: {"info": {"description": f"g3d {preset.name} dataset, exported from {Path(cfg.folder).name}"}, "licenses": [],
                 "images": [], "annotations": [], "categories": [cat]} for s in cfg.split}

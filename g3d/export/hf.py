@@ -72,7 +72,7 @@ def export_hf(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int], 
                     files += 1
             if advance:
                 advance(p.kept[k])
-        objects = {s: sum(1 for x in p.split_of.values() if x == s) for s in cfg.split}
+        objects = p.objects(cfg.split)
         (tmp / "README.md").write_text(card(p.manifest, cfg, rows, objects, per_view, p.cameras is not None))
         commit(tmp, cfg, p, "hf", rows)
     finally:

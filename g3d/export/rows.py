@@ -11,14 +11,13 @@ export of the same dataset is refused, and an earlier one is replaced only with 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from g3d.datasets import io as dsio
 from g3d.errors import DatasetError, UsageError
 
 RECORD = "export.json"
@@ -59,6 +58,10 @@ class Plan:
     @property
     def total(self) -> int:
         return sum(self.kept)
+
+    def objects(self, splits) -> dict[str, int]:
+        """Objects per split, for the split names ``splits``."""
+        return {s: sum(1 for x in self.split_of.values() if x == s) for s in splits}
 
 
 def plan(cfg: ExportConfig) -> Plan:
@@ -140,21 +143,14 @@ def staging(cfg: ExportConfig, p: Plan) -> Path:
         if any(out.iterdir()) and not (same and cfg.overwrite):
             why = "an earlier export of this dataset" if same else "not an export of this dataset"
             raise UsageError(f"--out {out} is not empty ({why}): choose another --out" + (", or add --overwrite to replace it" if same else ""))
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
+    return dsio.fresh_dir(out)
 
 
 def commit(tmp: Path, cfg: ExportConfig, p: Plan, fmt: str, rows: dict[str, int]) -> dict[str, int]:
     """Write the export record and rename ``tmp`` to ``cfg.out``; returns objects per split."""
-    objects = {s: sum(1 for x in p.split_of.values() if x == s) for s in cfg.split}
+    objects = p.objects(cfg.split)
     (tmp / RECORD).write_text(json.dumps({"format": fmt, "dataset_id": p.dataset_id, "source": str(Path(cfg.folder).resolve()),
                                           "split": cfg.split, "seed": cfg.seed, "all_rows": cfg.all_rows,
                                           "rows": rows, "objects": objects}, indent=2, sort_keys=True))
-    out = Path(cfg.out)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    dsio.replace_dir(tmp, Path(cfg.out))
     return objects

@@ -289,15 +289,9 @@ def read_detectron2_weights(config_file: str, weights: str) -> dict[str, tuple[i
 
 def _file_digest(path: str | None) -> str | None:
     """sha256 of a file's bytes (None when there is no such file), so a changed file is a changed key."""
-    import hashlib
+    from g3d.datasets.io import file_sha256
 
-    if path is None or not Path(path).is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return None if path is None or not Path(path).is_file() else file_sha256(Path(path))
 
 
 SEGMENTERS = ("ground-truth", "torchvision", "detectron2")

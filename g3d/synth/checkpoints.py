@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from g3d.datasets.io import file_sha256
 from g3d.errors import CheckpointError, G3DError, UsageError
 from g3d.synth.generator import Generator
 from g3d.synth.stylegan2 import StyleGAN2Config, StyleGAN2Generator, compute_w_avg
@@ -117,7 +118,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     gen.source_info = {
         "checkpoint_format": ck.format,
         "source": str(ck.path.resolve()),
-        "sha256": _sha256(ck.path),
+        "sha256": file_sha256(ck.path),
         **ck.notes,
     }
     gen.eval().requires_grad_(False)
@@ -144,7 +145,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     ck = read_checkpoint(src)
     gen = _build_generator(ck)  # validates shapes once more
     state = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in gen.state_dict().items()}
-    source = {"format": ck.format, "file": ck.path.name, "sha256": _sha256(ck.path), **ck.notes}
+    source = {"format": ck.format, "file": ck.path.name, "sha256": file_sha256(ck.path), **ck.notes}
     if ck.format == "g3d":  # keep the original provenance through repeated conversions
         source = dict(ck.notes.get("converted_from") or source)
     metadata = {
@@ -228,12 +229,6 @@ def _check_file(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise _fail(p, "is empty (0 bytes)", "re-download or re-export the checkpoint")
     return p
-
-
-def _sha256(path: Path) -> str:
-    from g3d.datasets.io import file_sha256
-
-    return file_sha256(path)
 
 
 def _build_generator(ck: LoadedCheckpoint) -> StyleGAN2Generator:
