@@ -78,3 +78,8 @@ def test_a_foreign_out_folder_is_refused(tmp_path):
     write_report(tmp_path / "car", tmp_path / "rep")
     assert (tmp_path / "rep" / "index.html").is_file() and "Camera rig" in (tmp_path / "rep" / "index.html").read_text()
     assert np.all([not p.name.startswith(".") for p in tmp_path.iterdir()])
+    # An earlier report is replaced whole: what it held and the new one does not is gone.
+    (tmp_path / "rep" / "old_picture.png").write_bytes(b"x")
+    write_report(tmp_path / "car", tmp_path / "rep")
+    assert (tmp_path / "rep" / "index.html").is_file() and not (tmp_path / "rep" / "old_picture.png").exists()
+    assert np.all([not p.name.startswith(".") for p in tmp_path.iterdir()])
