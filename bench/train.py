@@ -16,7 +16,7 @@
 4. ``--picture docs/export_mesh_cars.png``: `g3d export-mesh` on the most yellow and the most blue
    held-out car; the two GLB files read back and rendered in four views beside their input photos.
 
-    python bench/train.py [--quick] [--steps 4000] [--views 12] [--ablation] [--ablation-steps 2000] [--fit]
+    python bench/train.py [--quick] [--steps 4000] [--views 12] [--ablation] [--ablation-steps 2000] [--fit [--fit-px 64] [--fit-level 3]]
                           [--picture PATH] [--no-main] [--no-renderer] [--threads 2] [--sigma S] [--shape-weights F,L,M]
 """
 
@@ -130,27 +130,32 @@ def check(rep) -> list[str]:
     return [("pass  " if ok else "FAIL  ") + text for ok, text in rows]
 
 
-def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objects: int = 8, steps: int = 300) -> None:
+def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objects: int = 8, steps: int = 300, resolution: int = 64,
+                    level: int = 3, weight_sets: tuple[str, ...] = ("g3d train's", "the paper's")) -> None:
     """Fit a free template mesh per object to all its views (exact cameras, the paper's IoU and shape
     losses, no network) and report what the representation reaches at each soft-silhouette sigma."""
     from g3d.train.data import PairData
     from g3d.train.evaluate import OuterSurface, TrueMeshes, extent, outer_chamfer, surface_points
     from g3d.train.losses import LossWeights, flatten_loss, iou_loss, laplacian_loss, move_loss
 
-    data = PairData(data_dir, 64, "train", 0.2)
+    data = PairData(data_dir, resolution, "train", 0.2)
     idx = torch.cat([torch.nonzero(data.sample_ids == o)[:, 0] for o in range(objects)])
     _, mask, view = data.batch(idx, "cpu")
     obj = data.sample_ids[idx]
     K, R, t = data.cameras.K[view], data.cameras.R[view], data.cameras.t[view]
-    tpl = build_template(3)
+    tpl = build_template(level)
     truth = TrueMeshes.load(data_dir)
     true_width = extent(surface_points(truth.verts(range(objects)), truth.faces, 4096, seed=1))[:, 0]
-    true_s = [OuterSurface(v, truth.faces, seed=1) for v in truth.verts(range(objects))]
-    mean_s = OuterSurface(truth.verts(range(data.first_test)).mean(0), truth.faces, seed=2)
-    baseline = np.mean([outer_chamfer(mean_s, t) for t in true_s])
-    print(f"\nfree mesh per object fitted to its {len(idx) // objects} views ({objects} objects, exact cameras, {steps} Adam steps):")
-    print(f"{'shape weights':>14} {'sigma':>10} {'hard IoU':>9} {'soft IoU':>9} {'Chamfer':>8} {'to mean':>8} {'width err':>10}   (Chamfer of outer surfaces: to the own true mesh, to the mean true mesh)")
-    for wname, w in (("g3d train's", LossWeights()), ("the paper's", LossWeights(flatten=5, laplacian=5, move=2.5))):
+    # Whole outer surface, and the part a camera above the ground sees (what the views can constrain).
+    tv, mv = truth.verts(range(objects)), truth.verts(range(data.first_test)).mean(0)
+    true_s = {lo: [OuterSurface(v, truth.faces, seed=1, min_elevation=lo) for v in tv] for lo in (-90.0, 0.0)}
+    mean_s = {lo: OuterSurface(mv, truth.faces, seed=2, min_elevation=lo) for lo in (-90.0, 0.0)}
+    baseline = {lo: np.mean([outer_chamfer(mean_s[lo], t) for t in true_s[lo]]) for lo in (-90.0, 0.0)}
+    print(f"\nfree mesh per object fitted to its {len(idx) // objects} views at {resolution} px ({objects} objects, template of {tpl.faces.shape[0]} faces, exact cameras, {steps} Adam steps):")
+    print(f"{'shape weights':>14} {'sigma':>10} {'hard IoU':>9} {'soft IoU':>9} {'Chamfer':>8} {'to mean':>8} {'above: own':>11} {'to mean':>8} {'width err':>10}")
+    print("  (Chamfer of outer surfaces: to the own true mesh, to the mean true mesh; whole, then seen from above the ground)")
+    sets = {"g3d train's": LossWeights(), "the paper's": LossWeights(flatten=5, laplacian=5, move=2.5)}
+    for wname, w in ((k, sets[k]) for k in weight_sets):
         for sigma in sigmas:
             off = torch.zeros(objects, tpl.verts.shape[0], 3, requires_grad=True)
             log_scale = torch.log(torch.tensor([0.45, 0.3, 1.0])).repeat(objects, 1).requires_grad_(True)
@@ -167,11 +172,13 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
                 hard, m = o.fragments.mask, mask[:, 0] > 0.5
                 hard_iou = ((hard & m).sum((1, 2)).float() / (hard | m).sum((1, 2)).float()).mean()
                 width = (extent(surface_points(verts, tpl.faces, 4096))[:, 0] / true_width - 1).mean()
-                pred_s = [OuterSurface(v, tpl.faces) for v in verts]
-                own = np.mean([outer_chamfer(p, t) for p, t in zip(pred_s, true_s)])
-                to_mean = np.mean([outer_chamfer(p, mean_s) for p in pred_s])
-                print(f"{wname:>14} {sigma:10.2e} {hard_iou:9.3f} {1 - iou_loss(o.alpha, mask):9.3f} {own:8.4f} {to_mean:8.4f} {width:+10.1%}", flush=True)
-    print(f"{'(the mean true mesh of the training objects: Chamfer':>48} {baseline:.4f})")
+                cd = []
+                for lo in (-90.0, 0.0):
+                    pred_s = [OuterSurface(v, tpl.faces, min_elevation=lo) for v in verts]
+                    cd += [np.mean([outer_chamfer(p, t) for p, t in zip(pred_s, true_s[lo])]), np.mean([outer_chamfer(p, mean_s[lo]) for p in pred_s])]
+                print(f"{wname:>14} {sigma:10.2e} {hard_iou:9.3f} {1 - iou_loss(o.alpha, mask):9.3f} {cd[0]:8.4f} {cd[1]:8.4f} {cd[2]:11.4f} {cd[3]:8.4f} "
+                      f"{width:+10.1%}", flush=True)
+    print(f"(the mean true mesh of the training objects to each: Chamfer {baseline[-90.0]:.4f} whole, {baseline[0.0]:.4f} above the ground)")
 
 
 def new_views(run: Path, out: Path, samples: int = 300, views: int = 12) -> None:
@@ -244,6 +251,7 @@ def where_the_3d_error_is(run: Path) -> None:
     te = extent(surface_points(true_v, truth.faces, seed=1)).numpy()[np.searchsorted(objs, sids)]
     slopes = [np.polyfit(te[:, a], pe[:, a], 1)[0] for a in range(3)]
     print("  slope of predicted on true size (held-out views): " + ", ".join(f"{n} {k:.2f}" for n, k in zip(AXES, slopes)))
+    sized_mean_car(truth, true_v[:30], mean_true_v, slopes)
     v1 = verts[torch.as_tensor(first)]
     centre = verts.mean(0)
     for k in (1.0, 1.5, 2.0):
@@ -252,6 +260,34 @@ def where_the_3d_error_is(run: Path) -> None:
         to_mean = np.mean([outer_chamfer(p, mean_true) for p in pred])
         print(f"  each prediction's difference from the mean prediction x{k}: Chamfer to own {own:.4f}, to the mean true mesh "
               f"{to_mean:.4f} (ratio {own / to_mean:.2f})")
+
+
+def sized_mean_car(truth, true_v: torch.Tensor, mean_v: torch.Tensor, slopes) -> None:
+    """What the 3D figures reward, with no network: the mean true mesh stretched along each axis towards
+    each car's true size (its extent and centre), by the fraction ``slope`` (1: the exact size; the run's own
+    slopes: a predictor that reads sizes as this run does, with no other error), scored like a prediction.
+
+    true_v float [O, Vt, 3] (true meshes), mean_v float [Vt, 3] (the mean true mesh)."""
+    from g3d.train.evaluate import OuterSurface, outer_chamfer, surface_points
+
+    def box(v):
+        p = surface_points(v[None], truth.faces, 4096, seed=3)[0]
+        return torch.quantile(p, 0.02, 0), torch.quantile(p, 0.98, 0)
+
+    mlo, mhi = box(mean_v)
+    boxes = [box(v) for v in true_v]
+    for name, k in (("exact sizes", torch.ones(3)), ("this run's slopes", torch.tensor([float(x) for x in slopes]))):
+        for where, lo in (("whole outer surface", -90.0), ("seen from above the ground", 0.0)):
+            mt = OuterSurface(mean_v, truth.faces, seed=2, min_elevation=lo)
+            own, to_mean = [], []
+            for v, (tlo, thi) in zip(true_v, boxes):
+                ratio = ((thi - tlo) / (mhi - mlo)) ** k
+                centre = (mhi + mlo) / 2 + k * ((thi + tlo) / 2 - (mhi + mlo) / 2)
+                p = OuterSurface(centre + (mean_v - (mhi + mlo) / 2) * ratio, truth.faces, seed=4, min_elevation=lo)
+                own.append(outer_chamfer(p, OuterSurface(v, truth.faces, seed=1, min_elevation=lo)))
+                to_mean.append(outer_chamfer(p, mt))
+            print(f"  the mean true mesh stretched to each car's size ({name}), {where}: Chamfer to own {np.mean(own):.4f}, "
+                  f"to the mean true mesh {np.mean(to_mean):.4f} (ratio {np.mean(own) / np.mean(to_mean):.2f})")
 
 
 def picture(run: Path, data: Path, out: Path, size: int = 128) -> None:
@@ -321,6 +357,8 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--ablation-steps", type=int, default=2000)
     ap.add_argument("--fit", action="store_true", help="the representation's ceiling: free meshes fitted per object")
+    ap.add_argument("--fit-px", type=int, default=64, help="--fit at this resolution (other than 64: its own data, synthesised at it)")
+    ap.add_argument("--fit-level", type=int, default=3, help="--fit with the icosphere template of this level (3: g3d train's 1280 faces)")
     ap.add_argument("--picture", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--views", type=int, default=12)
@@ -367,7 +405,11 @@ def main() -> None:
         if args.where and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
             where_the_3d_error_is(Path(tmp) / "run")
         if args.fit:
-            silhouette_fit(data, objects=4 if args.quick else 8, steps=20 if args.quick else 300)
+            fit_data = data
+            if args.fit_px != 64:
+                fit_data = Path(tmp) / f"car{args.fit_px}"
+                run_synth(SynthConfig(out=fit_data, samples=samples, views=views, resolution=args.fit_px, seed=1))
+            silhouette_fit(fit_data, objects=4 if args.quick else 8, steps=20 if args.quick else 300, resolution=args.fit_px, level=args.fit_level)
         if args.ablation:
             a_steps = 30 if args.quick else args.ablation_steps
             print(f"\nablation, {a_steps} steps each (same data):")
