@@ -322,10 +322,12 @@ def _register_stage_commands() -> None:
     """Stages that own a Typer sub-app (their modules import nothing heavy at the top)."""
     from g3d.annotate.commands import annotate_app
     from g3d.export.commands import export_command
+    from g3d.neural.commands import neural_app
     from g3d.pipeline.commands import pipeline_command
     from g3d.sfm.commands import sfm_init
 
     app.add_typer(annotate_app, name="annotate")
+    app.add_typer(neural_app, name="neural")
     app.command("sfm-init")(sfm_init)
     app.command("pipeline")(pipeline_command)
     app.command("export")(export_command)

@@ -82,6 +82,9 @@ class BuiltinGenerator(Generator):
     """Procedural car generator with StyleGAN's interface and exact ground truth."""
 
     batch_invariant = True  # every image is drawn on its own: the bytes do not depend on --batch-size
+    # The rows each scene factor reads (camera, shape, paint, background, light): style mixing at these
+    # boundaries changes one factor alone (g3d.neural draws its training latents so).
+    row_groups = (CAMERA_ROWS, SHAPE_ROWS, PAINT_ROWS, BACKGROUND_ROWS, LIGHT_ROWS)
 
     def __init__(
         self,

@@ -1,0 +1,114 @@
+"""StyleGAN-R on the built-in generator: what the mapping network learns, beside its baselines and ceiling.
+
+1. An inverse-graphics run (``--inverse RUN``, or one trained here: built-in cars, 300 objects x 39 views
+   at 64 px, `g3d train` defaults for ``--inverse-steps``).
+2. `g3d neural train` stage 1 for ``--steps`` on it, timed; then `g3d neural eval`: camera error at the
+   dataset's views and at new cameras (beside a constant camera), parameter errors of shape, paint and
+   background, swap leakage ratios and silhouette IoU, for the mapping, the mapping with its gate ignored,
+   the average latent, and the identity (the true latents: the ceiling).
+3. ``--pictures DIR``: `g3d neural swap` and `g3d neural render` on held-out cars of the dataset
+   (DIR/neural_swap.png, DIR/neural_render.png and DIR/neural_turntable.gif).
+
+    python bench/neural.py [--quick] [--inverse RUN] [--steps 700] [--threads 1] [--workdir DIR] [--pictures docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+
+def inverse_run(tmp: Path, samples: int, views: int, steps: int) -> Path:
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.loop import TrainConfig, train
+
+    data, run = tmp / "car", tmp / "run"
+    run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=64, seed=1))
+    t0 = time.perf_counter()
+    train(TrainConfig(folder=str(data), out=str(run), resolution=64, batch_size=8, steps=steps, holdout=0.2, preview_every=10**9,
+                      checkpoint_every=max(1, steps // 4)))
+    print(f"inverse-graphics run: {samples} cars x {views} views, {steps} steps, {time.perf_counter() - t0:.0f} s")
+    return run
+
+
+def pictures(nrun: Path, out: Path) -> None:
+    """The swap figure and a turntable of held-out cars, through the CLI commands themselves."""
+    from typer.testing import CliRunner
+
+    from g3d.cli import app
+    from g3d.datasets import folder as dsf
+    from g3d.neural.train import load_neural
+    from g3d.train.data import first_test_sample
+
+    cfg, _, src = load_neural(nrun)
+    manifest = dsf.read_manifest(Path(src.dataset))
+    first = first_test_sample(manifest["samples"], 0.2)
+    V = manifest["views"]
+    photos = [f"{first + k}:{(5 + 7 * k) % V}" for k in range(4)]
+    runner = CliRunner()
+    out.mkdir(parents=True, exist_ok=True)
+    r = runner.invoke(app, ["neural", "swap", str(nrun), *photos, "--out", str(out / "neural_swap.png"), "--shape-from", "0",
+                            "--texture-from", "1", "--background-from", "2"])
+    print(r.output.strip())
+    tmp = Path(tempfile.mkdtemp())
+    r = runner.invoke(app, ["neural", "render", str(nrun), photos[3], "--out", str(tmp), "--views", "8"])
+    print(r.output.strip())
+    shutil.copy(tmp / "sheet.png", out / "neural_render.png")
+    shutil.copy(tmp / "turntable.gif", out / "neural_turntable.gif")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"pictures: {out / 'neural_swap.png'} (photos {', '.join(photos)}), {out / 'neural_render.png'}, {out / 'neural_turntable.gif'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small data and budget: checks that the script runs")
+    ap.add_argument("--inverse", type=Path, default=None, help="an inverse-graphics run (default: train one here)")
+    ap.add_argument("--inverse-steps", type=int, default=7000)
+    ap.add_argument("--steps", type=int, default=700, help="stage-1 steps (the paper: 700)")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--gate-lr", type=float, default=None)
+    ap.add_argument("--entropy-weight", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=64, help="held-out latents evaluated")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--pictures", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from g3d.neural.evaluate import evaluate_neural
+    from g3d.neural.train import NeuralConfig, load_neural, train_neural
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(args.workdir or tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        run = args.inverse or inverse_run(tmp, *((12, 4, 20) if args.quick else (300, 39, args.inverse_steps)))
+        steps = 20 if args.quick else args.steps
+        kw = {k: v for k, v in (("lr", args.lr), ("gate_lr", args.gate_lr), ("entropy_weight", args.entropy_weight)) if v is not None}
+        nrun = tmp / "neural"
+        shutil.rmtree(nrun, ignore_errors=True)
+        t0 = time.perf_counter()
+        train_neural(NeuralConfig(inverse=str(run), out=str(nrun), stage1_steps=steps, preview_every=10**9, **kw))
+        secs = time.perf_counter() - t0
+        cfg, mapping, src = load_neural(nrun)
+        print(f"g3d neural train, stage 1, {steps} steps, batch {cfg.batch_size}, {args.threads} thread(s): {secs:.0f} s "
+              f"({secs / steps:.2f} s/step){' with ' + str(kw) if kw else ''}")
+        rep = evaluate_neural(mapping, src, cfg.seed, 8 if args.quick else args.n)
+        for line in rep.lines():
+            print("  " + line)
+        c, lk = rep.camera, rep.leakage["mapped"]
+        print(f"  acceptance: azimuth error {c['az_views']:.1f} < 10 deg: {c['az_views'] < 10}; leakage ratios "
+              f"{', '.join(f'{k} {v:.1f}' for k, v in lk.items())} >= 5: {all(v >= 5 for v in lk.values())}; "
+              f"silhouette IoU {rep.iou['mapped']:.3f} >= 0.8: {rep.iou['mapped'] >= 0.8}")
+        if args.pictures:
+            pictures(nrun, args.pictures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""``g3d neural eval``: how well the neural renderer follows its inputs, against the built-in generator's truth.
+
+For held-out latents (drawn as training draws them, from a stream no training batch uses) the mapped ws
+is decoded into scene parameters by the built-in generator itself (:meth:`BuiltinGenerator.parameters_of`)
+and compared with the parameters the photo was drawn from:
+
+- camera: azimuth and elevation error in degrees, at the dataset's views and at new cameras between them;
+- shape, paint and background: mean error of each parameter group, in units of that parameter's spread
+  over the held-out latents (1 = as far as two random cars);
+- swaps: taking one source (shape, texture or background) from another photo must move that group's
+  parameters and leave the other two: leakage ratio = how far its own group moves / how far the others do;
+- silhouette IoU of the re-rendered object against the generator's render of the intended latent.
+
+Beside them, measured in the same call: the identity (the true latents, swapped by row group: the
+ceiling), the mapping with its gate ignored (every source weighs 1/3), and the average latent (the mapped
+camera with every content row at w_avg: the average car, the degenerate answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from g3d.errors import UsageError
+from g3d.neural.figures import swap_ws
+from g3d.neural.mapping import NeuralMapping, camera_features
+from g3d.neural.train import Sources, draw_latents, synthesize
+
+SHAPE_KEYS = ("length", "width", "body_height", "clearance", "cabin_height", "roof_fraction", "cabin_shift", "windshield_run",
+              "rear_run", "hood_drop", "wheel_radius", "wheelbase_fraction", "tumblehome")
+PAINT_KEYS = ("paint_hue", "paint_saturation", "paint_value", "specular")
+BACKGROUND_KEYS = ("sky_hue", "sky_saturation", "sky_value", "ground_hue", "ground_saturation", "ground_value", "texture_scale", "texture_contrast")
+GROUPS = {"shape": SHAPE_KEYS, "paint": PAINT_KEYS, "background": BACKGROUND_KEYS}
+CIRCULAR = {"paint_hue": 1.0, "sky_hue": 1.0, "ground_hue": 1.0, "azimuth_deg": 360.0}
+SOURCE_GROUP = {"shape": "shape", "texture": "paint", "background": "background"}  # which parameters each source should carry
+
+
+def _diff(key: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = np.abs(a - b)
+    period = CIRCULAR.get(key)
+    return np.minimum(d, period - d) if period else d
+
+
+def group_moves(p: dict[str, np.ndarray], q: dict[str, np.ndarray], spread: dict[str, float]) -> dict[str, np.ndarray]:
+    """Per group, the mean over its parameters of |p - q| / spread, float [N] each."""
+    return {g: np.mean([_diff(k, p[k], q[k]) / spread[k] for k in keys], 0) for g, keys in GROUPS.items()}
+
+
+@dataclass
+class NeuralEvalReport:
+    n: int
+    camera: dict[str, float] = field(default_factory=dict)  # median errors in degrees
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)  # predictor -> group -> mean error (spread units)
+    leakage: dict[str, dict[str, float]] = field(default_factory=dict)  # predictor -> source -> ratio
+    moves: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # predictor -> source -> (own, others)
+    iou: dict[str, float] = field(default_factory=dict)  # predictor -> mean silhouette IoU
+
+    def lines(self) -> list[str]:
+        c = self.camera
+        out = [f"held-out latents: {self.n}",
+               f"camera error (median deg): azimuth {c['az_views']:.1f}, elevation {c['el_views']:.1f} at the dataset's views; "
+               f"azimuth {c['az_new']:.1f}, elevation {c['el_new']:.1f} at new cameras; a constant camera: azimuth {c['az_const']:.1f}"]
+        for name in self.errors:
+            e = self.errors[name]
+            out.append(f"{name:>14}: parameter error (spread units) shape {e['shape']:.2f}, paint {e['paint']:.2f}, background "
+                       f"{e['background']:.2f}; silhouette IoU {self.iou[name]:.3f}")
+        for name in self.leakage:
+            parts = [f"{s} {_ratio(r)} ({self.moves[name][s][0]:.2f} / {self.moves[name][s][1]:.3f})" for s, r in self.leakage[name].items()]
+            out.append(f"{name:>14}: swap leakage ratio (own move / others' move): " + ", ".join(parts))
+        return out
+
+
+def _ratio(r: float) -> str:
+    return "inf" if not np.isfinite(r) else f"{r:.1f}"
+
+
+def _truth_iou(G, ws_a: torch.Tensor, ws_b: torch.Tensor) -> np.ndarray:
+    ma = torch.as_tensor(G.synthesis_with_truth(ws_a)[1].masks)
+    mb = torch.as_tensor(G.synthesis_with_truth(ws_b)[1].masks)
+    inter = (ma & mb).flatten(1).sum(1).float()
+    union = (ma | mb).flatten(1).sum(1).float().clamp(min=1)
+    return (inter / union).numpy()
+
+
+@torch.no_grad()
+def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int = 64) -> NeuralEvalReport:
+    """The figures of the module docstring for ``n`` held-out latents (built-in generator only)."""
+    G = src.G
+    if not hasattr(G, "parameters_of"):
+        raise UsageError("g3d neural eval needs the built-in generator's truth: this run's generator is a checkpoint; "
+                         "look at `g3d neural swap` and `g3d neural render` pictures instead")
+    mapping.eval()
+    ws, views = draw_latents(src, seed, 0, n, stream=2)
+    images = synthesize(src, ws)
+    truth = {k: v.double().cpu().numpy() for k, v in G.parameters_of(ws).items()}
+    spread = {k: float(np.std(v)) + 1e-9 for k, v in truth.items()}
+    rep = NeuralEvalReport(n)
+
+    mapped = swap_ws(mapping, src, images, views)
+    pm = {k: v.double().cpu().numpy() for k, v in G.parameters_of(mapped).items()}
+    rep.camera["az_views"] = float(np.median(_diff("azimuth_deg", pm["azimuth_deg"], truth["azimuth_deg"])))
+    rep.camera["el_views"] = float(np.median(np.abs(pm["elevation_deg"] - truth["elevation_deg"])))
+    # New cameras: uniform azimuth, elevation and distance in the generator's ranges, read by the camera MLP alone.
+    g = torch.Generator().manual_seed(seed + 17)
+    az = torch.rand(n, generator=g).double().numpy() * 360
+    el = 2 + 26 * torch.rand(n, generator=g).double().numpy()
+    d = 3.7 + 0.8 * torch.rand(n, generator=g).double().numpy()
+    ws_new = swap_ws(mapping, src, images, views, camera=camera_features(az, el, d).to(images.device))
+    pn = G.parameters_of(ws_new)
+    rep.camera["az_new"] = float(np.median(_diff("azimuth_deg", pn["azimuth_deg"].double().cpu().numpy(), az)))
+    rep.camera["el_new"] = float(np.median(np.abs(pn["elevation_deg"].double().cpu().numpy() - el)))
+    rep.camera["az_const"] = float(np.median(_diff("azimuth_deg", np.full(n, float(np.median(az))), az)))
+
+    avg = mapped.clone()  # the mapped camera, every content row at the average latent: the average car
+    avg[:, list(src.layout.content_rows)] = mapping.w_avg
+    uniform = swap_ws(mapping, src, images, views, gate="uniform")
+    for name, w in (("identity", ws), ("mapped", mapped), ("gate ignored", uniform), ("average latent", avg)):
+        p = {k: v.double().cpu().numpy() for k, v in G.parameters_of(w).items()}
+        rep.errors[name] = {g_: float(v.mean()) for g_, v in group_moves(p, truth, spread).items()}
+        rep.iou[name] = float(_truth_iou(G, w, ws).mean())
+
+    other = torch.roll(torch.arange(n), 1).to(images.device)  # each photo takes the source of the previous one
+    for name in ("identity", "mapped", "gate ignored"):
+        rep.leakage[name], rep.moves[name] = {}, {}
+        for k, source in enumerate(("shape", "texture", "background")):
+            if name == "identity":
+                base, sw = ws, ws.clone()
+                rows = {"shape": src.layout.groups[0], "texture": src.layout.groups[1], "background": src.layout.groups[2]}[source] \
+                    if len(src.layout.groups) >= 3 else ()
+                sw[:, list(rows)] = ws[other][:, list(rows)]
+            else:
+                gate = "uniform" if name == "gate ignored" else "learned"
+                base = mapped if gate == "learned" else uniform
+                pick = [None, None, None]
+                pick[k] = other
+                sw = swap_ws(mapping, src, images, views, *pick, gate=gate)
+            pb = {kk: v.double().cpu().numpy() for kk, v in G.parameters_of(base).items()}
+            ps = {kk: v.double().cpu().numpy() for kk, v in G.parameters_of(sw).items()}
+            mv = group_moves(ps, pb, spread)
+            own_g = SOURCE_GROUP[source]
+            own = float(mv[own_g].mean())
+            others = float(np.mean([mv[g_].mean() for g_ in GROUPS if g_ != own_g]))
+            rep.moves[name][source] = (own, others)
+            rep.leakage[name][source] = own / others if others > 1e-6 else float("inf")
+    return rep

@@ -1,0 +1,95 @@
+"""Pictures of the neural renderer: training previews, the paper's swap figure (Fig. 10) and turntables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from g3d.neural.mapping import SOURCES, NeuralMapping, camera_features
+from g3d.neural.train import Sources, draw_latents, read_image, synthesize
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float [N, 3, H, W] in [0, 1] -> uint8 [N, H, W, 3]."""
+    return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor,
+            shape_from=None, texture_from=None, background_from=None, camera: torch.Tensor | None = None,
+            gate: str = "learned") -> torch.Tensor:
+    """ws float [N, num_ws, w_dim] for photos ``images`` float [N, 3, H, W] in [0, 1] taken from dataset views
+    ``views`` int64 [N]; ``*_from`` int64 [N] (index of the photo each row takes that source from; None: its
+    own); ``camera`` float [N, 4] (:func:`camera_features`; None: each photo's own view)."""
+    cam, verts, tex, bg, _ = read_image(src, images, views)
+    codes = mapping.codes(verts, tex, bg)
+    for k, pick in enumerate((shape_from, texture_from, background_from)):
+        if pick is not None:
+            codes[k] = codes[k][torch.as_tensor(pick, device=codes.device)]
+    return mapping.assemble(cam if camera is None else camera, codes, gate)
+
+
+@torch.no_grad()
+def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor, a: int, b: int, c: int) -> tuple[np.ndarray, list[str]]:
+    """The paper's Fig. 10 for every photo: columns input, its re-rendering, shape from photo ``a``, texture
+    from ``b``, background from ``c``, all three. uint8 [N, 6, H, W, 3] and the column labels."""
+    N = images.shape[0]
+    cols = [images, synthesize(src, swap_ws(mapping, src, images, views))]
+    for k in range(3):
+        pick = [None, None, None]
+        pick[k] = [(a, b, c)[k]] * N
+        cols.append(synthesize(src, swap_ws(mapping, src, images, views, *pick)))
+    cols.append(synthesize(src, swap_ws(mapping, src, images, views, [a] * N, [b] * N, [c] * N)))
+    labels = ["input", "re-rendered", f"shape of {a}", f"texture of {b}", f"bg of {c}", "all three"]
+    return np.stack([to_uint8(x) for x in cols], 1), labels
+
+
+@torch.no_grad()
+def turntable(mapping: NeuralMapping, src: Sources, image: torch.Tensor, view: int, azimuths, elevation: float, distance: float):
+    """One photo float [3, H, W] re-rendered by the generator at each of ``azimuths`` (degrees) and by its
+    textured mesh at the same cameras: (gan uint8 [A, H, W, 3], mesh uint8 [A, H, W, 3])."""
+    from g3d import cameras as camlib
+
+    A = len(azimuths)
+    img = image[None].expand(A, -1, -1, -1)
+    views = torch.full((A,), int(view), device=img.device)
+    cam = camera_features(np.asarray(azimuths, float), np.full(A, elevation), np.full(A, distance)).to(img.device)
+    gan = synthesize(src, swap_ws(mapping, src, img, views, camera=cam))
+    verts, tex, _ = src.inverse(image[None])
+    R, t = camlib.from_azimuth_elevation(np.asarray(azimuths, float), np.full(A, elevation), np.full(A, distance))
+    K = src.K[int(view)].expand(A, 3, 3)
+    from g3d.render.dibr import render
+
+    o = render(verts.expand(A, -1, -1).float(), src.tpl.faces, K, torch.tensor(R, dtype=torch.float32, device=img.device),
+               torch.tensor(t, dtype=torch.float32, device=img.device), src.H, src.W, face_uvs=src.tpl.face_uvs,
+               texture=tex.expand(A, -1, -1, -1).float(), silhouette=False)
+    mesh = o.image + (1 - o.fragments.mask[:, None].float())
+    return to_uint8(gan), to_uint8(mesh)
+
+
+@torch.no_grad()
+def preview(path: Path, mapping: NeuralMapping, src: Sources, seed: int, n: int = 4) -> None:
+    """Rows: ``n`` fixed latents no training batch draws; columns: the generator's image, its re-rendering
+    through the mapping, and shape / texture / background taken from the next row's image."""
+    from g3d.datasets import io as dsio
+    from g3d.datasets.previews import grid
+    from g3d.datasets.schema import encode_png
+
+    was = mapping.training
+    mapping.eval()
+    try:
+        ws, views = draw_latents(src, seed, 0, n, stream=1)
+        images = synthesize(src, ws)
+        nxt = [(i + 1) % n for i in range(n)]
+        cols = [images, synthesize(src, swap_ws(mapping, src, images, views))]
+        for k in range(len(SOURCES)):
+            pick = [None, None, None]
+            pick[k] = nxt
+            cols.append(synthesize(src, swap_ws(mapping, src, images, views, *pick)))
+    finally:
+        mapping.train(was)
+    sheet = grid(np.stack([to_uint8(x) for x in cols], 1), ["gan", "mapped", "shape+1", "tex+1", "bg+1"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))

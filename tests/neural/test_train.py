@@ -1,0 +1,138 @@
+"""`g3d neural train` as a run: exact resume, both stages, previews, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from g3d.errors import UsageError
+from g3d.neural.train import NeuralConfig, NeuralError, load_neural, load_sources, train_neural
+from g3d.synth.sampling import SynthConfig, run_synth
+from g3d.train.loop import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def inverse_run(tmp_path_factory) -> Path:
+    """An inverse-graphics run of 2 steps on 6 built-in cars x 4 views at 32 px."""
+    base = tmp_path_factory.mktemp("neural")
+    data = base / "car"
+    run_synth(SynthConfig(out=data, samples=6, views=4, resolution=32, candidates=16))
+    train(TrainConfig(folder=str(data), out=str(base / "run"), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.34,
+                      preview_every=10**6))
+    return base / "run"
+
+
+def _cfg(inverse, out, **kw):
+    args = dict(inverse=str(inverse), out=str(out), stage1_steps=4, batch_size=2, hidden=16, log_every=1, preview_every=2, checkpoint_every=2)
+    args.update(kw)
+    return NeuralConfig(**args)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(n):
+    def progress(_label, _total):
+        done = {"n": 0}
+
+        def advance(k):
+            done["n"] += k
+            if done["n"] >= n:
+                raise _Killed()
+        return advance
+    return progress
+
+
+def _state(nrun):
+    _, m, _ = load_neural(nrun)
+    return torch.cat([v.detach().double().reshape(-1) for v in m.state_dict().values()])
+
+
+def test_resume_is_exact(inverse_run, tmp_path):
+    train_neural(_cfg(inverse_run, tmp_path / "straight"))
+    with pytest.raises(_Killed):
+        train_neural(_cfg(inverse_run, tmp_path / "split", checkpoint_every=1), progress=_kill_after(2))
+    rep = train_neural(_cfg(inverse_run, tmp_path / "split"))
+    assert rep.resumed_from == 2 and rep.steps_done == 2
+    assert torch.equal(_state(tmp_path / "straight"), _state(tmp_path / "split"))
+    lines = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4]
+    assert (tmp_path / "split" / "previews" / "step_0000004.png").is_file()
+    # A different run (another seed) is not the same network: the comparison above can fail.
+    train_neural(_cfg(inverse_run, tmp_path / "seed1", seed=1))
+    assert not torch.equal(_state(tmp_path / "straight"), _state(tmp_path / "seed1"))
+
+
+def test_stage_two_on_the_builtin_generator_trains_the_mapping_alone(inverse_run, tmp_path):
+    logs = []
+    train_neural(_cfg(inverse_run, tmp_path / "s2", stage1_steps=2, stage2_steps=2), log=logs.append)
+    lines = [json.loads(x) for x in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in lines] == [1, 1, 2, 2]
+    assert "cycle_shape" in lines[-1] and "cycle_shape" not in lines[0]
+    assert any("the mapping alone" in m for m in logs)
+
+
+def test_bad_input_is_one_line(inverse_run, tmp_path):
+    with pytest.raises(UsageError, match="is not an inverse-graphics run"):
+        load_sources(tmp_path)
+    with pytest.raises(UsageError, match="was made with 16"):  # a 6-row StyleGAN2 for a 16-row built-in dataset
+        load_sources(inverse_run, str(REPO / "tests" / "fixtures" / "stylegan2" / "nvlabs_small.safetensors"))
+    with pytest.raises(UsageError, match="not a neural run"):
+        load_neural(tmp_path)
+    train_neural(_cfg(inverse_run, tmp_path / "a"))
+    with pytest.raises(UsageError, match="other settings"):
+        train_neural(_cfg(inverse_run, tmp_path / "a", hidden=32))
+
+
+def test_a_nan_loss_stops_with_the_last_good_checkpoint(inverse_run, tmp_path, monkeypatch):
+    import g3d.neural.train as nt
+
+    real = nt.stage1_loss
+
+    def poisoned(*args, **kw):
+        total, terms = real(*args, **kw)
+        return (total * float("nan") if nt._poison["on"] else total), terms
+
+    nt._poison = {"on": False}
+    monkeypatch.setattr(nt, "stage1_loss", poisoned)
+    out = tmp_path / "nan"
+    train_neural(_cfg(inverse_run, out, stage1_steps=2))
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    nt._poison["on"] = True
+    with pytest.raises(NeuralError, match="loss is nan"):
+        train_neural(_cfg(inverse_run, tmp_path / "nan2"))
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_cli_swap_and_render_write_their_pictures(inverse_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from g3d.cli import app
+
+    nrun = tmp_path / "n"
+    train_neural(_cfg(inverse_run, nrun, stage1_steps=2))
+    runner = CliRunner()
+    r = runner.invoke(app, ["neural", "swap", str(nrun), "0:0", "1:1", "2:2", "--out", str(tmp_path / "swap.png")])
+    assert r.exit_code == 0, r.output
+    import cv2
+
+    sheet = cv2.imread(str(tmp_path / "swap.png"))
+    assert sheet is not None and sheet.shape[0] > 3 * 64  # three rows of 2x-enlarged cells
+    r = runner.invoke(app, ["neural", "render", str(nrun), "0:1", "--out", str(tmp_path / "tt"), "--views", "5"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "tt" / "frames").glob("*.png"))) == 5
+    assert (tmp_path / "tt" / "turntable.gif").stat().st_size > 0 and (tmp_path / "tt" / "sheet.png").is_file()
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    r = runner.invoke(app, ["neural", "render", str(nrun), f"{bad}@0", "--out", str(tmp_path / "tt2")])
+    assert r.exit_code != 0 and "is not an image" in r.output
+    r = runner.invoke(app, ["neural", "render", str(nrun), "0:9", "--out", str(tmp_path / "tt3")])
+    assert r.exit_code != 0 and "outside the dataset's 0..3" in r.output
+    r = runner.invoke(app, ["neural", "eval", str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "not a neural run" in r.output
