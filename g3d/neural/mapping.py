@@ -82,18 +82,24 @@ def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
 
 class _ImageCode(nn.Module):
     """A small CNN: image float [B, 3, H, W] in [0, 1] -> code float [B, cout] (four stride-2 blocks, GroupNorm),
-    with the image's per-channel mean and spread beside its features: GroupNorm removes each sample's mean, so
-    without them a flat colour (a texture map of one paint) would give every image the same code."""
+    with the image's colour layout beside its features (the mean colour of each cell of a 4 x 4 grid, and each
+    channel's spread): GroupNorm removes each sample's mean, so without them a flat colour (a texture map of
+    one paint) would give every image the same code, and sky and ground colours would have to be found by the
+    convolutions alone."""
 
     def __init__(self, cout: int, hidden: int) -> None:
         super().__init__()
         from g3d.train.model import SmallEncoder
 
         self.enc = SmallEncoder()
-        self.out = nn.Sequential(nn.Linear(SmallEncoder.out_dim + 6, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, cout))
+        self.out = nn.Sequential(nn.Linear(SmallEncoder.out_dim + 51, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, cout))
+
+    side = 32  # inputs are read at 32 px: colours and layout need no more, and it is 4x cheaper than 64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) * 4 - 2
+        stats = torch.cat([nn.functional.adaptive_avg_pool2d(x, 4).flatten(1), x.std((2, 3))], 1) * 4 - 2
+        if x.shape[-1] > self.side:
+            x = nn.functional.interpolate(x, size=(max(1, round(self.side * x.shape[-2] / x.shape[-1])), self.side), mode="area")
         return self.out(torch.cat([self.enc(x), stats], 1))
 
 
@@ -103,10 +109,17 @@ class NeuralMapping(nn.Module):
     mask) -> ws float [B, num_ws, w_dim].
 
     Outputs are offsets from the generator's average latent ``w_avg`` (float [w_dim]), so an untrained
-    mapping answers the average car. ``gate``: "learned" (the softmax over ``gate_logits`` [3, C]),
-    "uniform" (every source weighs 1/3: the mapping that ignores the gate, a baseline of evaluation)."""
+    mapping answers the average car. ``gate``: "learned" (the softmax over ``gate_logits``), "uniform"
+    (every source weighs 1/3: the mapping that ignores the gate, a baseline of evaluation).
 
-    def __init__(self, layout: LatentLayout, n_verts: int, w_avg: torch.Tensor, hidden: int = 256, shape_modes: int = 8) -> None:
+    ``gate_per``: "dim" -- one choice per content dimension, the paper's (``gate_logits`` [3, C]); "row" --
+    one per content row of ws ([3, content rows], the default). Measured on the built-in generator (bench/README.md):
+    per dimension, the evidence for a source is the small part of each dimension's variance it can explain,
+    and the gate gave the shape 85-91% of every row, paint and background rows too; per row it adds up
+    over the row's w_dim dimensions."""
+
+    def __init__(self, layout: LatentLayout, n_verts: int, w_avg: torch.Tensor, hidden: int = 256, shape_modes: int = 8,
+                 gate_per: str = "row") -> None:
         super().__init__()
         self.layout = layout
         C, P = layout.content_dim, layout.viewpoint_dim
@@ -114,7 +127,10 @@ class NeuralMapping(nn.Module):
         self.shape = _mlp(shape_modes, hidden, C)
         self.texture = _ImageCode(C, hidden)
         self.background = _ImageCode(C, hidden)
-        self.gate_logits = nn.Parameter(torch.zeros(len(SOURCES), C))
+        if gate_per not in ("row", "dim"):
+            raise UsageError(f"gate_per must be 'row' or 'dim', got {gate_per!r}")
+        self.gate_per = gate_per
+        self.gate_logits = nn.Parameter(torch.zeros(len(SOURCES), len(layout.content_rows) if gate_per == "row" else C))
         w_avg = torch.as_tensor(w_avg, dtype=torch.float32).reshape(-1)
         if w_avg.numel() != layout.w_dim:
             raise UsageError(f"the generator's w_avg has {w_avg.numel()} values but its ws rows {layout.w_dim}")
@@ -131,14 +147,16 @@ class NeuralMapping(nn.Module):
     def gate(self, kind: str = "learned") -> torch.Tensor:
         """Weights of shape, texture, background per content dimension, float [3, C] (columns sum to 1)."""
         if kind == "uniform":
-            return torch.full_like(self.gate_logits, 1.0 / len(SOURCES))
-        if kind != "learned":
+            p = torch.full_like(self.gate_logits, 1.0 / len(SOURCES))
+        elif kind == "learned":
+            p = torch.softmax(self.gate_logits, 0)
+        else:
             raise ValueError(f"gate must be 'learned' or 'uniform', got {kind!r}")
-        return torch.softmax(self.gate_logits, 0)
+        return p.repeat_interleave(self.layout.w_dim, 1) if self.gate_per == "row" else p
 
     def gate_entropy(self) -> torch.Tensor:
-        """Mean entropy (nats) of the gate's columns: log 3 when undecided, 0 when each picks one source."""
-        p = self.gate()
+        """Mean entropy (nats) of the gate's choices: log 3 when undecided, 0 when each picks one source."""
+        p = torch.softmax(self.gate_logits, 0)
         return -(p * torch.log(p.clamp(min=1e-12))).sum(0).mean()
 
     @torch.no_grad()

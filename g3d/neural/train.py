@@ -5,10 +5,10 @@ viewpoint rows from the dataset's frozen viewpoint codes), render them with the 
 frozen inverse-graphics network on the renders, map its shape, texture and background (and the view's
 camera) back to ws, and pull that towards the drawn ws (L2) with an entropy penalty on the gate.
 
-Stage 2 (generator fine-tuned, when it has weights): cycle consistency -- the mapped ws rendered again
-and re-read by the inverse-graphics network must give the same mesh, texture and background code
-(background compared in code space, as the paper does), with the stage-1 loss kept beside it. The
-built-in generator has no weights; stage 2 then trains the mapping alone through its renders.
+Stage 2 (generator fine-tuned): cycle consistency -- the mapped ws rendered again and re-read by the
+inverse-graphics network must give the same mesh, texture and background code (background compared in
+code space, as the paper does), with the stage-1 loss kept beside it. It needs a generator with weights
+whose renders carry gradients (StyleGAN2); the built-in generator has neither.
 
 ``NRUN/`` holds ``config.json``, ``metrics.jsonl``, ``checkpoints/last.pt`` (mapping, generator weights in
 stage 2, optimiser, step) and ``previews/step_*.png``. Batches are a pure function of (seed, step), so
@@ -45,17 +45,19 @@ class NeuralConfig:
     inverse: str  # inverse-graphics run folder (g3d train --out)
     out: str  # neural run folder
     generator: str = "builtin"  # "builtin" (rebuilt from the run's dataset) or the StyleGAN2 checkpoint the dataset was made with
-    stage1_steps: int = 700  # the paper: 700
+    stage1_steps: int = 1500  # the paper: 700 (from a pretrained mapping); 1500 from scratch here (bench/README.md)
     stage2_steps: int = 0  # the paper: 2500
     batch_size: int = 16  # the paper: 16
-    lr: float = 1e-3  # Adam on the mapping network (the paper: 1e-5 on a pretrained one)
-    gate_lr: float = 1e-2  # Adam on the gate's logits (at lr, 700 steps move a logit by 0.7 at most: no decision)
+    lr: float = 2e-3  # Adam on the mapping network (the paper: 1e-5, on a pretrained one)
+    gate_lr: float = 3e-3  # Adam on the gate's logits
     generator_lr: float = 1e-5  # Adam on the generator's synthesis weights in stage 2
-    entropy_weight: float = 0.01  # weight of the gate's entropy, reached linearly over the first half of stage 1
+    entropy_weight: float = 0.01  # weight of the gate's entropy, reached linearly between gate_warmup and the end of stage 1
+    gate_warmup: float = 0.5  # fraction of stage 1 with the gate held undecided while the sources learn what they carry
     cycle_weight: float = 1.0  # weight of the stage-2 cycle terms
     source_weight: float = 1.0  # weight of each source's own L2 to the content (0: the gated mixture alone)
     hidden: int = 256  # width of the mapping's MLPs
     shape_modes: int = 8  # principal modes of the predicted meshes the shape MLP reads
+    gate_per: str = "row"  # the gate decides per content "row" of ws, or per "dim" (the paper's)
     mix: float = 1.0  # chance that each content row group is drawn from its own latent (style mixing)
     seed: int = 0
     device: str = "cpu"
@@ -152,16 +154,21 @@ def read_image(src: Sources, images: torch.Tensor, views: torch.Tensor):
 def _mapped(mapping: NeuralMapping, src: Sources, images: torch.Tensor, ws: torch.Tensor, views: torch.Tensor, source_weight: float):
     """(ws_hat, L2 to ws, each source's own L2, read-outs): the mapping of photos ``images`` of latents ``ws``.
 
-    Each source's code also answers the whole content alone (its own L2, weighted ``source_weight``):
-    every branch learns what it can carry whatever the gate says, and the gate then picks, per dimension,
-    the source that carries it best (without it the branch that learns first takes every dimension,
-    and a shape code that has picked up the paint from tiny colour-dependent offsets of the mesh leaks it)."""
+    With ``source_weight`` > 0, each source's code answers the whole content alone (its own L2), and the
+    L2 of the blend reaches only the gate and the camera MLP (the codes enter it detached): the gate then
+    picks, per row, the source that carries that row best. Trained through the blend instead, the codes
+    co-adapt to whatever the gate does, and on the built-in generator the gate gave every row, paint and
+    background rows too, to the shape (bench/README.md). ``source_weight`` 0: the blend alone trains everything."""
     cam, verts, tex, bg, _ = read_image(src, images, views)
     codes = mapping.codes(verts, tex, bg)
-    ws_hat = mapping.assemble(cam, codes)
-    content = (ws[:, mapping.ct_rows] - mapping.w_avg).flatten(1)
-    own = ((codes - content[None]) ** 2).mean() if source_weight > 0 else ws_hat.new_zeros(())
-    return ws_hat, F.mse_loss(ws_hat, ws), own, (verts, tex, bg)
+    if source_weight > 0:
+        content = (ws[:, mapping.ct_rows] - mapping.w_avg).flatten(1)
+        own = ((codes - content[None]) ** 2).mean()
+        latent = F.mse_loss(mapping.assemble(cam, codes.detach()), ws)
+    else:
+        own = codes.new_zeros(())
+        latent = F.mse_loss(mapping.assemble(cam, codes), ws)
+    return mapping.assemble(cam, codes), latent, own, (verts, tex, bg)
 
 
 def stage1_loss(mapping: NeuralMapping, src: Sources, ws: torch.Tensor, views: torch.Tensor, entropy_weight: float,
@@ -268,8 +275,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise NeuralError(f"checkpoint {path} is damaged ({type(exc).__name__}): delete it to start over, or restore a copy") from None
 
 
-def build_mapping(src: Sources, hidden: int, shape_modes: int = 8) -> NeuralMapping:
-    return NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg.reshape(-1)[: src.layout.w_dim], hidden, shape_modes)
+def build_mapping(src: Sources, hidden: int, shape_modes: int = 8, gate_per: str = "row") -> NeuralMapping:
+    return NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg.reshape(-1)[: src.layout.w_dim], hidden, shape_modes, gate_per)
 
 
 @dataclass
@@ -314,8 +321,11 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
         if diff:
             raise UsageError(f"--out {out} holds a neural run with other settings ({', '.join(diff)}): choose another --out")
     src = src or load_sources(cfg.inverse, cfg.generator, cfg.device)
+    if cfg.stage2_steps > 0 and getattr(src.G, "synthesis_network", None) is None:
+        raise UsageError(f"--stage2-steps {cfg.stage2_steps}: stage 2 fine-tunes the generator through its renders, and this generator "
+                         "has no weights and renders without gradients (the built-in one): use --stage2-steps 0, or a StyleGAN2 checkpoint")
     torch.manual_seed(cfg.seed)
-    mapping = build_mapping(src, cfg.hidden, cfg.shape_modes).to(device)
+    mapping = build_mapping(src, cfg.hidden, cfg.shape_modes, cfg.gate_per).to(device)
     start = 0
     state = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
     if state is not None:
@@ -347,11 +357,13 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
             stage = 2
             opt = _optimizer(2, cfg, mapping, src.G)
             _freeze_generator(src.G, 2)
-            has_weights = len(opt.param_groups) > 2
-            log("stage 2: cycle consistency, " + ("the generator's synthesis weights fine-tuned" if has_weights else
-                                                  "the generator has no weights (built-in): the mapping alone"))
+            log("stage 2: cycle consistency, the generator's synthesis weights fine-tuned")
         ws, views = draw_latents(src, cfg.seed, step, cfg.batch_size, cfg.mix)
-        ent_w = cfg.entropy_weight * min(1.0, step / max(1.0, 0.5 * cfg.stage1_steps))  # decide once the sources carry signal
+        # The gate waits until each source's code carries what it can (before that the choice follows which
+        # code starts nearest the mean, and the entropy term locks it in), then decides, pushed by the entropy.
+        warm = int(cfg.gate_warmup * cfg.stage1_steps)
+        opt.param_groups[1]["lr"] = 0.0 if step < warm else cfg.gate_lr
+        ent_w = 0.0 if step < warm else cfg.entropy_weight * min(1.0, (step - warm + 1) / max(1.0, cfg.stage1_steps - warm))
         if stage == 1:
             total, terms = stage1_loss(mapping, src, ws, views, ent_w, cfg.source_weight)
         else:
@@ -400,7 +412,7 @@ def load_neural(nrun: str | Path, device: str = "cpu") -> tuple[NeuralConfig, Ne
     cfg = NeuralConfig(**{**d, "device": device})
     src = load_sources(cfg.inverse, cfg.generator, device)
     state = load_checkpoint(nrun / "checkpoints" / "last.pt")
-    mapping = build_mapping(src, cfg.hidden, cfg.shape_modes).to(device)
+    mapping = build_mapping(src, cfg.hidden, cfg.shape_modes, cfg.gate_per).to(device)
     mapping.load_state_dict(state["mapping"])
     if state.get("generator") is not None:
         src.G.load_state_dict(state["generator"])

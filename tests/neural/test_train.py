@@ -69,13 +69,26 @@ def test_resume_is_exact(inverse_run, tmp_path):
     assert not torch.equal(_state(tmp_path / "straight"), _state(tmp_path / "seed1"))
 
 
-def test_stage_two_on_the_builtin_generator_trains_the_mapping_alone(inverse_run, tmp_path):
+def test_stage_two_is_refused_for_the_builtin_generator(inverse_run, tmp_path):
+    with pytest.raises(UsageError, match="use --stage2-steps 0"):
+        train_neural(_cfg(inverse_run, tmp_path / "s2", stage1_steps=2, stage2_steps=2))
+
+
+def test_both_stages_on_a_small_stylegan_fine_tune_its_synthesis_weights_in_stage_two(tmp_path):
+    from tests.neural.test_mapping import small_stylegan, sources
+
+    G = small_stylegan()
+    src = sources(G)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
     logs = []
-    train_neural(_cfg(inverse_run, tmp_path / "s2", stage1_steps=2, stage2_steps=2), log=logs.append)
-    lines = [json.loads(x) for x in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+    train_neural(_cfg("unused", tmp_path / "sg", stage1_steps=2, stage2_steps=2, shape_modes=2), log=logs.append, src=src)
+    lines = [json.loads(x) for x in (tmp_path / "sg" / "metrics.jsonl").read_text().splitlines()]
     assert [m["stage"] for m in lines] == [1, 1, 2, 2]
     assert "cycle_shape" in lines[-1] and "cycle_shape" not in lines[0]
-    assert any("the mapping alone" in m for m in logs)
+    assert any("synthesis weights fine-tuned" in m for m in logs)
+    state = torch.load(tmp_path / "sg" / "checkpoints" / "last.pt", weights_only=True)
+    moved = {k for k, v in state["generator"].items() if not torch.equal(v, before[k])}
+    assert moved and all(k.startswith("synthesis.") for k in moved)
 
 
 def test_bad_input_is_one_line(inverse_run, tmp_path):
