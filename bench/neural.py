@@ -2,14 +2,14 @@
 
 1. An inverse-graphics run (``--inverse RUN``, or one trained here: built-in cars, 300 objects x 39 views
    at 64 px, `g3d train` defaults for ``--inverse-steps``).
-2. `g3d neural train` stage 1 for ``--steps`` on it, timed; then `g3d neural eval`: camera error at the
+2. `g3d neural train` stage 1 for ``--steps`` on it, timed (``--ablation``: again with one change each); then `g3d neural eval`: camera error at the
    dataset's views and at new cameras (beside a constant camera), parameter errors of shape, paint and
    background, swap leakage ratios and silhouette IoU, for the mapping, the mapping with its gate ignored,
    the average latent, and the identity (the true latents: the ceiling).
 3. ``--pictures DIR``: `g3d neural swap` and `g3d neural render` on held-out cars of the dataset
    (DIR/neural_swap.png, DIR/neural_render.png and DIR/neural_turntable.gif).
 
-    python bench/neural.py [--quick] [--inverse RUN] [--steps 700] [--threads 1] [--workdir DIR] [--pictures docs]
+    python bench/neural.py [--quick] [--inverse RUN] [--steps 1500] [--threads 1] [--workdir DIR] [--pictures docs] [--ablation]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small data and budget: checks that the script runs")
     ap.add_argument("--inverse", type=Path, default=None, help="an inverse-graphics run (default: train one here)")
     ap.add_argument("--inverse-steps", type=int, default=7000)
-    ap.add_argument("--steps", type=int, default=700, help="stage-1 steps (the paper: 700)")
+    ap.add_argument("--steps", type=int, default=1500, help="stage-1 steps (the paper: 700)")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--gate-lr", type=float, default=None)
     ap.add_argument("--entropy-weight", type=float, default=None)
@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="held-out latents evaluated")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--pictures", type=Path, default=None)
+    ap.add_argument("--ablation", action="store_true", help="also: the gate per dimension (the paper's), the codes trained through "
+                    "the blend (no own L2), and a faster gate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from g3d.neural.evaluate import evaluate_neural
@@ -108,6 +110,20 @@ def main() -> None:
               f"silhouette IoU {rep.iou['mapped']:.3f} >= 0.8: {rep.iou['mapped'] >= 0.8}")
         if args.pictures:
             pictures(nrun, args.pictures)
+        if args.ablation:
+            print(f"\nablation ({steps} steps each, the rest as above): leakage ratio shape / texture / background; parameter error "
+                  "shape / paint / background; camera azimuth error at the views")
+            for name, change in (("gate per dimension (the paper's)", dict(gate_per="dim")),
+                                 ("codes trained through the blend (source_weight 0)", dict(source_weight=0.0)),
+                                 ("a faster gate (gate_lr 1e-2, entropy_weight 0.03)", dict(gate_lr=1e-2, entropy_weight=0.03))):
+                out = tmp / f"abl_{next(iter(change))}"
+                shutil.rmtree(out, ignore_errors=True)
+                train_neural(NeuralConfig(inverse=str(run), out=str(out), stage1_steps=steps, preview_every=10**9, **{**kw, **change}))
+                c2, m2, s2 = load_neural(out)
+                r = evaluate_neural(m2, s2, c2.seed, 8 if args.quick else args.n)
+                lk, e = r.leakage["mapped"], r.errors["mapped"]
+                print(f"  {name:<52} {lk['shape']:6.1f} {lk['texture']:6.1f} {lk['background']:6.1f}   {e['shape']:.2f} {e['paint']:.2f} "
+                      f"{e['background']:.2f}   {r.camera['az_views']:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def train_command(
     stage2_steps: int = typer.Option(0, help="Stage 2: cycle consistency, the generator's synthesis weights fine-tuned (StyleGAN2 checkpoints; the paper: 2500)."),
     batch_size: int = typer.Option(16, help="Latents per step (the paper: 16)."),
     lr: float = typer.Option(2e-3, help="Adam learning rate of the mapping network."),
-    gate_lr: float = typer.Option(3e-3, help="Adam learning rate of the gate's logits (held at 0 for the first half of stage 1)."),
+    gate_lr: float = typer.Option(3e-3, help="Adam learning rate of the gate's logits."),
     generator_lr: float = typer.Option(1e-5, help="Adam learning rate of the generator's synthesis weights in stage 2."),
     entropy_weight: float = typer.Option(0.01, help="Weight of the gate's entropy (pushes each latent dimension to one source)."),
     mix: float = typer.Option(1.0, help="Chance that each content row group is drawn from its own latent (style mixing)."),
@@ -152,13 +152,13 @@ def swap_command(
     nrun: Path = typer.Argument(..., help="A neural run folder."),
     photos: List[str] = typer.Argument(..., help="Photos as PNG@VIEW (taken from that dataset view) or SAMPLE:VIEW (the run's dataset)."),
     out: Path = typer.Option(..., help="The figure (PNG)."),
-    shape_from: int = typer.Option(0, help="Index of the photo every row takes its shape from."),
-    texture_from: int = typer.Option(1, help="Index of the photo every row takes its texture from."),
-    background_from: int = typer.Option(2, help="Index of the photo every row takes its background from."),
+    shape_from: int = typer.Option(0, help="Index of the photo every row takes its shape from (-1: each its own)."),
+    texture_from: int = typer.Option(1, help="Index of the photo every row takes its texture from (-1: each its own)."),
+    background_from: int = typer.Option(2, help="Index of the photo every row takes its background from (-1: each its own)."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """The paper's Fig. 10: rows are the photos; columns input, re-rendered, shape from A, texture from B,
-    background from C, and all three."""
+    background from C (each alone), and the chosen ones together (-1 leaves a source as it is)."""
     import numpy as np
 
     from g3d.datasets import io as dsio
@@ -174,8 +174,8 @@ def swap_command(
         _, mapping, src = load_neural(nrun, device)
         images, views = _photos(src, photos, device)
         for name, k in (("--shape-from", shape_from), ("--texture-from", texture_from), ("--background-from", background_from)):
-            if not 0 <= k < len(photos):
-                raise UsageError(f"{name} {k}: there are {len(photos)} photos, so give 0..{len(photos) - 1}")
+            if not -1 <= k < len(photos):
+                raise UsageError(f"{name} {k}: there are {len(photos)} photos, so give 0..{len(photos) - 1} (or -1: each its own)")
         cells, labels = swap_grid(mapping, src, images, views, shape_from, texture_from, background_from)
         sheet = grid(np.repeat(np.repeat(cells, 2, 2), 2, 3), labels, [str(i) for i in range(len(photos))])
         out.parent.mkdir(parents=True, exist_ok=True)

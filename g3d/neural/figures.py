@@ -34,15 +34,22 @@ def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: t
 @torch.no_grad()
 def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor, a: int, b: int, c: int) -> tuple[np.ndarray, list[str]]:
     """The paper's Fig. 10 for every photo: columns input, its re-rendering, shape from photo ``a``, texture
-    from ``b``, background from ``c``, all three. uint8 [N, 6, H, W, 3] and the column labels."""
+    from ``b``, background from ``c`` (each alone), and all of them together. A negative index keeps each
+    photo's own source (no column for it alone): ``c = -1`` swaps shape and texture only.
+    uint8 [N, C, H, W, 3] and the column labels."""
     N = images.shape[0]
+    picks = [[k] * N if k >= 0 else None for k in (a, b, c)]
     cols = [images, synthesize(src, swap_ws(mapping, src, images, views))]
-    for k in range(3):
-        pick = [None, None, None]
-        pick[k] = [(a, b, c)[k]] * N
-        cols.append(synthesize(src, swap_ws(mapping, src, images, views, *pick)))
-    cols.append(synthesize(src, swap_ws(mapping, src, images, views, [a] * N, [b] * N, [c] * N)))
-    labels = ["input", "re-rendered", f"shape of {a}", f"texture of {b}", f"bg of {c}", "all three"]
+    labels = ["input", "re-rendered"]
+    for k, name in enumerate(("shape", "texture", "bg")):
+        if picks[k] is not None:
+            one = [None, None, None]
+            one[k] = picks[k]
+            cols.append(synthesize(src, swap_ws(mapping, src, images, views, *one)))
+            labels.append(f"{name} of {(a, b, c)[k]}")
+    if sum(p is not None for p in picks) > 1:
+        cols.append(synthesize(src, swap_ws(mapping, src, images, views, *picks)))
+        labels.append("together")
     return np.stack([to_uint8(x) for x in cols], 1), labels
 
 

@@ -51,8 +51,7 @@ class NeuralConfig:
     lr: float = 2e-3  # Adam on the mapping network (the paper: 1e-5, on a pretrained one)
     gate_lr: float = 3e-3  # Adam on the gate's logits
     generator_lr: float = 1e-5  # Adam on the generator's synthesis weights in stage 2
-    entropy_weight: float = 0.01  # weight of the gate's entropy, reached linearly between gate_warmup and the end of stage 1
-    gate_warmup: float = 0.5  # fraction of stage 1 with the gate held undecided while the sources learn what they carry
+    entropy_weight: float = 0.01  # weight of the gate's entropy, reached linearly over stage 1
     cycle_weight: float = 1.0  # weight of the stage-2 cycle terms
     source_weight: float = 1.0  # weight of each source's own L2 to the content (0: the gated mixture alone)
     hidden: int = 256  # width of the mapping's MLPs
@@ -157,8 +156,8 @@ def _mapped(mapping: NeuralMapping, src: Sources, images: torch.Tensor, ws: torc
     With ``source_weight`` > 0, each source's code answers the whole content alone (its own L2), and the
     L2 of the blend reaches only the gate and the camera MLP (the codes enter it detached): the gate then
     picks, per row, the source that carries that row best. Trained through the blend instead, the codes
-    co-adapt to whatever the gate does, and on the built-in generator the gate gave every row, paint and
-    background rows too, to the shape (bench/README.md). ``source_weight`` 0: the blend alone trains everything."""
+    co-adapt to whatever the gate does, and on the built-in generator the shape leaked into paint and
+    background (shape-swap leakage ratio 1.7 against 58, bench/README.md). ``source_weight`` 0: the blend alone trains everything."""
     cam, verts, tex, bg, _ = read_image(src, images, views)
     codes = mapping.codes(verts, tex, bg)
     if source_weight > 0:
@@ -303,8 +302,21 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
     t0 = time.perf_counter()
     log = log or (lambda m: None)
     from g3d.devices import check_device
+    from g3d.train.loop import _dist
 
     check_device(cfg.device)
+    rank, world, distributed = _dist()
+    if distributed:
+        import os
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        if cfg.device.startswith("cuda"):
+            cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    if rank != 0:
+        log, progress = (lambda m: None), None
     if cfg.stage1_steps < 0 or cfg.stage2_steps < 0 or cfg.steps < 1:
         raise UsageError(f"--stage1-steps {cfg.stage1_steps} and --stage2-steps {cfg.stage2_steps}: give at least one step, none negative")
     if cfg.batch_size < 1 or not cfg.lr > 0 or not 0 <= cfg.mix <= 1:
@@ -346,9 +358,10 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
     _freeze_generator(src.G, stage)
     if state is not None and state.get("stage", 1) == stage:
         opt.load_state_dict(state["opt"])
-    out.mkdir(parents=True, exist_ok=True)
-    dsio.write_json(cfg_path, cfg.to_json())
-    _trim_metrics(out / "metrics.jsonl", start)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        dsio.write_json(cfg_path, cfg.to_json())
+        _trim_metrics(out / "metrics.jsonl", start)
     advance = progress("neural training", cfg.steps - start) if progress else None
     last: dict[str, float] = {}
     t_last = time.perf_counter()
@@ -358,12 +371,8 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
             opt = _optimizer(2, cfg, mapping, src.G)
             _freeze_generator(src.G, 2)
             log("stage 2: cycle consistency, the generator's synthesis weights fine-tuned")
-        ws, views = draw_latents(src, cfg.seed, step, cfg.batch_size, cfg.mix)
-        # The gate waits until each source's code carries what it can (before that the choice follows which
-        # code starts nearest the mean, and the entropy term locks it in), then decides, pushed by the entropy.
-        warm = int(cfg.gate_warmup * cfg.stage1_steps)
-        opt.param_groups[1]["lr"] = 0.0 if step < warm else cfg.gate_lr
-        ent_w = 0.0 if step < warm else cfg.entropy_weight * min(1.0, (step - warm + 1) / max(1.0, cfg.stage1_steps - warm))
+        ws, views = draw_latents(src, cfg.seed, step, cfg.batch_size, cfg.mix, stream=4 * rank)  # each rank its own latents
+        ent_w = cfg.entropy_weight * min(1.0, (step + 1) / max(1, cfg.stage1_steps))  # decisions firm up as the codes learn
         if stage == 1:
             total, terms = stage1_loss(mapping, src, ws, views, ent_w, cfg.source_weight)
         else:
@@ -372,8 +381,12 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
             raise NeuralError(f"loss is {float(total.detach())} at step {step}: stopped; {ckpt_path} keeps the last good state (lower --lr and resume)")
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if distributed:
+            _average_grads([q for g in opt.param_groups for q in g["params"]], world)
         opt.step()
         done = step + 1
+        if rank != 0:
+            continue
         if done % cfg.log_every == 0 or done == cfg.steps:
             now = time.perf_counter()
             last = {"step": done, "stage": stage, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()},
@@ -392,7 +405,23 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
             _save(ckpt_path, {"mapping": mapping.state_dict(), "generator": gen_state, "opt": opt.state_dict(), "step": done, "stage": stage})
         if advance:
             advance(1)
+    if distributed:
+        from g3d.train.loop import _check_ranks_agree
+
+        _check_ranks_agree(mapping, src.G, world, rank, out)
     return NeuralReport(out, max(0, cfg.steps - start), start, last, time.perf_counter() - t0)
+
+
+def _average_grads(params, world: int) -> None:
+    """Under torchrun: average every trained parameter's gradient over the ranks (each rank drew its own
+    latents; the same start and the same averaged steps keep the ranks identical, which the end checks)."""
+    import torch.distributed as dist
+
+    for q in params:
+        if q.grad is None:
+            q.grad = torch.zeros_like(q)
+        dist.all_reduce(q.grad)
+        q.grad /= world
 
 
 def _trim_metrics(path: Path, step: int) -> None:

@@ -137,6 +137,13 @@ def test_cli_swap_and_render_write_their_pictures(inverse_run, tmp_path):
 
     sheet = cv2.imread(str(tmp_path / "swap.png"))
     assert sheet is not None and sheet.shape[0] > 3 * 64  # three rows of 2x-enlarged cells
+    r = runner.invoke(app, ["neural", "swap", str(nrun), "0:0", "1:1", "--out", str(tmp_path / "swap2.png"), "--shape-from", "1",
+                            "--texture-from", "0", "--background-from", "-1"])
+    assert r.exit_code == 0, r.output
+    narrow = cv2.imread(str(tmp_path / "swap2.png"))
+    assert narrow.shape[1] < sheet.shape[1]  # 5 columns (no background column) instead of 6
+    r = runner.invoke(app, ["neural", "swap", str(nrun), "0:0", "1:1", "--out", str(tmp_path / "swap3.png")])
+    assert r.exit_code != 0 and "--background-from 2: there are 2 photos" in r.output
     r = runner.invoke(app, ["neural", "render", str(nrun), "0:1", "--out", str(tmp_path / "tt"), "--views", "5"])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "tt" / "frames").glob("*.png"))) == 5
@@ -149,3 +156,25 @@ def test_cli_swap_and_render_write_their_pictures(inverse_run, tmp_path):
     assert r.exit_code != 0 and "outside the dataset's 0..3" in r.output
     r = runner.invoke(app, ["neural", "eval", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "not a neural run" in r.output
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_keeps_ranks_identical(inverse_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    nrun = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "g3d.cli", "neural", "train",
+           "--inverse", str(inverse_run), "--out", str(nrun), "--stage1-steps", "4", "--batch-size", "2", "--checkpoint-every", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check = json.loads((nrun / "ddp_check.json").read_text())
+    assert check["world_size"] == 2 and check["identical"] and check["checksums"][0] == check["checksums"][1]
+    lines = [json.loads(x) for x in (nrun / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [4]  # rank 0 alone writes (every 10 steps, and the last)
+    # The ranks drew different latents: the averaged run is not the one-process run.
+    train_neural(_cfg(inverse_run, tmp_path / "one", stage1_steps=4, batch_size=2, hidden=256, log_every=10, preview_every=250,
+                      checkpoint_every=2))
+    assert not torch.equal(_state(nrun), _state(tmp_path / "one"))
