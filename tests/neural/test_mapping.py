@@ -192,3 +192,49 @@ def test_stage_one_loss_terms_add_up_and_each_source_learns_whatever_the_gate():
     total0, _ = stage1_loss(m, src, ws, views, entropy_weight=0.5, source_weight=0.0)
     total0.backward()
     assert float(m.texture.out[-1].weight.grad.abs().sum()) < 1e-9  # without its own loss it would learn nothing
+
+
+def test_swaps_route_each_source_to_its_rows():
+    """With a decided gate (the built-in generator's row groups to shape, texture, background), taking one
+    source from another photo changes that source's rows and nothing else; the camera stays the photo's own."""
+    from g3d.neural.figures import swap_ws
+
+    G = BuiltinGenerator(resolution=32)
+    src = sources(G, views=4, size=32, vp_rows=(0, 1, 2, 3))
+    m = mapping_for(src)
+    L = src.layout
+    with torch.no_grad():
+        lg = torch.full((3, len(L.content_rows)), -30.0)
+        for g, s in zip(L.groups, (0, 1, 2, 1)):
+            lg[s, [L.content_rows.index(r) for r in g]] = 30.0
+        m.gate_logits.copy_(lg)
+    ws, views = draw_latents(src, 0, 0, 3)
+    img = synthesize(src, ws)
+    own = swap_ws(m, src, img, views)
+    other = [1, 2, 0]
+    for k, rows in ((0, L.groups[0]), (1, L.groups[1] + L.groups[3]), (2, L.groups[2])):
+        pick = [None, None, None]
+        pick[k] = other
+        sw = swap_ws(m, src, img, views, *pick)
+        moved = [r for r in range(G.num_ws) if not torch.allclose(sw[:, r], own[:, r], atol=1e-6)]
+        assert moved == sorted(rows), (k, moved)
+        # the swapped rows are exactly those the other photo's own mapping gives
+        assert torch.allclose(sw[:, list(rows)], own[other][:, list(rows)], atol=1e-5)
+
+
+def test_the_blend_trains_the_gate_and_camera_not_the_codes():
+    """With each source's own L2 on, the blend's L2 reaches the gate and the camera MLP only (the codes enter
+    it detached: trained through the blend they co-adapt, bench/README.md)."""
+    G = small_stylegan()
+    src = sources(G)
+    m = mapping_for(src)
+    ws, views = draw_latents(src, 0, 0, 4)
+    _, terms = stage1_loss(m, src, ws, views, entropy_weight=0.0, source_weight=1.0)
+    terms["latent"].backward()
+    for branch in (m.shape, m.texture, m.background):
+        assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in branch.parameters())
+    assert float(m.gate_logits.grad.abs().sum()) > 0 and float(m.camera[0].weight.grad.abs().sum()) > 0
+    m.zero_grad()
+    _, terms = stage1_loss(m, src, ws, views, entropy_weight=0.0, source_weight=0.0)
+    terms["latent"].backward()
+    assert float(m.texture.out[-1].weight.grad.abs().sum()) > 0  # without the own L2, the blend trains the codes
