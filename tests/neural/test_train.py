@@ -12,6 +12,7 @@ from g3d.errors import UsageError
 from g3d.neural.train import NeuralConfig, NeuralError, load_neural, load_sources, train_neural
 from g3d.synth.sampling import SynthConfig, run_synth
 from g3d.train.loop import TrainConfig, train
+from tests.train.test_train import _Killed, _kill_after  # an interruption after n steps, as in g3d train's resume test
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,22 +32,6 @@ def _cfg(inverse, out, **kw):
     args = dict(inverse=str(inverse), out=str(out), stage1_steps=4, batch_size=2, hidden=16, log_every=1, preview_every=2, checkpoint_every=2)
     args.update(kw)
     return NeuralConfig(**args)
-
-
-class _Killed(Exception):
-    pass
-
-
-def _kill_after(n):
-    def progress(_label, _total):
-        done = {"n": 0}
-
-        def advance(k):
-            done["n"] += k
-            if done["n"] >= n:
-                raise _Killed()
-        return advance
-    return progress
 
 
 def _state(nrun):
