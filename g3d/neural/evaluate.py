@@ -56,6 +56,9 @@ class NeuralEvalReport:
     leakage: dict[str, dict[str, float]] = field(default_factory=dict)  # predictor -> source -> ratio
     moves: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # predictor -> source -> (own, others)
     iou: dict[str, float] = field(default_factory=dict)  # predictor -> mean silhouette IoU
+    # swapped source -> (error of its group against the source photo's truth, spread units; silhouette IoU
+    # against the generator's render of the intended latent: the photo's with that row group from the source)
+    swaps: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         c = self.camera
@@ -66,6 +69,9 @@ class NeuralEvalReport:
             e = self.errors[name]
             out.append(f"{name:>14}: parameter error (spread units) shape {e['shape']:.2f}, paint {e['paint']:.2f}, background "
                        f"{e['background']:.2f}; silhouette IoU {self.iou[name]:.3f}")
+        if self.swaps:
+            out.append("    swapped: error of the swapped group against its source / silhouette IoU against the intended latent: "
+                       + ", ".join(f"{k} {e:.2f} / {i:.3f}" for k, (e, i) in self.swaps.items()))
         for name in self.leakage:
             parts = [f"{s} {_ratio(r)} ({self.moves[name][s][0]:.2f} / {self.moves[name][s][1]:.3f})" for s, r in self.leakage[name].items()]
             out.append(f"{name:>14}: swap leakage ratio (own move / others' move): " + ", ".join(parts))
@@ -144,4 +150,10 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
             others = float(np.mean([mv[g_].mean() for g_ in GROUPS if g_ != own_g]))
             rep.moves[name][source] = (own, others)
             rep.leakage[name][source] = own / others if others > 1e-6 else float("inf")
+            if name == "mapped" and len(src.layout.groups) >= 3:
+                intended = mapped.clone()  # the photo's mapping with the source's true rows of that group
+                rows = list(src.layout.groups[k])
+                intended[:, rows] = ws[other][:, rows]
+                err = float(group_moves(ps, {kk: v[other.cpu().numpy()] for kk, v in truth.items()}, spread)[own_g].mean())
+                rep.swaps[source] = (err, float(_truth_iou(G, sw, intended).mean()))
     return rep

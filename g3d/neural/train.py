@@ -49,7 +49,7 @@ class NeuralConfig:
     stage2_steps: int = 0  # the paper: 2500
     batch_size: int = 16  # the paper: 16
     lr: float = 2e-3  # Adam on the mapping network (the paper: 1e-5, on a pretrained one)
-    gate_lr: float = 3e-3  # Adam on the gate's logits
+    gate_lr: float = 3e-3  # Adam on the gate's logits (1e-2 decides for the shape everywhere on weak inverse networks: bench/README.md)
     generator_lr: float = 1e-5  # Adam on the generator's synthesis weights in stage 2
     entropy_weight: float = 0.01  # weight of the gate's entropy, reached linearly over stage 1
     cycle_weight: float = 1.0  # weight of the stage-2 cycle terms

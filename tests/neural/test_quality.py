@@ -41,3 +41,4 @@ def test_stage_one_sends_each_row_group_to_its_source(tmp_path):
     assert rep.leakage["mapped"]["background"] >= 5, rep.lines()
     assert rep.errors["mapped"]["paint"] < rep.errors["average latent"]["paint"] - 0.1, rep.lines()
     assert rep.errors["mapped"]["background"] < rep.errors["average latent"]["background"] - 0.1, rep.lines()
+    assert rep.swaps["background"][0] < rep.errors["average latent"]["background"] - 0.1, rep.lines()  # it follows its source
