@@ -52,15 +52,20 @@ def pictures(nrun: Path, out: Path) -> None:
     manifest = dsf.read_manifest(Path(src.dataset))
     first = first_test_sample(manifest["samples"], 0.2)
     V = manifest["views"]
-    photos = [f"{first + k}:{(5 + 7 * k) % V}" for k in range(4)]
+    held = manifest["samples"] - first
+    photos = [f"{first + k % held}:{(5 + 7 * k) % V}" for k in range(4)]
     runner = CliRunner()
     out.mkdir(parents=True, exist_ok=True)
     r = runner.invoke(app, ["neural", "swap", str(nrun), *photos, "--out", str(out / "neural_swap.png"), "--shape-from", "0",
                             "--texture-from", "1", "--background-from", "2"])
     print(r.output.strip())
+    if r.exit_code:
+        raise SystemExit(f"g3d neural swap failed: {r.output.strip()}")
     tmp = Path(tempfile.mkdtemp())
     r = runner.invoke(app, ["neural", "render", str(nrun), photos[3], "--out", str(tmp), "--views", "8"])
     print(r.output.strip())
+    if r.exit_code:
+        raise SystemExit(f"g3d neural render failed: {r.output.strip()}")
     shutil.copy(tmp / "sheet.png", out / "neural_render.png")
     shutil.copy(tmp / "turntable.gif", out / "neural_turntable.gif")
     shutil.rmtree(tmp, ignore_errors=True)
