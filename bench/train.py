@@ -276,16 +276,18 @@ def sized_mean_car(truth, true_v: torch.Tensor, mean_v: torch.Tensor, slopes) ->
 
     mlo, mhi = box(mean_v)
     boxes = [box(v) for v in true_v]
+    wheres = (("whole outer surface", -90.0), ("seen from above the ground", 0.0))
+    mean_s = {lo: OuterSurface(mean_v, truth.faces, seed=2, min_elevation=lo) for _, lo in wheres}  # built once, used by both rows
+    true_s = {lo: [OuterSurface(v, truth.faces, seed=1, min_elevation=lo) for v in true_v] for _, lo in wheres}
     for name, k in (("exact sizes", torch.ones(3)), ("this run's slopes", torch.tensor([float(x) for x in slopes]))):
-        for where, lo in (("whole outer surface", -90.0), ("seen from above the ground", 0.0)):
-            mt = OuterSurface(mean_v, truth.faces, seed=2, min_elevation=lo)
+        for where, lo in wheres:
             own, to_mean = [], []
-            for v, (tlo, thi) in zip(true_v, boxes):
+            for t, (tlo, thi) in zip(true_s[lo], boxes):
                 ratio = ((thi - tlo) / (mhi - mlo)) ** k
                 centre = (mhi + mlo) / 2 + k * ((thi + tlo) / 2 - (mhi + mlo) / 2)
                 p = OuterSurface(centre + (mean_v - (mhi + mlo) / 2) * ratio, truth.faces, seed=4, min_elevation=lo)
-                own.append(outer_chamfer(p, OuterSurface(v, truth.faces, seed=1, min_elevation=lo)))
-                to_mean.append(outer_chamfer(p, mt))
+                own.append(outer_chamfer(p, t))
+                to_mean.append(outer_chamfer(p, mean_s[lo]))
             print(f"  the mean true mesh stretched to each car's size ({name}), {where}: Chamfer to own {np.mean(own):.4f}, "
                   f"to the mean true mesh {np.mean(to_mean):.4f} (ratio {np.mean(own) / np.mean(to_mean):.2f})")
 

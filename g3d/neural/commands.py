@@ -139,11 +139,10 @@ def _dataset_image(src, sample: int, view: int):
     from g3d.errors import UsageError
 
     folder = Path(src.dataset)
-    for p in dsf.shard_paths(folder):
-        t = pq.read_table(p, columns=["sample_id", "view_id", "image"]).to_pylist()
-        for r in t:
-            if r["sample_id"] == sample and r["view_id"] == view:
-                return decode_png(r["image"]["bytes"])
+    for p in dsf.shard_paths(folder):  # only the matching row is read (not every image of every shard)
+        t = pq.read_table(p, columns=["image"], filters=[("sample_id", "==", sample), ("view_id", "==", view)])
+        if t.num_rows:
+            return decode_png(t.column("image")[0].as_py()["bytes"])
     raise UsageError(f"{folder} has no image of sample {sample} in view {view}: see `g3d info {folder}`")
 
 

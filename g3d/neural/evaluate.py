@@ -78,6 +78,11 @@ class NeuralEvalReport:
         return out
 
 
+def _params(G, ws: torch.Tensor) -> dict[str, np.ndarray]:
+    """The built-in generator's exact decoding of ws [N, num_ws, w_dim]: each parameter float64 [N]."""
+    return {k: v.double().cpu().numpy() for k, v in G.parameters_of(ws).items()}
+
+
 def _ratio(r: float) -> str:
     return "inf" if not np.isfinite(r) else f"{r:.1f}"
 
@@ -100,12 +105,12 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
     mapping.eval()
     ws, views = draw_latents(src, seed, 0, n, stream=2)
     images = synthesize(src, ws)
-    truth = {k: v.double().cpu().numpy() for k, v in G.parameters_of(ws).items()}
+    truth = _params(G, ws)
     spread = {k: float(np.std(v)) + 1e-9 for k, v in truth.items()}
     rep = NeuralEvalReport(n)
 
     mapped = swap_ws(mapping, src, images, views)
-    pm = {k: v.double().cpu().numpy() for k, v in G.parameters_of(mapped).items()}
+    pm = _params(G, mapped)
     rep.camera["az_views"] = float(np.median(_diff("azimuth_deg", pm["azimuth_deg"], truth["azimuth_deg"])))
     rep.camera["el_views"] = float(np.median(np.abs(pm["elevation_deg"] - truth["elevation_deg"])))
     # New cameras: uniform azimuth, elevation and distance in the generator's ranges, read by the camera MLP alone.
@@ -114,46 +119,44 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
     el = 2 + 26 * torch.rand(n, generator=g).double().numpy()
     d = 3.7 + 0.8 * torch.rand(n, generator=g).double().numpy()
     ws_new = swap_ws(mapping, src, images, views, camera=camera_features(az, el, d).to(images.device))
-    pn = G.parameters_of(ws_new)
-    rep.camera["az_new"] = float(np.median(_diff("azimuth_deg", pn["azimuth_deg"].double().cpu().numpy(), az)))
-    rep.camera["el_new"] = float(np.median(np.abs(pn["elevation_deg"].double().cpu().numpy() - el)))
+    pn = _params(G, ws_new)
+    rep.camera["az_new"] = float(np.median(_diff("azimuth_deg", pn["azimuth_deg"], az)))
+    rep.camera["el_new"] = float(np.median(np.abs(pn["elevation_deg"] - el)))
     rep.camera["az_const"] = float(np.median(_diff("azimuth_deg", np.full(n, float(np.median(az))), az)))
 
     avg = mapped.clone()  # the mapped camera, every content row at the average latent: the average car
     avg[:, list(src.layout.content_rows)] = mapping.w_avg
     uniform = swap_ws(mapping, src, images, views, gate="uniform")
     for name, w in (("identity", ws), ("mapped", mapped), ("gate ignored", uniform), ("average latent", avg)):
-        p = {k: v.double().cpu().numpy() for k, v in G.parameters_of(w).items()}
+        p = _params(G, w)
         rep.errors[name] = {g_: float(v.mean()) for g_, v in group_moves(p, truth, spread).items()}
         rep.iou[name] = float(_truth_iou(G, w, ws).mean())
 
     other = torch.roll(torch.arange(n), 1).to(images.device)  # each photo takes the source of the previous one
-    for name in ("identity", "mapped", "gate ignored"):
+    truth_other = {k: v[other.cpu().numpy()] for k, v in truth.items()}
+    for name, base in (("identity", ws), ("mapped", mapped), ("gate ignored", uniform)):
         rep.leakage[name], rep.moves[name] = {}, {}
+        pb = _params(G, base)
         for k, source in enumerate(("shape", "texture", "background")):
+            # the built-in generator's row groups are shape, paint, background, light: group k is source k's
+            rows = list(src.layout.groups[k])
             if name == "identity":
-                base, sw = ws, ws.clone()
-                rows = {"shape": src.layout.groups[0], "texture": src.layout.groups[1], "background": src.layout.groups[2]}[source] \
-                    if len(src.layout.groups) >= 3 else ()
-                sw[:, list(rows)] = ws[other][:, list(rows)]
+                sw = ws.clone()
+                sw[:, rows] = ws[other][:, rows]
             else:
-                gate = "uniform" if name == "gate ignored" else "learned"
-                base = mapped if gate == "learned" else uniform
                 pick = [None, None, None]
                 pick[k] = other
-                sw = swap_ws(mapping, src, images, views, *pick, gate=gate)
-            pb = {kk: v.double().cpu().numpy() for kk, v in G.parameters_of(base).items()}
-            ps = {kk: v.double().cpu().numpy() for kk, v in G.parameters_of(sw).items()}
+                sw = swap_ws(mapping, src, images, views, *pick, gate="learned" if name == "mapped" else "uniform")
+            ps = _params(G, sw)
             mv = group_moves(ps, pb, spread)
             own_g = SOURCE_GROUP[source]
             own = float(mv[own_g].mean())
             others = float(np.mean([mv[g_].mean() for g_ in GROUPS if g_ != own_g]))
             rep.moves[name][source] = (own, others)
             rep.leakage[name][source] = own / others if others > 1e-6 else float("inf")
-            if name == "mapped" and len(src.layout.groups) >= 3:
+            if name == "mapped":
                 intended = mapped.clone()  # the photo's mapping with the source's true rows of that group
-                rows = list(src.layout.groups[k])
                 intended[:, rows] = ws[other][:, rows]
-                err = float(group_moves(ps, {kk: v[other.cpu().numpy()] for kk, v in truth.items()}, spread)[own_g].mean())
+                err = float(group_moves(ps, truth_other, spread)[own_g].mean())
                 rep.swaps[source] = (err, float(_truth_iou(G, sw, intended).mean()))
     return rep

@@ -17,7 +17,6 @@ rerunning into the same NRUN resumes exactly. A NaN loss stops with the last goo
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from g3d.errors import G3DError, UsageError
 from g3d.neural.mapping import LatentLayout, NeuralMapping, camera_features
 from g3d.render.dibr import render
 from g3d.synth.viewpoints import item_seed
+from g3d.train.loop import _save, _trim_metrics, load_checkpoint  # one checkpoint format and one metrics log for both trainers
 
 
 class NeuralError(G3DError):
@@ -102,11 +102,6 @@ class Sources:
     @property
     def views(self) -> int:
         return int(self.codes.shape[0])
-
-    def to(self, device) -> "Sources":
-        for k in ("codes", "K", "R", "t", "cam_features"):
-            setattr(self, k, getattr(self, k).to(device))
-        return self
 
 
 def draw_latents(src: Sources, seed: int, step: int, batch: int, mix: float = 1.0, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,23 +192,24 @@ def stage2_loss(mapping: NeuralMapping, src: Sources, ws: torch.Tensor, views: t
                    "cycle_background": c_bg}
 
 
+def _generator_weights(G, stage: int) -> list[torch.nn.Parameter]:
+    """The generator weights ``stage`` trains: none in stage 1; its synthesis weights in stage 2 (the GAN's own
+    mapping network stays frozen: the neural renderer's mapping replaces it)."""
+    syn = getattr(G, "synthesis_network", None)
+    return list(syn.parameters()) if (stage == 2 and syn is not None) else []
+
+
 def trainable(stage: int, mapping: NeuralMapping, G) -> list[torch.nn.Parameter]:
-    """The parameters each stage trains: the mapping in both; the generator's synthesis weights in stage 2
-    (its mapping network and the inverse-graphics network stay frozen)."""
-    params = list(mapping.parameters())
-    if stage == 2:
-        syn = getattr(G, "synthesis_network", None)
-        params += [p for p in (syn.parameters() if syn is not None else [])]
-    return params
+    """The parameters each stage trains: the mapping in both, the generator's synthesis weights in stage 2
+    (the inverse-graphics network stays frozen)."""
+    return list(mapping.parameters()) + _generator_weights(G, stage)
 
 
 def _freeze_generator(G, stage: int) -> None:
-    """Stage 1: every generator weight frozen; stage 2: its synthesis weights train (the mapping network of
-    the GAN stays frozen: the neural renderer's own mapping replaces it)."""
+    """Gradients on for exactly the generator weights ``stage`` trains."""
     G.requires_grad_(False)
-    syn = getattr(G, "synthesis_network", None)
-    if stage == 2 and syn is not None:
-        syn.requires_grad_(True)
+    for q in _generator_weights(G, stage):
+        q.requires_grad_(True)
 
 
 def load_sources(inverse_run: str | Path, generator: str = "builtin", device: str = "cpu") -> Sources:
@@ -260,20 +256,6 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
     return src
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dsio.write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NeuralError(f"checkpoint {path} is damaged ({type(exc).__name__}): delete it to start over, or restore a copy") from None
-
-
 def build_mapping(src: Sources, hidden: int, shape_modes: int = 8, gate_per: str = "row") -> NeuralMapping:
     return NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg.reshape(-1)[: src.layout.w_dim], hidden, shape_modes, gate_per)
 
@@ -290,7 +272,7 @@ class NeuralReport:
 def _optimizer(stage: int, cfg: NeuralConfig, mapping: NeuralMapping, G) -> torch.optim.Adam:
     rest = [p for n, p in mapping.named_parameters() if n != "gate_logits"]
     groups = [{"params": rest, "lr": cfg.lr}, {"params": [mapping.gate_logits], "lr": cfg.gate_lr}]
-    gen = trainable(stage, mapping, G)[len(list(mapping.parameters())):]
+    gen = _generator_weights(G, stage)
     if gen:
         groups.append({"params": gen, "lr": cfg.generator_lr})
     return torch.optim.Adam(groups)
@@ -422,14 +404,6 @@ def _average_grads(params, world: int) -> None:
             q.grad = torch.zeros_like(q)
         dist.all_reduce(q.grad)
         q.grad /= world
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step`` (written after the checkpoint a resume starts from)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    dsio.write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
 
 def load_neural(nrun: str | Path, device: str = "cpu") -> tuple[NeuralConfig, NeuralMapping, Sources]:

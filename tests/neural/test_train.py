@@ -131,7 +131,10 @@ def test_cli_swap_and_render_write_their_pictures(inverse_run, tmp_path):
     assert r.exit_code != 0 and "--background-from 2: there are 2 photos" in r.output
     r = runner.invoke(app, ["neural", "render", str(nrun), "0:1", "--out", str(tmp_path / "tt"), "--views", "5"])
     assert r.exit_code == 0, r.output
-    assert len(list((tmp_path / "tt" / "frames").glob("*.png"))) == 5
+    frames = sorted((tmp_path / "tt" / "frames").glob("*.png"))
+    assert len(frames) == 5
+    a, b = cv2.imread(str(frames[0])), cv2.imread(str(frames[2]))
+    assert a.shape == b.shape and not (a == b).all()  # the camera input reaches the generator: other azimuth, other picture
     assert (tmp_path / "tt" / "turntable.gif").stat().st_size > 0 and (tmp_path / "tt" / "sheet.png").is_file()
     bad = tmp_path / "not_an_image.png"
     bad.write_text("hello")
