@@ -44,15 +44,15 @@ def pictures(nrun: Path, out: Path) -> None:
     from typer.testing import CliRunner
 
     from g3d.cli import app
-    from g3d.datasets import folder as dsf
+    from g3d.datasets.manifest import read_manifest
     from g3d.neural.train import load_neural
     from g3d.train.data import first_test_sample
 
     cfg, _, src = load_neural(nrun)
-    manifest = dsf.read_manifest(Path(src.dataset))
-    first = first_test_sample(manifest["samples"], 0.2)
-    V = manifest["views"]
-    held = manifest["samples"] - first
+    manifest = read_manifest(Path(src.dataset))
+    first = first_test_sample(manifest.samples, 0.2)
+    V = manifest.views
+    held = manifest.samples - first
     photos = [f"{first + k % held}:{(5 + 7 * k) % V}" for k in range(4)]
     runner = CliRunner()
     out.mkdir(parents=True, exist_ok=True)

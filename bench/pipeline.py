@@ -42,12 +42,13 @@ VARIANTS = [
 def camera_errors(run: Path, folder: Path) -> tuple[float, float, float, float]:
     """(median, max) rotation error in degrees of the cameras a run started from and ended with, per view."""
     from g3d.sfm.align import compare_cameras
-    from g3d.train.data import true_cameras
+    from g3d.datasets.cameras import read_true_cameras
+    from g3d.datasets.manifest import read_manifest
     from g3d.train.loop import load_run
-    from g3d.datasets import folder as dsf
 
     _, _, cams, _, _ = load_run(run)
-    Kt, Rt, tt = true_cameras(folder, dsf.read_manifest(folder))
+    truth = read_true_cameras(folder, read_manifest(folder))
+    Kt, Rt, tt = truth.K, truth.R, truth.t
     V = Rt.shape[0]
     with torch.no_grad():
         _, R1, t1 = cams(torch.arange(V))

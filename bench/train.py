@@ -299,6 +299,7 @@ def picture(run: Path, data: Path, out: Path, size: int = 128) -> None:
     import trimesh
 
     from g3d.datasets import folder as dsf
+    from g3d.datasets.manifest import read_manifest
     from g3d.datasets.previews import grid
     from g3d.datasets.schema import decode_png
     from g3d.render.dibr import Lighting
@@ -306,8 +307,7 @@ def picture(run: Path, data: Path, out: Path, size: int = 128) -> None:
     from g3d.train.data import first_test_sample
     from g3d.train.export import export_mesh
 
-    manifest = dsf.read_manifest(data)
-    first = first_test_sample(manifest["samples"], 0.2)
+    first = first_test_sample(read_manifest(data).samples, 0.2)
     rows = [r for p in dsf.shard_paths(data) for r in pq.read_table(p).to_pylist() if r["sample_id"] >= first]
     side = [r for r in rows if 40 <= r["azimuth_deg"] % 180 <= 140]  # a view that shows the length
     rgb = paint_rgb(*(torch.tensor([r[f"gt_paint_{k}"] for r in side]) for k in ("hue", "saturation", "value"))).numpy()

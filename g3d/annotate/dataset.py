@@ -17,14 +17,12 @@ import numpy as np
 
 from g3d.classes import ClassPreset, get_preset
 from g3d.datasets import folder as dsf
+from g3d.datasets.manifest import Manifest, read_manifest
 from g3d.datasets import io as dsio
 from g3d.errors import DatasetError
 
 ANNOTATE = "annotate"  # task images and projects.json, inside the dataset folder
 RECORD = "projects.json"
-POSE_BINS = "pose_bins.parquet"
-KEYPOINTS = "keypoints.parquet"
-MASK_POLYGONS = "mask_polygons.parquet"
 
 
 @dataclass
@@ -32,7 +30,7 @@ class DatasetInfo:
     """The parts of a dataset folder annotation needs (no image bytes)."""
 
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     preset: ClassPreset
     dataset_id: str  # 12 hex digits of the run's fingerprint: ties projects to this dataset
     views: list[int]  # view ids of viewpoints.parquet, ascending
@@ -50,18 +48,18 @@ class DatasetInfo:
         return sorted(int(s) for s in self.sample_ids[sel])
 
 
-def dataset_id(manifest: dict[str, Any]) -> str:
-    blob = json.dumps(manifest.get("fingerprint", manifest), sort_keys=True, default=str).encode()
+def dataset_id(manifest: Manifest) -> str:
+    blob = json.dumps(manifest.fingerprint if manifest.fingerprint is not None else manifest.to_json(), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def open_dataset(folder: Path) -> DatasetInfo:
+def read_dataset_info(folder: Path) -> DatasetInfo:
     """Read the manifest, views and image index of ``folder``; a bad folder is a DatasetError."""
     import pyarrow.parquet as pq
 
     folder = Path(folder)
-    manifest = dsf.read_manifest(folder)
-    preset = get_preset(manifest.get("class", "car"))
+    manifest = read_manifest(folder)
+    preset = get_preset(manifest.class_name)
     vp_path = folder / dsf.VIEWPOINTS
     if not vp_path.is_file():
         raise DatasetError(f"{folder} has no {dsf.VIEWPOINTS}: rerun `g3d synth --out {folder}`")

@@ -41,7 +41,8 @@ import numpy as np
 
 from g3d.annotate import configs
 from g3d.annotate.client import Connection, ConnectionConfig, LabelStudioError, connect
-from g3d.annotate.dataset import KEYPOINTS, MASK_POLYGONS, POSE_BINS, DatasetInfo, default_title, load_record, open_dataset
+from g3d.annotate.dataset import DatasetInfo, default_title, load_record, read_dataset_info
+from g3d.datasets.folder import KEYPOINTS, MASK_POLYGONS, POSE_BINS
 from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
 from g3d.errors import UsageError
@@ -515,7 +516,7 @@ def pull(cfg: PullConfig, log: Callable[[str], None] | None = None) -> PullRepor
     """Export every pushed project of ``cfg.folder``, validate, convert and write the annotations."""
     log = log or (lambda m: None)
     t_start = time.perf_counter()
-    info = open_dataset(cfg.folder)
+    info = read_dataset_info(cfg.folder)
     record = load_record(cfg.folder)
     if cfg.kinds is not None:
         bad = [k for k in cfg.kinds if k not in configs.KINDS]

@@ -31,17 +31,16 @@ import numpy as np
 from g3d.annotate import configs
 from g3d.annotate.client import Connection, ConnectionConfig, LabelStudioError, connect, error_detail, resolve
 from g3d.annotate.dataset import (
-    KEYPOINTS,
-    POSE_BINS,
     DatasetInfo,
     annotate_dir,
     default_title,
     load_record,
-    open_dataset,
+    read_dataset_info,
     read_rows,
     save_record,
 )
 from g3d.datasets import folder as dsf
+from g3d.datasets.folder import KEYPOINTS, POSE_BINS
 from g3d.datasets import io as dsio
 from g3d.errors import DatasetError, UsageError
 
@@ -489,7 +488,7 @@ def push(cfg: PushConfig, log: Callable[[str], None] | None = None) -> PushRepor
         raise UsageError(f"unknown task kind {cfg.kind!r}: choose one of {', '.join(configs.KINDS)}")
     if cfg.images not in ("auto", "local-files", "upload"):
         raise UsageError(f"--images {cfg.images!r}: choose auto, local-files or upload")
-    info = open_dataset(cfg.folder)
+    info = read_dataset_info(cfg.folder)
     resolve(cfg.connection)  # a missing or malformed --url / key fails here, before anything is written
     schema = configs.schema_for(cfg.kind, info.preset)
 

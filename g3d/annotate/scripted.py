@@ -30,10 +30,10 @@ def answer_tasks(folder: Path, url: str, api_key: str, noise_px: float = 1.0, mi
     """Answer every unanswered task of ``folder``'s pushed projects; returns {kind: tasks answered}."""
     from g3d.annotate import configs
     from g3d.annotate.client import ConnectionConfig, connect
-    from g3d.annotate.dataset import load_record, open_dataset, read_rows
+    from g3d.annotate.dataset import load_record, read_dataset_info, read_rows
     from g3d.annotate.push import keypoint_result, nearest_pose_bin, pose_result
     mistakes = mistakes or Mistakes()
-    info = open_dataset(folder)
+    info = read_dataset_info(folder)
     preset = info.preset
     record = load_record(folder)
     if not info.gt_azimuth:

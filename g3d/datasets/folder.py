@@ -1,4 +1,7 @@
-"""The dataset folder: its paths, its manifest (``g3d.json``) and the shard plan.
+"""The dataset folder: its paths, what ``--overwrite`` may touch, the writer lock, finished shards.
+
+The manifest and the shard plan are :mod:`g3d.datasets.manifest`'s; cameras, annotations and the
+camera-source vocabulary are :mod:`g3d.datasets.cameras`' and :mod:`g3d.datasets.annotations`'.
 
 Shard boundaries are a pure function of the run's arguments: shard k holds samples
 ``[k * samples_per_shard, (k + 1) * samples_per_shard)`` in every view, rows ordered by
@@ -8,15 +11,14 @@ Shard boundaries are a pure function of the run's arguments: shard k holds sampl
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from g3d.datasets import io as dsio
+from g3d.datasets.manifest import MANIFEST, ShardPlan, read_manifest, write_manifest
 from g3d.errors import DatasetError, UsageError
 
-MANIFEST = "g3d.json"
 VIEWPOINTS = "viewpoints.parquet"
 SAMPLES = "samples.parquet"
 IMAGES = "images"
@@ -24,6 +26,10 @@ PREVIEWS = "previews"
 ANNOTATIONS = "annotations"
 CAMERAS = "cameras.parquet"
 CARD = "README.md"
+# What g3d annotate pull writes under ANNOTATIONS (read through g3d.datasets.annotations).
+POSE_BINS = "pose_bins.parquet"
+KEYPOINTS = "keypoints.parquet"
+MASK_POLYGONS = "mask_polygons.parquet"
 
 # Everything g3d writes at a folder's top level (what --overwrite may remove or move aside).
 OWNED = (MANIFEST, VIEWPOINTS, SAMPLES, IMAGES, PREVIEWS, CARD, ANNOTATIONS, CAMERAS, "annotate", "filter_report.json", ".g3d-filter")
@@ -35,30 +41,6 @@ KEPT = ".g3d-kept"
 
 def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """Which samples each shard holds."""
-
-    samples: int
-    views: int
-    samples_per_shard: int
-
-    @property
-    def num_shards(self) -> int:
-        return max(1, math.ceil(self.samples / self.samples_per_shard))
-
-    def sample_range(self, shard: int) -> range:
-        lo = shard * self.samples_per_shard
-        return range(lo, min(self.samples, lo + self.samples_per_shard))
-
-    def rows(self, shard: int) -> int:
-        return len(self.sample_range(shard)) * self.views
-
-    def mine(self, shard_index: int, shard_count: int) -> list[int]:
-        """Shards written by worker ``shard_index`` of ``shard_count``."""
-        return [k for k in range(self.num_shards) if k % shard_count == shard_index]
 
 
 def default_samples_per_shard(views: int, target_rows: int = 1024) -> int:
@@ -89,31 +71,6 @@ def parse_shard(spec: str | None, env: dict[str, str] | None = None) -> tuple[in
     if n < 1 or not 0 <= i < n:
         raise UsageError(f"--shard {spec}: i must be in 0..N-1 (e.g. --shard 0/{max(n, 1)} ... {max(n, 1) - 1}/{max(n, 1)})")
     return i, n
-
-
-# What every manifest holds (g3d synth's and the smaller ones of annotation-only folders), with its type,
-# and the types of what g3d synth adds, where present.
-MANIFEST_FIELDS = {"class": str, "views": int, "height": int, "width": int}
-MANIFEST_OPTIONAL = {"samples": int, "rows": int, "samples_per_shard": int, "generator": dict, "seed": int,
-                     "viewpoint_layers": list, "truncation_psi": (int, float)}
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """``folder/g3d.json`` as a dict; a :class:`DatasetError` when it is missing, unreadable or not a g3d manifest."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise DatasetError(f"{folder} holds no g3d dataset (no {MANIFEST}): run `g3d synth --out {folder}` first")
-    try:
-        m = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path} is unreadable ({exc}): rerun the g3d synth command that made it, with --overwrite") from None
-    wrong = lambda v, t: not isinstance(v, t) or isinstance(v, bool)  # noqa: E731
-    bad = [k for k, t in MANIFEST_FIELDS.items() if not isinstance(m, dict) or wrong(m.get(k), t)]
-    bad += [k for k, t in MANIFEST_OPTIONAL.items() if isinstance(m, dict) and k in m and wrong(m[k], t)]
-    if bad:
-        raise DatasetError(f"{path} is not a g3d manifest ({'not a JSON object' if not isinstance(m, dict) else 'missing or wrong: ' + ', '.join(bad)}): "
-                           "rerun the g3d synth command that made it, with --overwrite")
-    return m
 
 
 class WriterLock:
@@ -226,11 +183,11 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
     except DatasetError:
         if not overwrite:
             raise
-        old = {}  # a damaged g3d.json among g3d's own files: --overwrite replaces it like the rest
-    old_fp = old.get("fingerprint") if isinstance(old.get("fingerprint"), dict) else {}
+        old = None  # a damaged g3d.json among g3d's own files: --overwrite replaces it like the rest
+    old_fp = (old.fingerprint or {}) if old is not None else {}
     if old_fp and {k: v for k, v in old_fp.items() if k in fingerprint or k not in NOT_OUTPUT} == fingerprint:
         if old_fp != fingerprint:  # written when the fingerprint still held an option the bytes do not depend on
-            dsio.write_json(folder / MANIFEST, {**old, "fingerprint": fingerprint})
+            write_manifest(folder, replace(old, fingerprint=fingerprint))
             log(f"resuming: {MANIFEST}'s fingerprint updated (it recorded {', '.join(sorted(set(old_fp) - set(fingerprint)))}, "
                 "which does not change this generator's images)")
         return True
@@ -260,19 +217,6 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
 
 # Key of the shard's Parquet metadata that names the run that wrote it (see :func:`run_id`).
 RUN_KEY = b"g3d_run"
-
-
-def run_id(fingerprint: dict[str, Any]) -> str:
-    """A short stable id of a run's fingerprint (the arguments its bytes depend on), 16 hex digits."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def manifest_run_id(manifest: dict[str, Any]) -> str | None:
-    """The run id of a folder's manifest, or None for a manifest without a fingerprint."""
-    fp = manifest.get("fingerprint")
-    return run_id(fp) if isinstance(fp, dict) else None
 
 
 def completed_shards(folder: Path, plan: ShardPlan, run: str | None = None, legacy: bool = True) -> dict[int, bool]:

@@ -1,4 +1,5 @@
-"""Atomic file writes: every file g3d writes appears whole under its final name, or not at all."""
+"""Atomic file writes (every file g3d writes appears whole under its final name, or not at all) and the one
+reader of image shards (every pyarrow error a one-line error naming the shard)."""
 
 from __future__ import annotations
 
@@ -147,3 +148,19 @@ def remove_stale_temporaries(folder: Path) -> int:
                 p.unlink(missing_ok=True)
                 n += 1
     return n
+
+
+def read_shard(path: Path, columns: list[str] | None = None, schema_only: bool = False):
+    """An image shard's table (or only its schema); any pyarrow error (a damaged, truncated or foreign
+    file) is a one-line :class:`DatasetError` naming the shard and the fix."""
+    import pyarrow.parquet as pq
+
+    from g3d.errors import DatasetError
+
+    path = Path(path)
+    try:
+        return pq.read_schema(path) if schema_only else pq.read_table(path, columns=columns)
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors derive from OSError and ValueError; a missing column: KeyError
+        folder = path.parent.parent
+        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): it is damaged; rerun the g3d synth command that wrote "
+                           f"{folder} to rewrite it") from None

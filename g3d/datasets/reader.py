@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from g3d.datasets import folder as dsf
+from g3d.datasets.manifest import read_manifest
 from g3d.datasets.schema import decode_png
 from g3d.errors import DatasetError
 
@@ -28,7 +29,7 @@ class G3DDataset:
         import pyarrow.parquet as pq
 
         self.path = Path(path)
-        self.manifest = dsf.read_manifest(self.path)
+        self.manifest = read_manifest(self.path)
         self.files = dsf.shard_paths(self.path)
         if not self.files:
             raise DatasetError(f"{self.path} has no complete image shards: run or resume `g3d synth --out {self.path}`")

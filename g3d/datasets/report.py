@@ -79,19 +79,19 @@ def _curve_svg(steps: list[int], values: list[float], width: int = 640, height: 
 
 def write_report(folder: str | Path, out: str | Path, run: str | Path | None = None) -> Path:
     """Write the report of ``folder`` (and ``run``) into ``out``; returns ``out/index.html``."""
-    import pyarrow.parquet as pq
-
+    from g3d.datasets import cameras as dscam
     from g3d.datasets import folder as dsf
     from g3d.datasets import io as dsio
+    from g3d.datasets.manifest import read_manifest
 
     folder, out = Path(folder), Path(out)
-    man = dsf.read_manifest(folder)
+    man = read_manifest(folder)
     if out.exists() and any(out.iterdir()) and not (out / "index.html").is_file():
         raise DatasetError(f"--out {out} is not empty and holds no earlier report: choose another --out")
     tmp = dsio.fresh_dir(out)
-    parts = [f"<h1>g3d dataset: {html.escape(man['class'])}</h1>",
-             f"<p>{man['samples']} objects x {man['views']} views = {man['rows']} images of {man['width']}x{man['height']} px; "
-             f"generator {html.escape(str(man['generator'].get('format')))}, seed {man.get('seed')}.</p>"]
+    parts = [f"<h1>g3d dataset: {html.escape(man.class_name)}</h1>",
+             f"<p>{man.samples} objects x {man.views} views = {man.rows} images of {man.width}x{man.height} px; "
+             f"generator {html.escape(str(man.generator.get('format')))}, seed {man.seed}.</p>"]
     try:
         sheet = folder / dsf.PREVIEWS / "contact_sheet.png"
         if sheet.is_file():
@@ -108,27 +108,20 @@ def write_report(folder: str | Path, out: str | Path, run: str | Path | None = N
                 shutil.copy(p, tmp / p.name)
                 parts.append(f'<h3>Rejected: {html.escape(p.stem[7:])}</h3><img src="{p.name}" alt="{html.escape(p.stem)}" style="max-width:100%">')
         # The camera rig.
-        if (folder / dsf.CAMERAS).is_file():
-            df = pq.read_table(folder / dsf.CAMERAS).to_pandas().sort_values("view_id")
-            src = "cameras.parquet (g3d sfm-init)"
-        else:
-            first = dsf.shard_paths(folder)
-            df = pq.read_table(first[0], columns=["view_id", "R", "t"]).to_pandas().drop_duplicates("view_id") if first and man.get("ground_truth") else None
-            src = "the generator's cameras"
-        if df is not None and len(df):
-            R = np.stack([np.reshape(r, (3, 3)) for r in df.R])
-            t = np.stack([np.asarray(x, np.float64) for x in df.t])
-            (tmp / "camera_rig.png").write_bytes(_rig_png(R, t, [int(v) for v in df.view_id]))
-            parts.append(f'<h2>Camera rig</h2><p>{len(df)} views, from {src}; seen from above, front up.</p><img src="camera_rig.png" alt="camera rig">')
+        try:
+            cams = dscam.read_cameras(folder, man, fallbacks=(dscam.FROM_TRUTH,)) if dsf.shard_paths(folder) or dscam.has_camera_file(folder) else None
+        except DatasetError:
+            cams = None  # no cameras yet: the page says nothing of them
+        if cams is not None and not cams.per_image:
+            has = np.array([s is not None for s in cams.sources])
+            src = {dscam.FROM_FILE: "cameras.parquet (g3d sfm-init)", dscam.FROM_TRUTH: "the generator's cameras"}[cams.origin]
+            (tmp / "camera_rig.png").write_bytes(_rig_png(cams.R[has], cams.t[has], [int(v) for v in cams.view_ids[has]]))
+            parts.append(f'<h2>Camera rig</h2><p>{int(has.sum())} views, from {src}; seen from above, front up.</p><img src="camera_rig.png" alt="camera rig">')
         # Annotation status.
-        ann = folder / dsf.ANNOTATIONS
-        rows = []
-        for name in ("pose_bins", "keypoints", "mask_polygons"):
-            p = ann / f"{name}.parquet"
-            if p.is_file():
-                t = pq.read_table(p)
-                views = len(set(t.column("view_id").to_pylist())) if "view_id" in t.column_names else 0
-                rows.append(f"<tr><td>{name}</td><td>{t.num_rows}</td><td>{views} of {man['views']}</td></tr>")
+        from g3d.datasets.annotations import annotation_counts
+
+        rows = [f"<tr><td>{Path(name).stem}</td><td>{n}</td><td>{views} of {man.views}</td></tr>"
+                for name, (n, views) in annotation_counts(folder).items()]
         parts.append("<h2>Annotations</h2>" + (f"<table><tr><th>file</th><th>rows</th><th>views</th></tr>{''.join(rows)}</table>" if rows else "<p>none pulled yet</p>"))
         if run is not None:
             run = Path(run)

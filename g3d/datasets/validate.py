@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from g3d.datasets.manifest import has_manifest, read_manifest
+from g3d.errors import DatasetError
+
 MASK_LABELS = {0, 100, 255}
 
 
@@ -93,7 +96,7 @@ def validate_export(out: str | Path) -> ValidationReport:
     if rows != want:
         rep.problems.append(f"rows per split {rows} differ from the recorded {want}: the export is incomplete or was changed; export again")
     src = Path(record.get("source", ""))
-    if src.is_dir() and (src / "g3d.json").is_file() and not record.get("all_rows"):
+    if src.is_dir() and has_manifest(src) and not record.get("all_rows"):
         import pyarrow.parquet as pq
 
         from g3d.datasets import folder as dsf
@@ -116,6 +119,7 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
         return validate_export(folder)
     import pyarrow.parquet as pq
 
+    from g3d.datasets import cameras as dscam
     from g3d.datasets import folder as dsf
     from g3d.datasets import io as dsio
     from g3d.datasets.schema import SCHEMA_VERSION, decode_png, image_rows_schema
@@ -123,14 +127,18 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
     folder = Path(folder)
     rep = ValidationReport(folder, 0, 0, 0)
     try:
-        man = dsf.read_manifest(folder)
+        man = read_manifest(folder)
     except Exception as exc:  # the reader's one-line error is the problem
         rep.problems.append(f"g3d.json: {exc}")
         return rep
-    if man.get("schema_version") != SCHEMA_VERSION:
-        rep.problems.append(f"g3d.json: schema version {man.get('schema_version')}, this g3d reads {SCHEMA_VERSION}")
-    plan = dsf.ShardPlan(int(man["samples"]), int(man["views"]), int(man["samples_per_shard"]))
-    expected = set(image_rows_schema(len(man.get("keypoints") or []), [], bool(man.get("ground_truth"))).names)
+    if man.schema_version != SCHEMA_VERSION:
+        rep.problems.append(f"g3d.json: schema version {man.schema_version}, this g3d reads {SCHEMA_VERSION}")
+    try:
+        plan = man.shard_plan()
+    except DatasetError as exc:
+        rep.problems.append(f"g3d.json: {exc}")
+        return rep
+    expected = set(image_rows_schema(len(man.keypoints or []), [], bool(man.ground_truth)).names)
     total = 0
     for k in range(plan.num_shards):
         path = folder / dsf.IMAGES / dsf.shard_name(k)
@@ -173,8 +181,8 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
                 except ValueError:
                     rep.problems.append(f"{where}: {col} is not a decodable PNG")
                     continue
-                if arr.shape[:2] != (man["height"], man["width"]):
-                    rep.problems.append(f"{where}: {col} is {arr.shape[1]}x{arr.shape[0]}, the manifest says {man['width']}x{man['height']}")
+                if arr.shape[:2] != (man.height, man.width):
+                    rep.problems.append(f"{where}: {col} is {arr.shape[1]}x{arr.shape[0]}, the manifest says {man.width}x{man.height}")
                 if grey and not set(np.unique(arr).tolist()) <= MASK_LABELS:
                     rep.problems.append(f"{where}: mask holds values other than the labels 0, 100, 255")
             rep.checked_images += 1
@@ -182,19 +190,19 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
                 why = _rotation_problem(r["R"])
                 if why:
                     rep.problems.append(f"{where}: {why}")
-    if total != man.get("rows", total):
-        rep.problems.append(f"images/: {total} rows in all, the manifest says {man['rows']}")
+    if man.rows is not None and total != man.rows:
+        rep.problems.append(f"images/: {total} rows in all, the manifest says {man.rows}")
     rep.rows = total
-    cams = folder / dsf.CAMERAS
-    if cams.is_file():
+    if dscam.has_camera_file(folder):
         try:
-            df = pq.read_table(cams).to_pandas()
-            for v, R in zip(df.view_id, df.R):
-                why = _rotation_problem(R)
+            cams = dscam.read_camera_file(folder, man)
+        except DatasetError as exc:
+            rep.problems.append(f"{dsf.CAMERAS}: {exc}")
+        else:
+            for v, R, src in zip(cams.view_ids, cams.R, cams.sources):
+                why = _rotation_problem(R) if src is not None else None
                 if why:
                     rep.problems.append(f"{dsf.CAMERAS} view {v}: {why}: rerun g3d sfm-init")
-        except Exception as exc:
-            rep.problems.append(f"{dsf.CAMERAS}: not readable ({type(exc).__name__}): rerun g3d sfm-init")
     strays = [p.name for p in (folder / dsf.IMAGES).glob(".*")] if (folder / dsf.IMAGES).is_dir() else []
     if strays:
         rep.problems.append(f"images/: temporary files {', '.join(strays[:5])} left by an interrupted run: rerun it to finish, or delete them")

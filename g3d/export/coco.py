@@ -38,8 +38,8 @@ def export_coco(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int]
     from g3d.classes import get_preset
 
     p = plan(cfg)
-    V = int(p.manifest["views"])
-    preset = get_preset(p.manifest["class"])
+    V = int(p.manifest.views)
+    preset = get_preset(p.manifest.class_name)
     idx = preset.keypoint_index
     coco_id, supercategory = COCO_CATEGORIES[preset.coco_category]
     cat = {"id": coco_id, "name": preset.coco_category, "supercategory": supercategory,

@@ -39,7 +39,7 @@ def export_hf(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int], 
     from g3d.datasets.schema import encode_png, huggingface_metadata, image_type
 
     p = plan(cfg)
-    kp = bool(p.manifest.get("ground_truth"))
+    kp = bool(p.manifest.ground_truth)
     schema = pa.schema(
         [pa.field("sample_id", pa.int64()), pa.field("view_id", pa.int32()), pa.field("image", image_type()), pa.field("mask", image_type()),
          pa.field("K", pa.list_(pa.float64(), 9)), pa.field("R", pa.list_(pa.float64(), 9)), pa.field("t", pa.list_(pa.float64(), 3)),
@@ -83,14 +83,14 @@ def export_hf(cfg: ExportConfig, progress: Callable[[str, int], Callable[[int], 
 
 def made_with(manifest: dict, cfg: ExportConfig) -> list[str]:
     """The commands that made the dataset and this export, rebuilt from the manifest, and the filter's rules and keep rate."""
-    gen = manifest.get("generator", {})
+    gen = manifest.generator
     g = "builtin" if gen.get("format") == "builtin" else (gen.get("file") or gen.get("checkpoint") or gen.get("format"))
-    synth = (f"g3d synth --class {manifest['class']} --views {manifest['views']} --samples {manifest['samples']} --generator {g} "
-             f"--seed {manifest.get('seed')} --truncation {manifest.get('truncation_psi')}"
-             + (f" --resolution {manifest['width']}" if gen.get("format") == "builtin" else "")
+    synth = (f"g3d synth --class {manifest.class_name} --views {manifest.views} --samples {manifest.samples} --generator {g} "
+             f"--seed {manifest.seed} --truncation {manifest.truncation_psi}"
+             + (f" --resolution {manifest.width}" if gen.get("format") == "builtin" else "")
              + (f" --distractors {gen['distractors']:g}" if gen.get("distractors") else ""))
     lines = ["```", synth]
-    filt = manifest.get("filter")
+    filt = manifest.filter
     if filt:
         lines.append("g3d filter DIR")
     lines += [f"g3d export DIR --format hf --split {','.join(f'{k}={v:g}' for k, v in cfg.split.items())} --seed {cfg.seed}"
@@ -109,7 +109,7 @@ def made_with(manifest: dict, cfg: ExportConfig) -> list[str]:
 def card(manifest: dict, cfg: ExportConfig, rows: dict[str, int], objects: dict[str, int], per_view: dict, from_sfm: bool) -> str:
     """The dataset card: YAML front matter that ``load_dataset`` reads, then what a user needs to know."""
     splits = [s for s in cfg.split if rows[s]]
-    gen = manifest.get("generator", {})
+    gen = manifest.generator
     yaml = ["---", "license: other", "tags:", "- multi-view", "- 3d", "- gan", "- g3d", "configs:", "- config_name: default", "  data_files:"]
     for s in splits:
         yaml += [f"  - split: {s}", f"    path: data/{s}-*.parquet"]
@@ -117,16 +117,16 @@ def card(manifest: dict, cfg: ExportConfig, rows: dict[str, int], objects: dict[
              "  - name: image", "    dtype: image", "  - name: mask", "    dtype: image",
              "  - name: K", "    sequence: float64", "  - name: R", "    sequence: float64", "  - name: t", "    sequence: float64",
              "  - name: camera_source", "    dtype: string"]
-    if manifest.get("ground_truth"):
+    if manifest.ground_truth:
         yaml += ["  - name: keypoints_2d", "    sequence: float64", "  - name: keypoints_visible", "    sequence: bool"]
     yaml += ["---", ""]
     body = [
-        f"# g3d multi-view dataset: {manifest['class']}",
+        f"# g3d multi-view dataset: {manifest.class_name}",
         "",
-        f"{sum(rows.values())} images ({manifest['width']}x{manifest['height']} px) of {sum(objects.values())} objects seen from "
-        f"{manifest['views']} fixed viewpoints, made by g3d {manifest.get('g3d_version')} with the `{gen.get('format')}` generator"
+        f"{sum(rows.values())} images ({manifest.width}x{manifest.height} px) of {sum(objects.values())} objects seen from "
+        f"{manifest.views} fixed viewpoints, made by g3d {manifest.g3d_version} with the `{gen.get('format')}` generator"
         + (f" ({gen.get('checkpoint')}, SHA-256 {gen.get('sha256')})" if gen.get("sha256") else "")
-        + f", seed {manifest.get('seed')}, truncation {manifest.get('truncation_psi')}.",
+        + f", seed {manifest.seed}, truncation {manifest.truncation_psi}.",
         "",
         "```python",
         "from datasets import load_dataset",
@@ -155,9 +155,9 @@ def card(manifest: dict, cfg: ExportConfig, rows: dict[str, int], objects: dict[
         "",
         "## Images per view",
         "",
-        "| split | " + " | ".join(f"v{v}" for v in range(manifest["views"])) + " |",
-        "| --- |" + " --- |" * manifest["views"],
-        *[f"| {s} | " + " | ".join(str(per_view[s].get(v, 0)) for v in range(manifest["views"])) + " |" for s in splits],
+        "| split | " + " | ".join(f"v{v}" for v in range(manifest.views)) + " |",
+        "| --- |" + " --- |" * manifest.views,
+        *[f"| {s} | " + " | ".join(str(per_view[s].get(v, 0)) for v in range(manifest.views)) + " |" for s in splits],
         "",
         "## How it was made",
         "",

@@ -1,8 +1,8 @@
 """What every export format reads: the dataset's rows to export, their split, camera and 0/255 mask.
 
 :func:`plan` reads the folder's manifest, which rows are kept (``keep`` true or null; all with
-``all_rows``), the object split (:mod:`g3d.export.splits`) and ``cameras.parquet`` (usable views;
-rows of other views are left out). :func:`shard_rows` yields one source shard's rows at a time, so an
+``all_rows``), the object split (:mod:`g3d.export.splits`) and the cameras (:func:`g3d.datasets.cameras.read_cameras`:
+``cameras.parquet`` or the generator's truth; rows without a usable camera are left out). :func:`shard_rows` yields one source shard's rows at a time, so an
 export holds one shard in memory. :func:`staging` and :func:`commit` make an export atomic: it is
 written under a hidden name beside OUT and renamed when whole; a non-empty OUT that is not an earlier
 export of the same dataset is refused, and an earlier one is replaced only with ``overwrite``.
@@ -13,12 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from g3d.datasets import io as dsio
 from g3d.errors import DatasetError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from g3d.datasets.cameras import DatasetCameras
+    from g3d.datasets.manifest import Manifest
 
 RECORD = "export.json"
 
@@ -48,11 +52,11 @@ class ExportReport:
 @dataclass
 class Plan:
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     shards: list[Path]
     kept: list[int]  # rows exported per source shard
     split_of: dict[int, str]  # sample id -> split
-    cameras: dict[int, tuple] | None  # view id -> (K [9], R [9], t [3], source) from cameras.parquet
+    cameras: DatasetCameras | None  # from cameras.parquet; None: each row's own (the generator's truth)
     dataset_id: str
 
     @property
@@ -65,19 +69,20 @@ class Plan:
 
 
 def plan(cfg: ExportConfig) -> Plan:
-    import pyarrow.parquet as pq
-
+    from g3d.datasets import cameras as dscam
     from g3d.datasets import folder as dsf
+    from g3d.datasets.io import read_shard
+    from g3d.datasets.manifest import read_manifest
     from g3d.export.splits import assign_splits
 
     folder = Path(cfg.folder)
-    manifest = dsf.read_manifest(folder)
+    manifest = read_manifest(folder)
     shards = dsf.shard_paths(folder)
     if not shards:
         raise DatasetError(f"{folder} has no image shards: run `g3d synth --out {folder}` first")
     ids, kept = [], []
     for p in shards:
-        t = pq.read_table(p, columns=["sample_id", "keep"])
+        t = read_shard(p, ["sample_id", "keep"])
         k = t.column("keep").to_pylist()
         ok = np.ones(len(k), bool) if cfg.all_rows else np.array([x is None or bool(x) for x in k])
         ids.append(t.column("sample_id").to_numpy()[ok])
@@ -85,14 +90,12 @@ def plan(cfg: ExportConfig) -> Plan:
     all_ids = np.concatenate(ids)
     if len(all_ids) == 0:
         raise DatasetError(f"{folder} has no kept rows: loosen the filter (g3d filter) or pass --all-rows")
-    cams = None
-    if (folder / dsf.CAMERAS).is_file():
-        df = pq.read_table(folder / dsf.CAMERAS).to_pandas()
-        usable = df.usable if "usable" in df else [True] * len(df)
-        cams = {int(v): (list(k), list(r), list(t), str(s)) for v, k, r, t, s, u in zip(df.view_id, df.K, df.R, df.t, df.source, usable) if u}
-    elif not manifest.get("ground_truth"):
-        raise DatasetError(f"{folder} has no cameras: run `g3d sfm-init {folder}` first (every export format carries the cameras)")
-    dataset_id = str(dsf.manifest_run_id(manifest) or "")
+    try:
+        cams = dscam.read_cameras(folder, manifest, fallbacks=(dscam.FROM_TRUTH,))
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (every export format carries the cameras)") from None
+    cams = None if cams.origin == dscam.FROM_TRUTH else cams  # the truth: each row carries its own
+    dataset_id = str(manifest.run_id or "")
     return Plan(folder, manifest, shards, kept, assign_splits(all_ids, cfg.split, cfg.seed), cams, dataset_id)
 
 
@@ -111,26 +114,27 @@ def shard_rows(p: Plan, k: int, cfg: ExportConfig) -> Iterator[dict[str, Any]]:
     """The exported rows of source shard ``k``, in its order: sample_id, view_id, split, image (PNG bytes),
     mask (bool [H, W] or None), K, R (9 floats, row-major), t (3), camera_source, keypoints_2d /
     keypoints_visible (or None), width, height."""
-    import pyarrow.parquet as pq
+    from g3d.datasets.io import read_shard
 
     path = p.shards[k]
     cols = [c for c in ("sample_id", "view_id", "keep", "image", "mask", "filter_mask", "K", "R", "t", "keypoints_2d", "keypoints_visible")
-            if c in pq.read_schema(path).names]
-    for r in pq.read_table(path, columns=cols).to_pylist():
+            if c in read_shard(path, schema_only=True).names]
+    for r in read_shard(path, cols).to_pylist():
         if not cfg.all_rows and r.get("keep") is False:
             continue
         v = int(r["view_id"])
         if p.cameras is not None:
-            if v not in p.cameras:
-                continue  # no usable camera for this view
-            K, R, t, source = p.cameras[v]
+            c = int(p.cameras.index([r["sample_id"]], [v])[0])
+            if c < 0:
+                continue  # no usable camera for this image
+            K, R, t, source = p.cameras.K[c].reshape(9).tolist(), p.cameras.R[c].reshape(9).tolist(), p.cameras.t[c].tolist(), p.cameras.sources[c]
         else:
             K, R, t, source = r["K"], r["R"], r["t"], "generator"
         yield {
             "sample_id": int(r["sample_id"]), "view_id": v, "split": p.split_of[int(r["sample_id"])],
             "image": r["image"]["bytes"], "mask": binary_mask(r), "K": list(K), "R": list(R), "t": list(t), "camera_source": source,
             "keypoints_2d": r.get("keypoints_2d"), "keypoints_visible": r.get("keypoints_visible"),
-            "width": int(p.manifest["width"]), "height": int(p.manifest["height"]),
+            "width": int(p.manifest.width), "height": int(p.manifest.height),
         }
 
 

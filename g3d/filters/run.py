@@ -25,6 +25,7 @@ import numpy as np
 
 from g3d.classes import get_preset
 from g3d.datasets import folder as dsf
+from g3d.datasets.manifest import read_manifest, write_manifest
 from g3d.datasets import io as dsio
 from g3d.datasets.schema import decode_png, encode_png, huggingface_metadata, image_struct, image_type, mask_stats
 from g3d.errors import UsageError
@@ -216,8 +217,8 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     t0 = time.perf_counter()
     log = log or (lambda m: None)
     folder = Path(cfg.folder)
-    manifest = dsf.read_manifest(folder)
-    preset = get_preset(manifest["class"])
+    manifest = read_manifest(folder)
+    preset = get_preset(manifest.class_name)
     for extra in cfg.accept:
         if extra not in COCO80:
             raise UsageError(f"--accept {extra!r} is not a COCO class the segmenters know: use names like {', '.join(preset.extra_coco_categories or ('truck',))}")
@@ -231,13 +232,13 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
 
     check_device(cfg.device)
     rules = replace(cfg.rules, labels=(preset.coco_category, *cfg.accept))  # the caller's config stays as given
-    name = cfg.segmenter or ("ground-truth" if manifest.get("ground_truth") else "torchvision")
-    if name == "ground-truth" and not manifest.get("ground_truth"):
+    name = cfg.segmenter or ("ground-truth" if manifest.ground_truth else "torchvision")
+    if name == "ground-truth" and not manifest.ground_truth:
         raise UsageError(f"{folder} was made by a generator without ground truth: use --segmenter torchvision or detectron2")
     seg = make_segmenter(name, label=preset.coco_category, weights=cfg.weights, config_file=cfg.config_file,
                          device=cfg.device, min_score=min(0.05, rules.min_score))
-    plan = dsf.ShardPlan(manifest["samples"], manifest["views"], manifest["samples_per_shard"])
-    done = dsf.completed_shards(folder, plan, dsf.manifest_run_id(manifest))
+    plan = manifest.shard_plan()
+    done = dsf.completed_shards(folder, plan, manifest.run_id)
     missing = [k for k, ok in done.items() if not ok]
     if missing:
         raise UsageError(f"{folder} is incomplete ({len(missing)} of {plan.num_shards} shards missing): finish it with the same g3d synth command first")
@@ -245,7 +246,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     # Pass 1: segment (or reuse the cache of an interrupted run with the same segmenter).
     cache = folder / CACHE
     key = {"segmenter": seg.describe(), "labels": list(rules.labels), "min_score": rules.min_score,
-           "min_instance_area": rules.min_instance_area, "g3d_schema": manifest.get("schema_version")}
+           "min_instance_area": rules.min_instance_area, "g3d_schema": manifest.schema_version}
     key_path = cache / "key.json"
     if cache.is_dir() and (not key_path.is_file() or json.loads(key_path.read_text()) != key):
         shutil.rmtree(cache)
@@ -332,8 +333,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
         seconds=time.perf_counter() - t0,
     )
     dsio.write_json(folder / REPORT, {"config": {**rules.as_dict(), "segmenter": seg.describe()}, **report.as_dict()})
-    manifest["filter"] = {"segmenter": seg.describe(), "rules": rules.as_dict(), "kept": report.kept, "rows": report.rows}
-    dsio.write_json(folder / dsf.MANIFEST, manifest)
+    write_manifest(folder, manifest.with_filter({"segmenter": seg.describe(), "rules": rules.as_dict(), "kept": report.kept, "rows": report.rows}))
     return report
 
 

@@ -216,6 +216,7 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
     """The frozen parts of a neural run: the inverse-graphics run, its dataset's viewpoint codes and
     cameras, and the generator the dataset was made with (rebuilt for "builtin")."""
     from g3d.datasets import folder as dsf
+    from g3d.datasets.manifest import read_manifest
     from g3d.synth.checkpoints import load_generator
     from g3d.synth.viewpoints import load_viewpoints
     from g3d.train.loop import load_run
@@ -226,8 +227,8 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
                          f"pass a folder written by `g3d train DATASET --out RUN`")
     cfg, inverse, cams, tpl, _ = load_run(run, device)
     folder = Path(cfg.folder)
-    manifest = dsf.read_manifest(folder)
-    gen = manifest["generator"]
+    manifest = read_manifest(folder)
+    gen = manifest.generator
     if generator == "builtin":
         if gen.get("format") != "builtin":
             raise UsageError(f"the dataset of {run} ({folder}) was made with a {gen.get('format')} generator, not the built-in one: "
@@ -239,7 +240,7 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
     vp_path = folder / dsf.VIEWPOINTS
     if not vp_path.is_file():
         raise UsageError(f"{folder} has no {dsf.VIEWPOINTS}: the neural renderer needs a dataset written by g3d synth")
-    layers = tuple(manifest["viewpoint_layers"])
+    layers = tuple(manifest.viewpoint_layers)
     if G.num_ws <= max(layers) or (gen.get("num_ws") and gen["num_ws"] != G.num_ws):
         raise UsageError(f"--generator has {G.num_ws} ws rows but the dataset of {run} was made with {gen.get('num_ws')}: "
                          "pass the generator that made the dataset")
@@ -247,11 +248,11 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
     layout = LatentLayout.of(G, layers)
     with torch.no_grad():
         K, R, t = cams(torch.arange(cams.K.shape[0], device=cams.K.device))
-    crop = (manifest.get("fingerprint") or {}).get("crop")
+    crop = (manifest.fingerprint or {}).get("crop")
     inverse.requires_grad_(False).eval()
     G.requires_grad_(False)
-    src = Sources(G, inverse, tpl, torch.as_tensor(vp.codes, dtype=torch.float32, device=device), K, R, t, layout, manifest.get("truncation_psi", 1.0),
-                   manifest.get("truncation_cutoff"), tuple(crop) if crop else None, (max(1, round(cfg.resolution * manifest["height"] / manifest["width"])), int(cfg.resolution)))
+    src = Sources(G, inverse, tpl, torch.as_tensor(vp.codes, dtype=torch.float32, device=device), K, R, t, layout, manifest.truncation_psi,
+                   manifest.truncation_cutoff, tuple(crop) if crop else None, (max(1, round(cfg.resolution * manifest.height / manifest.width)), int(cfg.resolution)))
     src.dataset = str(folder)
     return src
 

@@ -2,7 +2,7 @@
 
 Every image of a view column shares one camera, so this is a V-camera problem (39 for cars).
 
-- :mod:`g3d.sfm.inputs`     read and validate ``annotations/pose_bins.parquet`` and ``keypoints.parquet``
+- :mod:`g3d.datasets.annotations`     read and validate ``annotations/pose_bins.parquet`` and ``keypoints.parquet``
 - :mod:`g3d.sfm.posebins`   pose-bin cameras (always available: the fallback of everything else)
 - :mod:`g3d.sfm.colmap`     keypoint refinement through COLMAP (pycolmap): from the bins, or keypoints only
 - :mod:`g3d.sfm.align`      the reconstruction in the object frame of :mod:`g3d.cameras`, from keypoint names

@@ -21,7 +21,7 @@ from g3d import cameras
 from g3d.errors import DatasetError, UsageError
 from g3d.sfm import checks as chk
 from g3d.sfm.align import AlignmentError, Similarity, angle_difference_deg, rotation_angle_deg, to_object_frame, umeyama
-from g3d.sfm.inputs import Annotations, read_annotations
+from g3d.datasets.annotations import Annotations, read_annotations
 from g3d.sfm.posebins import bin_width_deg, focal_guess, pose_bin_cameras
 
 log = logging.getLogger(__name__)

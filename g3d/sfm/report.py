@@ -18,7 +18,7 @@ import numpy as np
 from g3d import cameras
 
 if TYPE_CHECKING:  # pragma: no cover
-    from g3d.sfm.inputs import Annotations
+    from g3d.datasets.annotations import Annotations
     from g3d.sfm.pipeline import SfmReport, Solution
 
 COLOURS = {  # BGR for OpenCV

@@ -173,8 +173,8 @@ def shift_bin(scene: Scene, view: int, degrees: float = 180.0, class_name: str =
 
 
 def scene_annotations(scene: Scene, class_name: str = "car", pose_bins: bool = True, keypoints: bool = True):
-    """The scene as :class:`g3d.sfm.inputs.Annotations`, in memory (what reading written files gives)."""
-    from g3d.sfm.inputs import Annotations
+    """The scene as :class:`g3d.datasets.annotations.Annotations`, in memory (what reading written files gives)."""
+    from g3d.datasets.annotations import Annotations
 
     V = len(scene.view_ids)
     return Annotations(
@@ -208,20 +208,13 @@ def write_annotations(
 
     from g3d.datasets import folder as dsf
     from g3d.datasets import io as dsio
+    from g3d.datasets.manifest import GeneratorRecord, Manifest, has_manifest, write_manifest
 
     folder = Path(folder)
     (folder / dsf.ANNOTATIONS).mkdir(parents=True, exist_ok=True)
-    if manifest and not (folder / dsf.MANIFEST).is_file():
-        dsio.write_json(
-            folder / dsf.MANIFEST,
-            {
-                "class": class_name,
-                "height": scene.height,
-                "width": scene.width,
-                "views": int(len(scene.view_ids)),
-                "generator": {"format": "synthetic-keypoints"},
-            },
-        )
+    if manifest and not has_manifest(folder):
+        write_manifest(folder, Manifest(class_name=class_name, height=scene.height, width=scene.width, views=int(len(scene.view_ids)),
+                                        generator=GeneratorRecord({"format": "synthetic-keypoints"})))
     stamp = "2024-01-01T00:00:00+00:00"
     if pose_bins:
         n = len(scene.view_ids)
@@ -236,7 +229,7 @@ def write_annotations(
                 "updated_at": pa.array([stamp] * n, pa.string()),
             }
         )
-        dsio.write_table(folder / dsf.ANNOTATIONS / "pose_bins.parquet", table)
+        dsio.write_table(folder / dsf.ANNOTATIONS / dsf.POSE_BINS, table)
     if keypoints:
         vv, pp = np.nonzero(np.isfinite(scene.xy[..., 0]))
         table = pa.table(
@@ -249,7 +242,7 @@ def write_annotations(
                 "visible": pa.array(np.ones(len(vv), bool), pa.bool_()),
             }
         )
-        dsio.write_table(folder / dsf.ANNOTATIONS / "keypoints.parquet", table)
+        dsio.write_table(folder / dsf.ANNOTATIONS / dsf.KEYPOINTS, table)
 
 
 def annotations_from_dataset(
@@ -272,10 +265,11 @@ def annotations_from_dataset(
 
     from g3d.datasets import folder as dsf
     from g3d.datasets import io as dsio
+    from g3d.datasets.manifest import read_manifest
 
     folder = Path(folder)
-    man = dsf.read_manifest(folder)
-    preset = get_preset(man["class"])
+    man = read_manifest(folder)
+    preset = get_preset(man.class_name)
     ids = [int(sample_id)] if isinstance(sample_id, (int, np.integer)) else [int(s) for s in sample_id]
     rows = []
     for part in dsf.shard_paths(folder):
@@ -310,19 +304,19 @@ def annotations_from_dataset(
             bin_azimuth_deg=centres[nearest],
             bin_elevation_deg=np.array([preset.pose_bins[i].elevation_deg for i in nearest]),
             bin_names=[preset.pose_bins[i].name for i in nearest],
-            width=int(man["width"]),
-            height=int(man["height"]),
+            width=int(man.width),
+            height=int(man.height),
             view_ids=one.view_id.to_numpy(np.int32),
         )
         row_of = {int(v): r for r, v in enumerate(scene.view_ids)}
         for v in swap_labels:
             swap_left_right(scene, row_of[int(v)])
         for v in flip_bins:
-            shift_bin(scene, row_of[int(v)], 180.0, man["class"])
-        write_annotations(folder, scene, class_name=man["class"], sample_id=sid, pose_bins=k == 0, manifest=False)
-        tables.append(pq.read_table(folder / dsf.ANNOTATIONS / "keypoints.parquet"))
+            shift_bin(scene, row_of[int(v)], 180.0, man.class_name)
+        write_annotations(folder, scene, class_name=man.class_name, sample_id=sid, pose_bins=k == 0, manifest=False)
+        tables.append(pq.read_table(folder / dsf.ANNOTATIONS / dsf.KEYPOINTS))
     if len(tables) > 1:
-        dsio.write_table(folder / dsf.ANNOTATIONS / "keypoints.parquet", pa.concat_tables(tables))
+        dsio.write_table(folder / dsf.ANNOTATIONS / dsf.KEYPOINTS, pa.concat_tables(tables))
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from g3d import __version__
 from g3d.classes import get_preset
 from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
+from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, has_manifest, run_id, write_manifest
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
 from g3d.synth.viewpoints import Viewpoints, check_views, item_seed, load_viewpoints, propose, seeded_z, viewpoints_table
@@ -363,7 +364,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     if vp_file is None:
         check_views(views, cfg.candidates)
     per_shard = cfg.samples_per_shard if cfg.samples_per_shard is not None else dsf.default_samples_per_shard(views)
-    plan = dsf.ShardPlan(cfg.samples, views, per_shard)
+    plan = ShardPlan(cfg.samples, views, per_shard)
     out = Path(cfg.out)
     fp = _fingerprint(cfg, G, preset, layers, views, crop, vp_file.digest() if vp_file else None, per_shard)
     lock = dsf.WriterLock(out, f"synth-{shard_index}of{shard_count}", "g3d synth", exclusive=cfg.overwrite, log=log)
@@ -390,39 +391,25 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
 
         truth_extra: list[str] = list(getattr(G, "truth_extra_names", []))
         with_truth = G.has_ground_truth
-        if not resumed or not (out / dsf.MANIFEST).is_file():
+        if not resumed or not has_manifest(out):
             vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
             dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
             _samples_table_writer(out / dsf.SAMPLES, cfg, G.z_dim)
             h = (crop[1] - crop[0]) if crop else G.resolution
             w = (crop[3] - crop[2]) if crop else G.resolution
-            manifest = {
-                "schema_version": SCHEMA_VERSION,
-                "g3d_version": __version__,
-                "class": preset.name,
-                "generator": G.describe(),
-                "height": h,
-                "width": w,
-                "views": views,
-                "samples": cfg.samples,
-                "rows": cfg.samples * views,
-                "viewpoint_layers": list(layers),
-                "viewpoints_source": vp.source,
-                "truncation_psi": cfg.truncation,
-                "truncation_cutoff": cfg.truncation_cutoff,
-                "seed": cfg.seed,
-                "num_shards": plan.num_shards,
-                "samples_per_shard": per_shard,
-                "keypoints": list(preset.keypoints) if with_truth else [],
-                "ground_truth": with_truth,
-                "fingerprint": fp,
-            }
-            dsio.write_json(out / dsf.MANIFEST, manifest)
+            manifest = Manifest(
+                schema_version=SCHEMA_VERSION, g3d_version=__version__, class_name=preset.name, generator=GeneratorRecord(G.describe()),
+                height=h, width=w, views=views, samples=cfg.samples, rows=cfg.samples * views, viewpoint_layers=tuple(layers),
+                viewpoints_source=vp.source, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff, seed=cfg.seed,
+                num_shards=plan.num_shards, samples_per_shard=per_shard, keypoints=tuple(preset.keypoints) if with_truth else (),
+                ground_truth=with_truth, fingerprint=fp,
+            )
+            write_manifest(out, manifest)
             from g3d.datasets.card import write_card
 
             write_card(out, manifest)
 
-        run = dsf.run_id(fp)
+        run = run_id(fp)
         done = dsf.completed_shards(out, plan, run, legacy=False)
         mine = plan.mine(shard_index, shard_count)
         todo = [k for k in mine if not done[k]]

@@ -13,20 +13,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from g3d.datasets import cameras as dscam
 from g3d.datasets import folder as dsf
+from g3d.datasets.io import read_shard
+from g3d.datasets.manifest import Manifest, read_manifest
 from g3d.datasets.schema import decode_png
-from g3d.errors import DatasetError
-from g3d.sfm.pipeline import TRUSTED  # the cameras.parquet sources solved from keypoints
+from g3d.errors import DatasetError, UsageError
 from g3d.synth.viewpoints import item_seed
 
 
 @dataclass
 class ViewSet:
-    """Cameras of every view at the training resolution: K, R, t float32 [V, ...], and their source.
+    """Cameras of every view at the training resolution: K, R, t float32 [V, ...], and where they came from.
 
-    ``views`` (cameras.parquet only): each view's ``source`` as g3d sfm-init wrote it (None: no row).
-    ``usable`` bool [V]: False for views without a camera row or marked ``usable = false`` (the keypoints
-    contradict the written camera); training skips their images. Their K, R, t are placeholders."""
+    ``source``: the origin (:data:`g3d.datasets.cameras.ORIGINS`); ``views`` [V]: each view's source
+    (:data:`g3d.datasets.cameras.SOURCES`, ``ground_truth``, or None: no camera); ``usable`` bool [V]:
+    False for views without a camera to trust (no camera row, ``usable = false``, a rejected or missing
+    pose bin), ``why`` [V] says why; training skips their images. Their K, R, t are placeholders."""
 
     K: torch.Tensor
     R: torch.Tensor
@@ -34,100 +37,40 @@ class ViewSet:
     source: str
     views: list[str | None] | None = None
     usable: np.ndarray | None = None
+    why: list[str | None] | None = None
+    problems: list[str] | None = None  # what the camera reader dropped from its input, one line each
 
     def skipped(self) -> list[int]:
         """View ids whose images training skips."""
         return [] if self.usable is None else [int(v) for v in np.flatnonzero(~self.usable)]
 
+    def skipped_why(self) -> dict[int, str]:
+        """View id -> why training skips it."""
+        return {v: (self.why[v] if self.why and self.why[v] else "no usable camera") for v in self.skipped()}
+
     def freedom(self) -> torch.Tensor:
         """float32 [V]: how far training may move each camera, relative to ``camera_lr`` (:data:`CAMERA_FREEDOM`)."""
         if self.views is None:
-            return torch.full((self.K.shape[0],), CAMERA_FREEDOM["pose_bin" if self.source == "pose bins" else "sfm"])
+            return torch.full((self.K.shape[0],), CAMERA_FREEDOM["pose_bin" if self.source == dscam.FROM_POSE_BINS else "sfm"])
         return torch.tensor([CAMERA_FREEDOM.get(s or "pose_bin", 1.0) for s in self.views], dtype=torch.float32)
 
 
 # How far training may move a camera, by where it came from (a multiple of camera_lr): cameras solved
-# from keypoints are within a degree or two, so they get a quarter of the step; pose-bin cameras (a
-# bin's width off, and their elevation assumed) ten times it -- at 1x they moved from 17.5 to 14.8 deg
-# median error in 2000 steps, at 10x to 2.6 deg (bench/pipeline.py, bench/README.md).
-CAMERA_FREEDOM = {**{s: 0.25 for s in TRUSTED}, "pose_bin": 10.0, "sfm_flagged": 10.0}
+# from keypoints are within a degree or two, so they get a quarter of the step, and so does the truth;
+# pose-bin cameras (a bin's width off, and their elevation assumed) ten times it -- at 1x they moved
+# from 17.5 to 14.8 deg median error in 2000 steps, at 10x to 2.6 deg (bench/pipeline.py, bench/README.md).
+CAMERA_FREEDOM = {**{s: 0.25 for s in dscam.TRUSTED}, dscam.TRUTH: 0.25, "pose_bin": 10.0, "sfm_flagged": 10.0}
 
 
-def read_shard(path: Path, folder: Path, columns: list[str] | None = None, schema_only: bool = False):
-    """A shard's table (or schema); a damaged file is a one-line :class:`DatasetError` naming it."""
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_schema(path) if schema_only else pq.read_table(path, columns=columns)
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): it is damaged; rerun the g3d synth "
-                           f"command that wrote {folder} to rewrite it") from None
-
-
-def true_cameras(folder: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The generator's cameras of every view, (K [V, 3, 3], R [V, 3, 3], t [V, 3]) float64 at the stored
-    size, from the image rows; None for datasets without ground truth."""
-    if not manifest.get("ground_truth"):
-        return None
-    V = manifest["views"]
-    first = read_shard(dsf.shard_paths(folder)[0], folder, ["view_id", "K", "R", "t"]).to_pandas().drop_duplicates("view_id")
-    if len(first) < V:
-        import pandas as pd
-
-        first = pd.concat([read_shard(p, folder, ["view_id", "K", "R", "t"]).to_pandas() for p in dsf.shard_paths(folder)]).drop_duplicates("view_id")
-    first = first.sort_values("view_id")
-    K = np.stack([np.reshape(k, (3, 3)) for k in first.K])
-    R = np.stack([np.reshape(r, (3, 3)) for r in first.R])
-    return K, R, np.stack(list(first.t))
-
-
-def load_cameras(folder: Path, manifest: dict, width: int, height: int, sx: float, sy: float) -> ViewSet:
-    """One camera per view: ``cameras.parquet`` (g3d sfm-init), else the generator's truth, else pose bins."""
-    import pyarrow.parquet as pq
-
-    from g3d import cameras
-    from g3d.classes import get_preset
-
-    V = manifest["views"]
-    scale = np.diag([sx, sy, 1.0])
-    views = usable = None
-    if (folder / dsf.CAMERAS).is_file():
-        t = pq.read_table(folder / dsf.CAMERAS).to_pandas().sort_values("view_id")
-        ids = t.view_id.to_numpy().astype(np.int64)
-        if len(t) == 0 or ids.min() < 0 or ids.max() >= V or len(np.unique(ids)) != len(ids):
-            raise DatasetError(f"{folder / dsf.CAMERAS} has {len(t)} cameras with view ids outside 0..{V - 1} or repeated: rerun g3d sfm-init")
-        K = np.broadcast_to(np.reshape(t.K.iloc[0], (3, 3)), (V, 3, 3)).copy()
-        R = np.broadcast_to(np.eye(3), (V, 3, 3)).copy()
-        tt = np.tile([0.0, 0.0, 4.0], (V, 1))
-        K[ids] = np.stack([np.reshape(k, (3, 3)) for k in t.K])
-        R[ids] = np.stack([np.reshape(r, (3, 3)) for r in t.R])
-        tt[ids] = np.stack(list(t.t))
-        views = [None] * V
-        for v, s in zip(ids, t.source if "source" in t else ["sfm"] * len(t)):
-            views[v] = str(s)
-        usable = np.zeros(V, bool)
-        usable[ids] = t.usable.to_numpy().astype(bool) if "usable" in t else True  # files before the column: every row
-        source = "cameras.parquet"
-    elif manifest.get("ground_truth"):
-        K, R, tt = true_cameras(folder, manifest)
-        source = "ground truth"
-    elif (folder / dsf.ANNOTATIONS / "pose_bins.parquet").is_file():
-        pb = pq.read_table(folder / dsf.ANNOTATIONS / "pose_bins.parquet").to_pandas().sort_values("view_id")
-        preset = get_preset(manifest["class"])
-        az = np.zeros(V)
-        el = np.zeros(V)
-        az[pb.view_id.to_numpy()] = pb.azimuth_deg.to_numpy()
-        el[pb.view_id.to_numpy()] = pb.elevation_deg.to_numpy()
-        R, tt = cameras.from_azimuth_elevation(az, el, np.full(V, preset.distance))
-        K = np.broadcast_to(cameras.intrinsics(manifest["width"], manifest["height"], preset.fov_deg), (V, 3, 3))
-        source = "pose bins"
-    else:
-        raise DatasetError(
-            f"{folder} has no cameras: run `g3d sfm-init {folder}` (or `g3d annotate pull` for pose bins) first"
-        )
-    K = scale @ K
-    return ViewSet(torch.tensor(K, dtype=torch.float32), torch.tensor(R, dtype=torch.float32), torch.tensor(tt, dtype=torch.float32), source,
-                   views, usable)
+def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float) -> ViewSet:
+    """One camera per view (:func:`g3d.datasets.cameras.read_cameras`), K scaled by (sx, sy) to the training size."""
+    cams = dscam.read_cameras(folder, manifest)
+    if cams.per_image:
+        raise UsageError(f"{folder} has a camera per image, and g3d train learns one camera per view: "
+                         "train on a dataset with per-view cameras (g3d synth's fixed viewpoints)")
+    K = np.diag([sx, sy, 1.0]) @ cams.K
+    f32 = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    return ViewSet(f32(K), f32(cams.R), f32(cams.t), cams.origin, list(cams.sources), cams.usable.copy(), list(cams.why), list(cams.problems))
 
 
 def first_test_sample(samples: int, holdout: float) -> int:
@@ -144,14 +87,14 @@ class PairData:
         import cv2
 
         self.folder = Path(folder)
-        manifest = dsf.read_manifest(self.folder)
-        H0, W0 = manifest["height"], manifest["width"]
+        manifest = read_manifest(self.folder)
+        H0, W0 = manifest.height, manifest.width
         self.width = int(resolution)
         self.height = max(1, round(resolution * H0 / W0))
         sx, sy = self.width / W0, self.height / H0
-        self.cameras = load_cameras(self.folder, manifest, self.width, self.height, sx, sy)
+        self.cameras = load_cameras(self.folder, manifest, sx, sy)
         self.manifest = manifest
-        self.first_test = first_test_sample(manifest["samples"], holdout)
+        self.first_test = first_test_sample(manifest.samples, holdout)
         want = (lambda s: s < self.first_test) if split == "train" else (lambda s: s >= self.first_test)
         imgs, masks, sids, vids = [], [], [], []
         extra: dict[str, list] = {c: [] for c in extra_columns}
@@ -159,9 +102,9 @@ class PairData:
             if max_images and len(imgs) >= max_images:
                 break
             cols = ["sample_id", "view_id", "keep", "image", "mask"]
-            names = set(read_shard(path, self.folder, schema_only=True).names)
+            names = set(read_shard(path, schema_only=True).names)
             cols += [c for c in extra_columns if c in names]
-            t = read_shard(path, self.folder, cols)
+            t = read_shard(path, cols)
             if t.column("mask").null_count == t.num_rows:
                 raise DatasetError(f"{path.name} has no masks: run `g3d filter {self.folder}` first")
             usable = self.cameras.usable

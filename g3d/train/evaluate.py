@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from g3d.datasets import folder as dsf
+from g3d.datasets.manifest import read_manifest
 from g3d.errors import UsageError
 from g3d.render.dibr import render
 from g3d.train.data import PairData
@@ -101,15 +102,15 @@ class TrueMeshes:
 
     @staticmethod
     def load(folder: Path) -> "TrueMeshes | None":
-        manifest = dsf.read_manifest(folder)
-        return TrueMeshes(folder, manifest) if manifest["generator"].get("format") == "builtin" else None
+        manifest = read_manifest(folder)
+        return TrueMeshes(folder, manifest) if manifest.generator.get("format") == "builtin" else None
 
     def __init__(self, folder: Path, manifest: dict) -> None:
         import pyarrow.parquet as pq
 
         from g3d.synth.builtin import BuiltinGenerator
 
-        gen = manifest["generator"]
+        gen = manifest.generator
         self.G = BuiltinGenerator(resolution=32, z_dim=gen["z_dim"], num_ws=gen["num_ws"], seed=gen["seed"])
         self.manifest = manifest
         self.z = pq.read_table(folder / dsf.SAMPLES).to_pandas().set_index("sample_id")
@@ -119,7 +120,7 @@ class TrueMeshes:
     def verts(self, sample_ids) -> torch.Tensor:
         m = self.manifest
         zs = torch.tensor(np.stack([self.z.loc[int(s), "z"] for s in sample_ids]), dtype=torch.float32)
-        ws = self.G.mapping(zs, m["truncation_psi"], m.get("truncation_cutoff"))
+        ws = self.G.mapping(zs, m.truncation_psi, m.truncation_cutoff)
         mesh, _, _ = self.G.build_mesh(self.G.parameters_of(ws))
         self.faces = mesh.faces
         return mesh.verts.float()
@@ -264,14 +265,12 @@ def truth_to_camera_frame(folder: Path, data: PairData, cams: ViewCameras):
     like. Pose-bin cameras are left in the object frame they assume."""
     from g3d import cameras as camlib
     from g3d.sfm.align import umeyama
-    from g3d.sfm.pipeline import TRUSTED  # cameras solved from keypoints: a frame of their own
-    from g3d.train.data import true_cameras
+    from g3d.datasets import cameras as dscam
 
-    tc = true_cameras(folder, data.manifest)
+    tc = dscam.read_true_cameras(folder, data.manifest)
     views = np.unique(data.view_ids.numpy())
-    solved = data.cameras.views  # per-view source in cameras.parquet; None for pose bins read directly
-    if solved is not None:
-        views = np.array([v for v in views if solved[v] in TRUSTED], dtype=np.int64)
+    if data.cameras.source == dscam.FROM_FILE:  # only cameras solved from keypoints have a frame of their own
+        views = np.array([v for v in views if data.cameras.views[v] in dscam.TRUSTED], dtype=np.int64)
     if tc is None or len(views) < 3:
         # Pose-bin cameras are in the object frame by construction (azimuth about the object, elevation 0):
         # a fit to their centres would tilt the truth to meet the bins' assumed elevation.
@@ -279,7 +278,7 @@ def truth_to_camera_frame(folder: Path, data: PairData, cams: ViewCameras):
     with torch.no_grad():
         _, R, t = cams(torch.as_tensor(views).to(cams.K.device))
     c_run = camlib.center_of(R.cpu().double().numpy(), t.cpu().double().numpy())
-    c_true = camlib.center_of(tc[1][views], tc[2][views])
+    c_true = camlib.center_of(tc.R[views], tc.t[views])
     sim = umeyama(c_true, c_run)
     rms = float(np.sqrt(((sim.points(c_true) - c_run) ** 2).sum(1).mean()))
 
@@ -297,8 +296,8 @@ def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData
         c = data.cameras
         return ViewCameras(c.K, c.R, c.t, learn=False).to(device), "dataset"
     V = cams.K.shape[0]
-    if int(data.view_ids.max()) >= V or data.manifest["views"] != V:
-        raise UsageError(f"{folder} has {data.manifest['views']} views but run {run} learned cameras for {V}: "
+    if int(data.view_ids.max()) >= V or data.manifest.views != V:
+        raise UsageError(f"{folder} has {data.manifest.views} views but run {run} learned cameras for {V}: "
                          f"the dataset changed since training; train again, or evaluate a copy of it under another path")
     return cams, "run"
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from g3d.datasets import io as dsio
+from g3d.datasets.cameras import FROM_TRUTH
 from g3d.errors import G3DError, UsageError
 from g3d.render.dibr import SIGMA, render
 from g3d.train.data import PairData
@@ -141,7 +142,7 @@ def _validate(cfg: TrainConfig) -> None:
 def learns_cameras(cfg: TrainConfig, data: PairData) -> bool:
     """Whether the run refines its cameras: as asked, else unless they are the generator's exact truth
     (refining exact cameras only lets them drift along with the shape)."""
-    return cfg.learn_cameras if cfg.learn_cameras is not None else data.cameras.source != "ground truth"
+    return cfg.learn_cameras if cfg.learn_cameras is not None else data.cameras.source != FROM_TRUTH
 
 
 def cameras_used(cams, learn: bool) -> dict[str, Any]:
@@ -152,7 +153,8 @@ def cameras_used(cams, learn: bool) -> dict[str, Any]:
     for s in views or []:
         counts[str(s)] = counts.get(str(s), 0) + 1
     return {"cameras": cams.source, "refined": bool(learn), "sources": counts or None,
-            "view_source": views, "freedom": cams.freedom().tolist(), "skipped_views": cams.skipped()}
+            "view_source": views, "freedom": cams.freedom().tolist(), "skipped_views": cams.skipped(),
+            "skipped_why": {str(v): why for v, why in cams.skipped_why().items()}}
 
 
 def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet, ViewCameras]:
@@ -341,10 +343,12 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     learn = learns_cameras(cfg, data)
     if rank == 0:
         log(f"cameras: {data.cameras.source}, {'refined during training' if learn else 'fixed'}")
-        skipped = data.cameras.skipped()
+        for problem in data.cameras.problems or []:
+            log(f"note: {data.cameras.source}: {problem}")
+        skipped = data.cameras.skipped_why()
         if skipped:
-            log(f"note: views {', '.join(map(str, skipped))} skipped: cameras.parquet gives them no usable camera "
-                "(rejected, or keypoints that contradict the pose bin; see g3d sfm-init's report)")
+            log(f"note: views {', '.join(map(str, skipped))} skipped, no usable camera in {data.cameras.source} ("
+                + "; ".join(f"{v}: {why}" for v, why in skipped.items()) + ")")
     if learn:
         groups.append({"params": list(cams.parameters()), "lr": cfg.camera_lr})
     opt = torch.optim.Adam(groups)

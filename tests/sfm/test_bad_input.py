@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from g3d.errors import DatasetError, MissingDependencyError, UsageError
 from g3d.sfm.commands import sfm_init
-from g3d.sfm.inputs import read_annotations
+from g3d.datasets.annotations import read_annotations
 from g3d.sfm.pipeline import SfmConfig, run_sfm_init
 from g3d.sfm.synthetic import make_scene, write_annotations
 

@@ -415,3 +415,74 @@ def test_eval_reads_the_camera_freedom_the_run_trained_with(tiny, tmp_path):
     expect = _rodrigues(cams.freedom[:, None] * cams.dw) @ cams.R0
     torch.testing.assert_close(R, expect)
     assert float(cams.dw.abs().max()) > 0  # the cameras did move
+
+
+def _pose_bin_dataset(tiny, tmp_path, rows):
+    """A copy of ``tiny`` without ground truth (so g3d train falls back to the pose bins) and with
+    ``annotations/pose_bins.parquet`` holding ``rows`` (view_id, azimuth_deg, rejected)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "car"
+    shutil.copytree(tiny, data)
+    manifest = json.loads((data / "g3d.json").read_text())
+    (data / "g3d.json").write_text(json.dumps({**manifest, "ground_truth": False}))
+    (data / "annotations").mkdir()
+    pq.write_table(pa.table({
+        "view_id": pa.array([r[0] for r in rows], pa.int32()),
+        "azimuth_bin": pa.array([None] * len(rows), pa.string()),
+        "azimuth_deg": pa.array([r[1] for r in rows], pa.float64()),
+        "elevation_deg": pa.array([10.0] * len(rows), pa.float64()),
+        "rejected": pa.array([r[2] for r in rows], pa.bool_()),
+    }), data / "annotations" / "pose_bins.parquet")
+    return data
+
+
+def test_pose_bins_skip_unannotated_and_rejected_views(tiny, tmp_path):
+    """#21: no cameras.parquet, no truth, pose bins for views 0 and 3, view 1 rejected, view 2 unannotated:
+    g3d train skips views 1 and 2 (named in its output and in cameras_used.json), never training them
+    with azimuth 0 or NaN, and trains views 0 and 3 with their bins' cameras."""
+    from typer.testing import CliRunner
+
+    from g3d import cameras
+    from g3d.cli import app
+    from g3d.train.data import PairData
+
+    data = _pose_bin_dataset(tiny, tmp_path, [(0, 45.0, False), (1, None, True), (3, 300.0, False)])
+    pairs = PairData(data, 32, "train", 0.25)
+    assert pairs.cameras.source == "pose bins"
+    assert sorted(set(pairs.view_ids.tolist())) == [0, 3]  # no image of views 1, 2
+    assert pairs.cameras.skipped_why() == {1: "rejected by the annotator", 2: "no pose bin"}
+    az, el, _ = cameras.to_azimuth_elevation(pairs.cameras.R.double().numpy(), pairs.cameras.t.double().numpy())
+    assert np.allclose(az[[0, 3]], [45.0, 300.0]) and np.allclose(el[[0, 3]], 10.0)
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(data), "--out", str(run), "--resolution", "32", "--steps", "2", "--batch-size", "2", "--tex-res", "16"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "views 1, 2 skipped" in out and "1: rejected by the annotator" in out and "2: no pose bin" in out, out
+    used = json.loads((run / "cameras_used.json").read_text())
+    assert used["cameras"] == "pose bins" and used["skipped_views"] == [1, 2]
+    assert used["skipped_why"] == {"1": "rejected by the annotator", "2": "no pose bin"}
+    assert used["view_source"] == ["pose_bin", None, None, "pose_bin"]
+
+
+def test_pose_bins_of_views_the_dataset_lacks_are_named_and_ignored(tiny, tmp_path):
+    """#25: a pose bin for view 9 of a 4-view dataset is ignored with a note (it was an IndexError)."""
+    from typer.testing import CliRunner
+
+    from g3d.cli import app
+
+    data = _pose_bin_dataset(tiny, tmp_path, [(0, 45.0, False), (1, 135.0, False), (2, 225.0, False), (3, 315.0, False), (9, 90.0, False)])
+    r = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), "--resolution", "32", "--steps", "1",
+                                 "--batch-size", "2", "--tex-res", "16"])
+    assert r.exit_code == 0, r.output
+    assert "pose bins for views the dataset does not have ignored: 9" in " ".join(r.output.split()), r.output
+
+
+def test_a_pose_bin_file_with_no_usable_view_is_one_line(tiny, tmp_path):
+    data = _pose_bin_dataset(tiny, tmp_path, [(0, None, True), (1, None, True)])
+    with pytest.raises(DatasetError, match="gives no view a usable pose bin"):
+        train(_cfg(data, tmp_path / "run", steps=1))

@@ -1,7 +1,8 @@
-"""Reading and validating a dataset folder's annotations for ``g3d sfm-init``.
+"""Reading and validating a dataset folder's annotations: the one reader of what ``g3d annotate pull`` writes.
 
 Reads ``g3d.json`` (class, image size, number of views), ``annotations/pose_bins.parquet`` and
-``annotations/keypoints.parquet`` (the formats ``g3d annotate pull`` writes). Bad rows are
+``annotations/keypoints.parquet`` (the formats ``g3d annotate pull`` writes), for ``g3d sfm-init``
+and for the pose-bin fallback of :func:`g3d.datasets.cameras.read_cameras`. Bad rows are
 dropped and named in :attr:`Annotations.problems` (unknown keypoint names, points outside the
 image, duplicates, bins for views the dataset does not have, ...); only a folder with no usable
 annotation at all is an error.
@@ -15,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from g3d.classes import ClassPreset, get_preset
+from g3d.datasets.folder import ANNOTATIONS, KEYPOINTS, MASK_POLYGONS, POSE_BINS
+from g3d.datasets.manifest import read_manifest
 from g3d.errors import DatasetError
 
-POSE_BINS = "pose_bins.parquet"
-KEYPOINTS = "keypoints.parquet"
 POSE_BIN_COLUMNS = ("view_id", "azimuth_bin", "azimuth_deg", "elevation_deg", "rejected")
 KEYPOINT_COLUMNS = ("view_id", "sample_id", "name", "x", "y", "visible")
 
@@ -74,20 +75,27 @@ def _read(path: Path, columns: tuple[str, ...]):
     return df
 
 
-def read_annotations(folder: Path) -> Annotations:
-    """The folder's manifest and annotations, validated; bad rows dropped and named in ``problems``."""
-    from g3d.datasets import folder as dsf
+def annotation_counts(folder: Path) -> dict[str, tuple[int, int]]:
+    """file name -> (rows, distinct views) of each annotation file present (pose bins, keypoints, mask polygons)."""
+    out = {}
+    for name in (POSE_BINS, KEYPOINTS, MASK_POLYGONS):
+        path = Path(folder) / ANNOTATIONS / name
+        if path.is_file():
+            df = _read(path, ())
+            out[name] = (len(df), int(df.view_id.nunique()) if "view_id" in df else 0)
+    return out
 
+
+def read_annotations(folder: Path, keypoints: bool = True) -> Annotations:
+    """The folder's manifest and annotations, validated; bad rows dropped and named in ``problems``.
+    ``keypoints=False`` reads the pose bins alone (the camera fallback needs nothing else)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder: pass a dataset folder written by g3d synth")
-    man = dsf.read_manifest(folder)
-    try:
-        preset = get_preset(str(man["class"]))
-        width, height, views = int(man["width"]), int(man["height"]), int(man["views"])
-    except KeyError as exc:
-        raise DatasetError(f"{folder / dsf.MANIFEST} lacks {exc}: rerun g3d synth for this folder") from None
-    ann_dir = folder / dsf.ANNOTATIONS
+    man = read_manifest(folder)
+    preset = get_preset(man.class_name)
+    width, height, views = man.width, man.height, man.views
+    ann_dir = folder / ANNOTATIONS
     bins_path, kp_path = ann_dir / POSE_BINS, ann_dir / KEYPOINTS
     if not bins_path.is_file() and not kp_path.is_file():
         raise DatasetError(
@@ -108,7 +116,7 @@ def read_annotations(folder: Path) -> Annotations:
         bin_names=[None] * V,
         rejected=np.zeros(V, bool),
         has_pose_bins=bins_path.is_file(),
-        has_keypoints=kp_path.is_file(),
+        has_keypoints=keypoints and kp_path.is_file(),
     )
     if ann.has_pose_bins:
         _read_bins(ann, _read(bins_path, POSE_BIN_COLUMNS))

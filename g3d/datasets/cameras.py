@@ -1,0 +1,273 @@
+"""The cameras of a dataset folder: the source vocabulary, ``cameras.parquet``'s schema, and the one reader.
+
+Every consumer (train, eval, export, report, validate, neural, pipeline) calls :func:`read_cameras`,
+which applies one fallback policy:
+
+1. ``cameras.parquet`` (written by ``g3d sfm-init``), when it exists;
+2. else the generator's truth (built-in datasets: each image row carries its K, R, t);
+3. else ``annotations/pose_bins.parquet``, through the same validating reader ``g3d sfm-init`` uses
+   (:func:`g3d.datasets.annotations.read_annotations`): a view whose bin is missing or rejected gets no
+   camera and is marked unusable, never azimuth 0 or NaN.
+
+A camera belongs to a **view** (every image of view v shares camera v: the frozen viewpoint codes of
+g3d synth) or to an **image** (one per (sample_id, view_id): datasets whose images have random
+viewpoints). :class:`DatasetCameras` holds either; ``sample_ids`` is None for per-view cameras.
+``cameras.parquet`` says which by its ``sample_id`` column (absent or all null: per view), the truth
+by the manifest's ``cameras`` field (``"per_image"``; absent: per view). :meth:`DatasetCameras.index`
+finds the camera of any image either way.
+
+``cameras.parquet``, one row per camera:
+
+==================  ====================  ===================================================
+column              type                  meaning
+==================  ====================  ===================================================
+view_id             int32                 the view (column of the dataset)
+sample_id           int64 (optional)      the image's object, for per-image cameras
+K, R                list<float64>[9]      intrinsics; world-to-camera rotation (row-major)
+t                   list<float64>[3]      world-to-camera translation (:mod:`g3d.cameras`)
+azimuth_deg,        float64               the camera centre in the object frame
+elevation_deg,
+distance
+fov_deg             float64               horizontal field of view of K
+source              string                one of :data:`SOURCES` (below)
+usable              bool                  False: the keypoints contradict this (bin) camera and
+                                          nothing settled it; g3d train skips the view
+failed_checks       string                the view's failed checks (codes of
+                                          :mod:`g3d.sfm.checks`, comma-separated; "" = none)
+reprojection_error  float64 | null        mean pixel error of the refined camera over its
+                                          inlier keypoints (null for pose_bin)
+num_keypoints       int32                 keypoints annotated in the view
+==================  ====================  ===================================================
+
+Sources: ``pose_bin``: the bin camera, no keypoints tried; ``sfm``: refined from the keypoints, every
+check passed; ``sfm_bin_corrected``: the keypoints fit and contradict the bin (front/back confusion):
+their camera; ``sfm_labels_swapped``: the view's left/right labels were mirrored, the camera of the
+exchanged labels; ``sfm_flagged``: a check failed, the bin camera is used (the flagged refined one
+where the view has no bin). The reader adds ``ground_truth`` for the generator's cameras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from g3d.datasets.folder import ANNOTATIONS, CAMERAS, POSE_BINS, shard_paths
+from g3d.datasets.io import read_shard
+from g3d.datasets.manifest import Manifest, read_manifest
+from g3d.errors import DatasetError
+
+SOURCES = ("pose_bin", "sfm", "sfm_bin_corrected", "sfm_labels_swapped", "sfm_flagged")
+TRUSTED = ("sfm", "sfm_bin_corrected", "sfm_labels_swapped")  # cameras solved from the keypoints, checks passed
+TRUTH = "ground_truth"
+
+# Where a dataset's cameras came from (DatasetCameras.origin), in the order of the fallback.
+FROM_FILE, FROM_TRUTH, FROM_POSE_BINS = "cameras.parquet", "ground truth", "pose bins"
+ORIGINS = (FROM_FILE, FROM_TRUTH, FROM_POSE_BINS)
+
+COLUMNS = ("view_id", "K", "R", "t", "azimuth_deg", "elevation_deg", "distance", "fov_deg", "source", "reprojection_error",
+           "num_keypoints", "usable", "failed_checks")
+
+
+def schema(per_image: bool = False):
+    """The pyarrow schema of ``cameras.parquet`` (with ``sample_id`` second for per-image cameras)."""
+    import pyarrow as pa
+
+    f64 = pa.float64()
+    cols = [("view_id", pa.int32()), *([("sample_id", pa.int64())] if per_image else []),
+            ("K", pa.list_(f64, 9)), ("R", pa.list_(f64, 9)), ("t", pa.list_(f64, 3)),
+            ("azimuth_deg", f64), ("elevation_deg", f64), ("distance", f64), ("fov_deg", f64), ("source", pa.string()),
+            ("reprojection_error", f64), ("num_keypoints", pa.int32()), ("usable", pa.bool_()), ("failed_checks", pa.string())]
+    return pa.schema(cols)
+
+
+def write_cameras(folder: Path, columns: dict) -> Path:
+    """Write ``folder/cameras.parquet`` atomically from ``columns`` (name -> values, as :func:`schema`);
+    a source outside :data:`SOURCES` is a ValueError (a bug in the writer, not user input)."""
+    import pyarrow as pa
+
+    from g3d.datasets import io as dsio
+
+    bad = sorted(set(columns["source"]) - set(SOURCES))
+    if bad:
+        raise ValueError(f"camera sources {bad} are not in {SOURCES}")
+    table = pa.table(columns, schema=schema("sample_id" in columns))
+    path = Path(folder) / CAMERAS
+    dsio.write_table(path, table)
+    return path
+
+
+@dataclass
+class DatasetCameras:
+    """The cameras of a dataset's images at the stored image size. N cameras:
+
+    ``K``, ``R`` float64 [N, 3, 3], ``t`` float64 [N, 3] (OpenCV world-to-camera, :mod:`g3d.cameras`);
+    ``view_ids`` int64 [N]; ``sample_ids`` int64 [N] for per-image cameras, None for per-view ones
+    (then N = V and camera v is view v's); ``sources`` [N]: each camera's source (:data:`SOURCES`,
+    :data:`TRUTH`, or None where there is none); ``usable`` bool [N]: False where no camera can be
+    trusted (``why`` says why; K, R, t are then placeholders that nobody may use); ``origin``: one of
+    :data:`ORIGINS`; ``problems``: what the reader dropped from its input, one line each."""
+
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    view_ids: np.ndarray
+    sources: list[str | None]
+    usable: np.ndarray
+    origin: str
+    sample_ids: np.ndarray | None = None
+    why: list[str | None] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def per_image(self) -> bool:
+        return self.sample_ids is not None
+
+    def index(self, sample_ids, view_ids) -> np.ndarray:
+        """int64 [M]: the camera of each image (sample_ids [M], view_ids [M]); -1 where it has none or an unusable one."""
+        s = np.asarray(sample_ids, np.int64).reshape(-1)
+        v = np.asarray(view_ids, np.int64).reshape(-1)
+        if self.sample_ids is None:
+            idx = np.where((v >= 0) & (v < len(self.view_ids)), v, -1)
+        else:
+            at = self._image_index
+            idx = np.array([at.get((int(a), int(b)), -1) for a, b in zip(s, v)], np.int64)
+        ok = idx >= 0
+        ok[ok] = self.usable[idx[ok]]
+        return np.where(ok, idx, -1)
+
+    @cached_property
+    def _image_index(self) -> dict[tuple[int, int], int]:
+        return {(int(a), int(b)): i for i, (a, b) in enumerate(zip(self.sample_ids, self.view_ids))}
+
+    def unusable_views(self) -> dict[int, str]:
+        """view id -> why, for per-view cameras that training and export must skip."""
+        if self.per_image:
+            return {}
+        return {int(v): (self.why[i] if i < len(self.why) and self.why[i] else "no usable camera")
+                for i, v in enumerate(self.view_ids) if not self.usable[i]}
+
+
+def _mat(values, n: int) -> np.ndarray:
+    return np.stack([np.reshape(np.asarray(x, np.float64), (n,) if n == 3 else (3, 3)) for x in values])
+
+
+def read_camera_file(folder: Path, manifest: Manifest) -> DatasetCameras:
+    """``cameras.parquet`` as :class:`DatasetCameras`; a damaged or inconsistent file is a one-line :class:`DatasetError`."""
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / CAMERAS
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): it is damaged; rerun g3d sfm-init {folder}") from None
+    missing = [c for c in ("view_id", "K", "R", "t") if c not in df]
+    if missing:
+        raise DatasetError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a g3d cameras file; rerun g3d sfm-init {folder}")
+    V = manifest.views
+    ids = df.view_id.to_numpy().astype(np.int64) if len(df) else np.zeros(0, np.int64)
+    per_image = "sample_id" in df and len(df) and df.sample_id.notna().any()
+    keys = list(zip(df.sample_id.astype("int64"), ids)) if per_image else list(ids)
+    if len(df) == 0 or ids.min() < 0 or ids.max() >= V or len(set(keys)) != len(keys):
+        raise DatasetError(f"{path} has {len(df)} cameras with view ids outside 0..{V - 1} or repeated: rerun g3d sfm-init {folder}")
+    sources = [str(s) for s in df.source] if "source" in df else ["sfm"] * len(df)  # files before the column: solved
+    usable = df.usable.to_numpy().astype(bool) if "usable" in df else np.ones(len(df), bool)  # files before the column: every row
+    checks = list(df.failed_checks) if "failed_checks" in df else [""] * len(df)
+    why = [None if u else f"the keypoints contradict its {s} camera ({c or 'checks failed'})" for u, s, c in zip(usable, sources, checks)]
+    K, R, t = _mat(df.K, 9), _mat(df.R, 9), _mat(df.t, 3)
+    if per_image:
+        return DatasetCameras(K, R, t, ids, sources, usable, FROM_FILE, df.sample_id.to_numpy().astype(np.int64), why)
+    out = _placeholders(V, K[0], FROM_FILE, "g3d sfm-init made no camera for it")
+    out.K[ids], out.R[ids], out.t[ids] = K, R, t
+    for j, v in enumerate(ids):
+        out.sources[v], out.usable[v], out.why[v] = sources[j], bool(usable[j]), why[j]
+    return out
+
+
+def _placeholders(V: int, K: np.ndarray, origin: str, why: str) -> DatasetCameras:
+    """V per-view cameras, none usable yet (identity rotation 4 units in front: placeholders only)."""
+    return DatasetCameras(np.broadcast_to(K, (V, 3, 3)).copy(), np.broadcast_to(np.eye(3), (V, 3, 3)).copy(),
+                          np.tile([0.0, 0.0, 4.0], (V, 1)), np.arange(V, dtype=np.int64), [None] * V, np.zeros(V, bool), origin,
+                          why=[why] * V)
+
+
+def read_true_cameras(folder: Path, manifest: Manifest) -> DatasetCameras | None:
+    """The generator's cameras, from the image rows; None for datasets without ground truth.
+
+    Per view (the manifest's default): the first row of each view (the first shard, or all where the
+    first lacks a view). Per image (``cameras: per_image``): every row."""
+    if not manifest.ground_truth:
+        return None
+    import pandas as pd
+
+    folder = Path(folder)
+    shards = shard_paths(folder)
+    if not shards:
+        raise DatasetError(f"{folder} has no complete image shards: run or resume `g3d synth --out {folder}`")
+    cols = ["sample_id", "view_id", "K", "R", "t"]
+    per_image = manifest.extra.get("cameras") == "per_image"
+    if per_image:
+        df = pd.concat([read_shard(p, cols).to_pandas() for p in shards]).sort_values(["sample_id", "view_id"])
+    else:
+        df = read_shard(shards[0], cols).to_pandas().drop_duplicates("view_id")
+        if len(df) < manifest.views:
+            df = pd.concat([read_shard(p, cols).to_pandas() for p in shards]).drop_duplicates("view_id")
+        df = df.sort_values("view_id")
+    n = len(df)
+    ids = df.view_id.to_numpy().astype(np.int64)
+    out = DatasetCameras(_mat(df.K, 9), _mat(df.R, 9), _mat(df.t, 3), ids, [TRUTH] * n, np.ones(n, bool), FROM_TRUTH,
+                         df.sample_id.to_numpy().astype(np.int64) if per_image else None, [None] * n)
+    if not per_image and not np.array_equal(ids, np.arange(manifest.views)):
+        raise DatasetError(f"{folder}: the image rows hold {n} of the {manifest.views} views: rerun or resume `g3d synth --out {folder}`")
+    return out
+
+
+def read_pose_bin_cameras(folder: Path, manifest: Manifest) -> DatasetCameras:
+    """One camera per view from ``annotations/pose_bins.parquet``, validated as ``g3d sfm-init`` does:
+    rejected views and views without a (valid) bin are unusable and say why; bad rows are named in
+    ``problems``. The camera: the bin's azimuth and elevation at the class preset's distance and fov."""
+    from g3d import cameras
+    from g3d.classes import get_preset
+    from g3d.datasets.annotations import read_annotations
+
+    ann = read_annotations(folder, keypoints=False)
+    preset = get_preset(manifest.class_name)
+    V = manifest.views
+    ok = ann.has_bin
+    az = np.where(ok, ann.bin_azimuth_deg, 0.0)
+    el = np.where(ok, ann.bin_elevation_deg, 0.0)
+    R, t = cameras.from_azimuth_elevation(az, el, np.full(V, preset.distance))
+    K = cameras.intrinsics(manifest.width, manifest.height, preset.fov_deg)
+    why = [None if ok[v] else ("rejected by the annotator" if ann.rejected[v] else "no pose bin") for v in range(V)]
+    return DatasetCameras(np.broadcast_to(K, (V, 3, 3)).copy(), np.asarray(R, np.float64), np.asarray(t, np.float64),
+                          np.arange(V, dtype=np.int64), ["pose_bin" if o else None for o in ok], ok.copy(), FROM_POSE_BINS, None, why,
+                          list(ann.problems))
+
+
+def has_pose_bins(folder: Path) -> bool:
+    return (Path(folder) / ANNOTATIONS / POSE_BINS).is_file()
+
+
+def has_camera_file(folder: Path) -> bool:
+    return (Path(folder) / CAMERAS).is_file()
+
+
+def read_cameras(folder: Path, manifest: Manifest | None = None, fallbacks: tuple[str, ...] = (FROM_TRUTH, FROM_POSE_BINS)) -> DatasetCameras:
+    """The cameras of ``folder``: ``cameras.parquet``, else (where ``fallbacks`` allow) the generator's
+    truth, else the pose bins. A folder with none of them is a :class:`DatasetError` saying what to run."""
+    folder = Path(folder)
+    manifest = manifest if manifest is not None else read_manifest(folder)
+    if has_camera_file(folder):
+        return read_camera_file(folder, manifest)
+    if FROM_TRUTH in fallbacks and manifest.ground_truth:
+        return read_true_cameras(folder, manifest)
+    if FROM_POSE_BINS in fallbacks and has_pose_bins(folder):
+        cams = read_pose_bin_cameras(folder, manifest)
+        if not cams.usable.any():
+            raise DatasetError(f"{folder / ANNOTATIONS / POSE_BINS} gives no view a usable pose bin ({'; '.join(cams.problems) or 'all rejected'}): "
+                               f"annotate the pose bins again (g3d annotate push poses {folder})")
+        return cams
+    then = " (or `g3d annotate pull` for pose bins)" if FROM_POSE_BINS in fallbacks else ""
+    raise DatasetError(f"{folder} has no cameras: run `g3d sfm-init {folder}`{then} first")
