@@ -80,7 +80,7 @@ def main() -> None:
 
 def run_all(args, root: Path, samples: int, views: int, steps: int) -> None:
     """The four runs (or ``--only`` of them) in ``root``, and their table."""
-    from g3d.sfm.pipeline import SfmConfig, run_sfm_init
+    from g3d.sfm.run import SfmConfig, run_sfm_init
     from g3d.sfm.synthetic import annotations_from_dataset
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.evaluate import evaluate

@@ -50,7 +50,7 @@ def run_layout(args: tuple[int, float, float, int]) -> dict:
     pycolmap.logging.minloglevel = 2
     from g3d.sfm import colmap
     from g3d.sfm.align import compare_cameras
-    from g3d.sfm.pipeline import SfmConfig, solve
+    from g3d.sfm.run import SfmConfig, solve
     from g3d.sfm.posebins import pose_bin_cameras
     from g3d.sfm.synthetic import make_scene, scene_annotations
 

@@ -44,7 +44,7 @@ def summarize(path: Path) -> str:
     lines = [
         f"folder      {path}",
         f"class       {m.class_name}",
-        f"generator   {gen.get('format')}" + (f" ({gen['path']})" if gen.get("path") else ""),
+        f"generator   {gen.get('format')}" + (f" ({gen.get('path')})" if gen.get("path") else ""),
         f"images      {m.width}x{m.height} px, {m.views} views x {m.samples} samples = {m.rows} rows",
         f"viewpoints  ws rows {list(m.viewpoint_layers)} ({m.viewpoints_source})",
         f"truncation  {m.truncation_psi}  seed {m.seed}",

@@ -88,7 +88,7 @@ def made_with(manifest: dict, cfg: ExportConfig) -> list[str]:
     synth = (f"g3d synth --class {manifest.class_name} --views {manifest.views} --samples {manifest.samples} --generator {g} "
              f"--seed {manifest.seed} --truncation {manifest.truncation_psi}"
              + (f" --resolution {manifest.width}" if gen.get("format") == "builtin" else "")
-             + (f" --distractors {gen['distractors']:g}" if gen.get("distractors") else ""))
+             + (f" --distractors {gen.get('distractors'):g}" if gen.get("distractors") else ""))
     lines = ["```", synth]
     filt = manifest.filter
     if filt:
@@ -96,7 +96,7 @@ def made_with(manifest: dict, cfg: ExportConfig) -> list[str]:
     lines += [f"g3d export DIR --format hf --split {','.join(f'{k}={v:g}' for k, v in cfg.split.items())} --seed {cfg.seed}"
               + (" --all-rows" if cfg.all_rows else ""), "```"]
     if gen.get("sha256"):
-        lines.append(f"Generator checkpoint: {g} (SHA-256 {gen['sha256']}).")
+        lines.append(f"Generator checkpoint: {g} (SHA-256 {gen.get('sha256')}).")
     if filt:
         rate = filt["kept"] / max(1, filt["rows"])
         lines.append(f"Filter: segmenter {json.dumps(filt.get('segmenter'), sort_keys=True)}; rules {json.dumps(filt.get('rules'), sort_keys=True)}; "

@@ -230,18 +230,19 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
     manifest = read_manifest(folder)
     gen = manifest.generator
     if generator == "builtin":
-        if gen.get("format") != "builtin":
-            raise UsageError(f"the dataset of {run} ({folder}) was made with a {gen.get('format')} generator, not the built-in one: "
+        if not gen.is_builtin:
+            raise UsageError(f"the dataset of {run} ({folder}) was made with a {gen.format} generator, not the built-in one: "
                              "pass --generator CHECKPOINT, the checkpoint g3d synth used")
-        G = load_generator("builtin", resolution=gen["resolution"], z_dim=gen["z_dim"], num_ws=gen["num_ws"], ssaa=gen.get("ssaa", 2),
-                           seed=gen["seed"]).to(device)
+        from g3d.synth.builtin import BuiltinGenerator
+
+        G = BuiltinGenerator.from_record(gen.fields, distractors=0.0).to(device)
     else:
         G = load_generator(generator, device=device)
     vp_path = folder / dsf.VIEWPOINTS
     if not vp_path.is_file():
         raise UsageError(f"{folder} has no {dsf.VIEWPOINTS}: the neural renderer needs a dataset written by g3d synth")
     layers = tuple(manifest.viewpoint_layers)
-    if G.num_ws <= max(layers) or (gen.get("num_ws") and gen["num_ws"] != G.num_ws):
+    if G.num_ws <= max(layers) or (gen.get("num_ws") and gen.get("num_ws") != G.num_ws):
         raise UsageError(f"--generator has {G.num_ws} ws rows but the dataset of {run} was made with {gen.get('num_ws')}: "
                          "pass the generator that made the dataset")
     vp = load_viewpoints(str(vp_path), G.w_dim, layers)

@@ -117,7 +117,7 @@ def _resolve(base: Path, value: str | None) -> str | None:
 def load(path: str | Path) -> PipelineConfig:
     """Read and check a config file; every mistake is a one-line :class:`UsageError` naming the fix."""
     from g3d.filters.run import FilterRun
-    from g3d.sfm.pipeline import SfmConfig
+    from g3d.sfm.run import SfmConfig
     from g3d.synth.sampling import SynthConfig
     from g3d.train.loop import TrainConfig
 

@@ -143,7 +143,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] | None = None, 
         tok_sfm = token("sfm", raw.get("sfm"), state.run_id("filter"), files_digest(ann))
         t0 = time.perf_counter()
         if stale("sfm", tok_sfm) or not (folder / dsf.CAMERAS).is_file():
-            from g3d.sfm.pipeline import run_sfm_init
+            from g3d.sfm.run import run_sfm_init
 
             log("sfm-init ...")
             rep = run_sfm_init(cfg.sfm, log_fn=log)

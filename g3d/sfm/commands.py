@@ -28,7 +28,7 @@ def sfm_init(
 
     from g3d.reporting import fail as _fail
     from g3d.errors import G3DError, UsageError
-    from g3d.sfm.pipeline import METHODS, SfmConfig, run_sfm_init
+    from g3d.sfm.run import METHODS, SfmConfig, run_sfm_init
 
     console = Console(stderr=True)
     try:

@@ -1,4 +1,5 @@
-"""The ``g3d sfm-init`` report: a text summary and a picture of the cameras around the keypoint cloud.
+"""The ``g3d sfm-init`` picture of the cameras around the keypoint cloud (the text summary is
+:meth:`g3d.sfm.solution.SfmReport.lines`).
 
 The picture (``previews/sfm_cameras.png``) has two panels in the object frame: seen from above
 (front up, the object's left on the left) and from its right side (front to the right, up up).
@@ -19,7 +20,7 @@ from g3d import cameras
 
 if TYPE_CHECKING:  # pragma: no cover
     from g3d.datasets.annotations import Annotations
-    from g3d.sfm.pipeline import SfmReport, Solution
+    from g3d.sfm.solution import Solution
 
 COLOURS = {  # BGR for OpenCV
     "sfm": (60, 160, 40),
@@ -32,64 +33,6 @@ COLOURS = {  # BGR for OpenCV
     "right": (40, 40, 210),
     "other": (20, 20, 20),
 }
-
-
-def _views(views: list[int], at_most: int = 12) -> str:
-    text = ", ".join(str(v) for v in views[:at_most])
-    return text + (f" and {len(views) - at_most} more" if len(views) > at_most else "")
-
-
-def summary_lines(rep: "SfmReport", max_flagged: int = 15) -> list[str]:
-    """What the CLI prints after a run: counts, routes, flagged views with causes, problems."""
-    lines = [
-        f"{rep.written} of {rep.views} views have a camera ({', '.join(f'{n} {s}' for s, n in rep.sources.items() if n)}); "
-        f"focal {rep.focal:.1f} px (guess {rep.focal_guess:.1f}); method {rep.method}"
-        + (f", route {rep.chosen_route}" if rep.chosen_route else ""),
-    ]
-    for r in rep.routes:
-        if np.isfinite(r.focal):
-            lines.append(
-                f"  route {r.route}: placed {r.registered}, kept {r.kept}, mean reprojection {r.mean_reproj_px:.2f} px, "
-                f"focal {r.focal:.1f} px, {r.seconds:.2f} s; object frame: {r.frame}"
-            )
-        else:
-            lines.append(f"  route {r.route}: failed ({'; '.join(r.messages) or 'no model'})")
-        for m in r.messages if np.isfinite(r.focal) else []:
-            lines.append(f"    {m}")
-    if rep.comparison:
-        lines.append(f"  routes compared: {rep.comparison}")
-    corrected = {v: s for v, s in rep.corrected.items()}
-    if corrected:
-        lines.append(
-            f"corrected from the keypoints ({len(corrected)}): "
-            + "; ".join(f"view {v} ({'its pose bin was wrong' if s == 'sfm_bin_corrected' else 'its left/right labels were mirrored'})" for v, s in sorted(corrected.items()))
-        )
-    if rep.unusable:
-        lines.append(f"not usable ({len(rep.unusable)}, g3d train skips them): views {_views(rep.unusable)}: keypoints and pose bin disagree and nothing settles which is wrong; fix the annotation and rerun")
-    if rep.flagged:
-        lines.append(f"flagged views ({len(rep.flagged)}); those not corrected keep their pose-bin camera:")
-        # The same cause in several views is printed once, with the views.
-        by_text: dict[str, list[int]] = {}
-        for v, msgs in sorted(rep.flagged.items()):
-            for m in msgs:
-                text = m.split(": ", 1)[1] if m.startswith(f"view {v}: ") else m
-                by_text.setdefault(text, []).append(v)
-        shown = 0
-        for text, views in by_text.items():
-            if shown == max_flagged:
-                lines.append(f"  ... and {len(by_text) - shown} more (all in the report's `flagged`)")
-                break
-            which = f"view {views[0]}" if len(views) == 1 else f"views {_views(views)}"
-            lines.append(f"  {which}: {text}")
-            shown += 1
-    if rep.outliers:
-        shown = ", ".join(rep.outliers[:10]) + (f" and {len(rep.outliers) - 10} more" if len(rep.outliers) > 10 else "")
-        lines.append(f"keypoints ignored as outliers: {shown}")
-    if rep.no_camera:
-        lines.append(f"no camera for views {', '.join(str(v) for v in rep.no_camera[:20])}")
-    for p in rep.problems:
-        lines.append(f"note: {p}")
-    return lines
 
 
 def _panel(canvas, origin, size, title, project, sol: "Solution", ann: "Annotations") -> None:

@@ -24,7 +24,7 @@ keypoints in 3D and 2D with visibility.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from g3d import cameras
 from g3d.classes import CAR_KEYPOINTS
-from g3d.errors import UsageError
+from g3d.errors import DatasetError, UsageError
 from g3d.render.mesh import Mesh, MeshBuilder, face_normals
 from g3d.render.rasterize import gather_faces, rasterize
 from g3d.synth.generator import Generator, GroundTruth
@@ -568,6 +568,22 @@ class BuiltinGenerator(Generator):
         ws[:, list(layers)] = codes.to(ws)
         prm = self.parameters_of(ws)
         return {k: prm[k].double().cpu().numpy() for k in ("azimuth_deg", "elevation_deg", "distance")}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], **overrides: Any) -> "BuiltinGenerator":
+        """The generator a manifest's generator record (:meth:`describe`) names: the one way back from
+        ``g3d.json`` to the built-in generator. ``overrides`` replace recorded arguments (e.g. a
+        smaller ``resolution`` for meshes only). A record of another generator is a :class:`DatasetError`."""
+        if record.get("format") != "builtin":
+            raise DatasetError(f"the dataset was made with a {record.get('format')} generator, not the built-in one: "
+                               "pass --generator CHECKPOINT, the checkpoint g3d synth used")
+        names = ("resolution", "z_dim", "num_ws", "ssaa", "seed", "class_name", "distractors")
+        kwargs = {n: record.get("class" if n == "class_name" else n) for n in names}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        missing = [n for n in ("resolution", "z_dim", "num_ws", "seed") if n not in kwargs]
+        if missing:
+            raise DatasetError(f"the manifest's generator record lacks {', '.join(missing)}: rerun the g3d synth command that made the dataset")
+        return cls(**{**kwargs, **overrides})
 
     def describe(self) -> dict[str, Any]:
         return {

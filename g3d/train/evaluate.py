@@ -103,15 +103,14 @@ class TrueMeshes:
     @staticmethod
     def load(folder: Path) -> "TrueMeshes | None":
         manifest = read_manifest(folder)
-        return TrueMeshes(folder, manifest) if manifest.generator.get("format") == "builtin" else None
+        return TrueMeshes(folder, manifest) if manifest.generator.is_builtin else None
 
     def __init__(self, folder: Path, manifest: dict) -> None:
         import pyarrow.parquet as pq
 
         from g3d.synth.builtin import BuiltinGenerator
 
-        gen = manifest.generator
-        self.G = BuiltinGenerator(resolution=32, z_dim=gen["z_dim"], num_ws=gen["num_ws"], seed=gen["seed"])
+        self.G = BuiltinGenerator.from_record(manifest.generator.fields, resolution=32, distractors=0.0)  # meshes only: any size
         self.manifest = manifest
         self.z = pq.read_table(folder / dsf.SAMPLES).to_pandas().set_index("sample_id")
         self.faces = None

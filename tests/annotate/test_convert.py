@@ -251,7 +251,7 @@ def test_a_dataset_without_views_is_refused_before_connecting(tmp_path):
     schema = pa.schema([("view_id", pa.int32()), ("gt_azimuth_deg", pa.float64()), ("gt_elevation_deg", pa.float64())])
     pq.write_table(pa.Table.from_pylist([], schema=schema), folder / "viewpoints.parquet")
     cfg = PushConfig(folder=folder, kind="poses", connection=ConnectionConfig(url="http://127.0.0.1:9", api_key="abcdefgh"))
-    with pytest.raises(DatasetError, match="views = 0 \(at least 1\)"):
+    with pytest.raises(DatasetError, match=r"views = 0 \(at least 1\)"):
         push(cfg)
     with pytest.raises(DatasetError, match="no g3d dataset"):
         push(PushConfig(folder=tmp_path / "nothing", kind="poses"))

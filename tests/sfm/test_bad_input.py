@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from g3d.errors import DatasetError, MissingDependencyError, UsageError
 from g3d.sfm.commands import sfm_init
 from g3d.datasets.annotations import read_annotations
-from g3d.sfm.pipeline import SfmConfig, run_sfm_init
+from g3d.sfm.run import SfmConfig, run_sfm_init
 from g3d.sfm.synthetic import make_scene, write_annotations
 
 from .conftest import needs_pycolmap

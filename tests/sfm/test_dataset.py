@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from g3d.sfm.align import angle_difference_deg, compare_cameras
-from g3d.sfm.pipeline import SfmConfig, run_sfm_init
+from g3d.sfm.run import SfmConfig, run_sfm_init
 from g3d.sfm.synthetic import annotations_from_dataset
 from g3d.synth.sampling import SynthConfig, run_synth
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from g3d import cameras
 from g3d.sfm.align import angle_difference_deg, compare_cameras
-from g3d.sfm.pipeline import SfmConfig, run_sfm_init, solve
+from g3d.sfm.run import SfmConfig, run_sfm_init, solve
 from g3d.sfm.synthetic import make_scene, scene_annotations, shift_bin, swap_left_right, write_annotations
 
 from .conftest import needs_pycolmap
@@ -102,7 +102,7 @@ def test_an_unsettled_contradiction_is_written_unusable():
     """Bin 180 deg off in a view whose exchanged labels agree with the bin: a mirrored side view and a
     flipped bin look alike, so nothing settles which is wrong; the bin camera is written, marked unusable."""
     from g3d.sfm import checks as chk
-    from g3d.sfm.pipeline import _correction, usable_views
+    from g3d.sfm.run import _correction, usable_views
 
     cfg = SfmConfig(folder=Path("."))
     R, t = cameras.from_azimuth_elevation(np.array([270.0]), np.array([10.0]), np.array([4.0]))

@@ -11,118 +11,26 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 
 from g3d import cameras
 from g3d.errors import DatasetError, UsageError
+from g3d.datasets.cameras import SOURCES, TRUSTED, write_cameras
 from g3d.sfm import checks as chk
 from g3d.sfm.align import AlignmentError, Similarity, angle_difference_deg, rotation_angle_deg, to_object_frame, umeyama
 from g3d.datasets.annotations import Annotations, read_annotations
+from g3d.sfm.solution import METHODS, ROUTES, RouteSummary, SfmConfig, SfmReport, Solution  # noqa: F401 (METHODS, ROUTES: the CLI's choices)
+from g3d.sfm.report import write_preview
 from g3d.sfm.posebins import bin_width_deg, focal_guess, pose_bin_cameras
 
 log = logging.getLogger(__name__)
 
-METHODS = ("auto", "bins", "sfm")
-ROUTES = ("best", "bins_ba", "mapping")
-SOURCES = ("pose_bin", "sfm", "sfm_bin_corrected", "sfm_labels_swapped", "sfm_flagged")
-TRUSTED = ("sfm", "sfm_bin_corrected", "sfm_labels_swapped")  # cameras solved from the keypoints, checks passed
 BIN_FLAGS = ("bin_azimuth", "bin_elevation")
 PREVIEW = "sfm_cameras.png"
 SINGLE_ELEVATION_TOLERANCE_DEG = 45.0  # bins that all share one elevation say nothing finer about it
-
-
-@dataclass
-class SfmConfig:
-    """Arguments of one ``g3d sfm-init`` run."""
-
-    folder: Path  # dataset folder with annotations/ (written by g3d annotate pull)
-    method: Literal["auto", "bins", "sfm"] = "auto"  # bins: pose bins only; sfm: keypoints required; auto: keypoints where enough, bins elsewhere
-    focal_guess: float | None = None  # focal length guess in pixels; None = from the class preset's field of view
-    max_reproj_px: float = 8.0  # views whose mean reprojection error stays above this are re-estimated, then flagged
-    route: Literal["best", "bins_ba", "mapping"] = "best"  # keypoint route(s) to run; best = both, the better kept
-    min_keypoints: int = chk.MIN_KEYPOINTS  # views with fewer fitted keypoints keep their pose-bin camera
-    bin_tolerance_deg: float | None = None  # allowed refined-vs-bin difference; None = one azimuth bin width
-    # (elevation: the same when the bins carry several elevations, else 45 deg)
-    distance: float | None = None  # pose-bin camera distance (and the scale of the output); None = the preset's
-    scale: str | float = "distance"  # "distance" (median camera distance = distance), "unit_box", or an object length
-    preview: bool = True  # write previews/sfm_cameras.png
-    seed: int = 0  # RANSAC seed
-
-
-@dataclass
-class RouteSummary:
-    """One keypoint route's outcome, for the report."""
-
-    route: str
-    registered: int  # views it placed
-    kept: int  # views that passed every check
-    focal: float  # refined focal in pixels (NaN: failed)
-    mean_reproj_px: float
-    seconds: float
-    frame: str  # how the object frame was found
-    messages: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Solution:
-    """Cameras of every view (object frame, :mod:`g3d.cameras` convention). V views."""
-
-    view_ids: np.ndarray  # int32 [V]
-    has_camera: np.ndarray  # bool [V]
-    K: np.ndarray  # float64 [3, 3] shared intrinsics
-    R: np.ndarray  # float64 [V, 3, 3] (NaN rows: no camera)
-    t: np.ndarray  # float64 [V, 3]
-    source: list[str | None]  # [V] pose_bin | sfm | sfm_flagged | None
-    reproj_px: np.ndarray  # float64 [V] mean reprojection error of the refined camera (NaN: none)
-    num_keypoints: np.ndarray  # int [V] annotated keypoints
-    flags: list[list[chk.Flag]]  # [V] failed checks of the chosen route
-    points: np.ndarray  # float64 [P, 3] keypoints in the object frame (NaN: none)
-    routes: list[RouteSummary]
-    chosen: str | None  # route whose cameras were used
-    focal_guess: float
-    problems: list[str]  # input and model-wide problems
-    outliers: list[str]  # keypoints ignored as outliers, "view 3 left_front_wheel (41 px)"
-    bin_R: np.ndarray  # float64 [V, 3, 3] pose-bin cameras (NaN: no bin)
-    bin_t: np.ndarray
-    refined_R: np.ndarray  # float64 [V, 3, 3] the chosen route's cameras, object frame, flagged ones included
-    refined_t: np.ndarray
-    usable: np.ndarray | None = None  # bool [V] False where the written camera is contradicted (see :func:`usable_views`)
-    comparison: str | None = None  # how far the two routes' cameras are apart, when both ran
-    results: dict = field(default_factory=dict)  # route name -> colmap.RouteResult in the route's own frame ("<name>/again": re-solved without flagged views)
-
-
-@dataclass
-class SfmReport:
-    """What a ``g3d sfm-init`` run did."""
-
-    cameras: Path  # cameras.parquet
-    preview: Path | None  # previews/sfm_cameras.png
-    method: str
-    views: int  # views in the dataset
-    written: int  # camera rows written
-    sources: dict[str, int]  # rows per source
-    focal: float  # shared focal of the output
-    focal_guess: float
-    chosen_route: str | None
-    routes: list[RouteSummary]
-    comparison: str | None
-    flagged: dict[int, list[str]]  # view_id -> messages of its failed checks
-    corrected: dict[int, str]  # view_id -> sfm_bin_corrected | sfm_labels_swapped
-    unusable: list[int]  # views with a camera that the keypoints contradict (usable = False)
-    no_camera: list[int]  # views without a camera (rejected, or no bin and not refined)
-    problems: list[str]
-    outliers: list[str]
-    seconds: float
-
-    def lines(self) -> list[str]:
-        """A short human-readable summary (the CLI prints it)."""
-        from g3d.sfm.report import summary_lines
-
-        return summary_lines(self)
 
 
 def _align(route, ann_preset, bins_R, bins_t, cfg: SfmConfig) -> tuple[Similarity | None, str]:
@@ -487,59 +395,27 @@ def _quiet_colmap() -> None:
         pass
 
 
-def cameras_table(sol: Solution, width: int):
-    """The ``cameras.parquet`` table: one row per view that has a camera.
-
-    ==================  ====================  ===================================================
-    column              type                  meaning
-    ==================  ====================  ===================================================
-    view_id             int32                 the view (column of the dataset)
-    K, R                list<float64>[9]      shared intrinsics; world-to-camera rotation (row-major)
-    t                   list<float64>[3]      world-to-camera translation (:mod:`g3d.cameras`)
-    azimuth_deg,        float64               the camera centre in the object frame
-    elevation_deg,
-    distance
-    fov_deg             float64               horizontal field of view of K
-    source              string                pose_bin: the bin camera, no keypoints tried;
-                                              sfm: refined from the keypoints, every check passed;
-                                              sfm_bin_corrected: the keypoints fit and contradict
-                                              the bin (front/back confusion): their camera;
-                                              sfm_labels_swapped: the view's left/right labels
-                                              were mirrored; the camera of the exchanged labels;
-                                              sfm_flagged: a check failed, the bin camera is used
-                                              (the flagged refined one where the view has no bin)
-    usable              bool                  False: the keypoints contradict this (bin) camera and
-                                              nothing settled it; g3d train skips the view
-    failed_checks       string                the view's failed checks (codes of
-                                              :mod:`g3d.sfm.checks`, comma-separated; "" = none)
-    reprojection_error  float64 | null        mean pixel error of the refined camera over its
-                                              inlier keypoints (null for pose_bin)
-    num_keypoints       int32                 keypoints annotated in the view
-    ==================  ====================  ===================================================
-    """
-    import pyarrow as pa
-
+def camera_columns(sol: Solution, width: int) -> dict[str, list]:
+    """The ``cameras.parquet`` columns (:mod:`g3d.datasets.cameras` documents each): one row per view that has a camera."""
     rows = np.flatnonzero(sol.has_camera)
     az, el, d = cameras.to_azimuth_elevation(sol.R[rows], sol.t[rows]) if len(rows) else (np.zeros(0),) * 3
     fov = cameras.fov_of(sol.K, width)
     reproj = [None if sol.source[v] == "pose_bin" or not np.isfinite(sol.reproj_px[v]) else float(sol.reproj_px[v]) for v in rows]
-    return pa.table(
-        {
-            "view_id": pa.array(sol.view_ids[rows], pa.int32()),
-            "K": pa.array([sol.K.reshape(9).tolist()] * len(rows), pa.list_(pa.float64(), 9)),
-            "R": pa.array([sol.R[v].reshape(9).tolist() for v in rows], pa.list_(pa.float64(), 9)),
-            "t": pa.array([sol.t[v].tolist() for v in rows], pa.list_(pa.float64(), 3)),
-            "azimuth_deg": pa.array(np.asarray(az, np.float64), pa.float64()),
-            "elevation_deg": pa.array(np.asarray(el, np.float64), pa.float64()),
-            "distance": pa.array(np.asarray(d, np.float64), pa.float64()),
-            "fov_deg": pa.array([fov] * len(rows), pa.float64()),
-            "source": pa.array([sol.source[v] for v in rows], pa.string()),
-            "reprojection_error": pa.array(reproj, pa.float64()),
-            "num_keypoints": pa.array(sol.num_keypoints[rows], pa.int32()),
-            "usable": pa.array([bool(sol.usable[v]) for v in rows], pa.bool_()),
-            "failed_checks": pa.array([",".join(f.code for f in sol.flags[v]) for v in rows], pa.string()),
-        }
-    )
+    return {
+        "view_id": sol.view_ids[rows].tolist(),
+        "K": [sol.K.reshape(9).tolist()] * len(rows),
+        "R": [sol.R[v].reshape(9).tolist() for v in rows],
+        "t": [sol.t[v].tolist() for v in rows],
+        "azimuth_deg": np.asarray(az, np.float64).tolist(),
+        "elevation_deg": np.asarray(el, np.float64).tolist(),
+        "distance": np.asarray(d, np.float64).tolist(),
+        "fov_deg": [fov] * len(rows),
+        "source": [sol.source[v] for v in rows],
+        "reprojection_error": reproj,
+        "num_keypoints": sol.num_keypoints[rows].tolist(),
+        "usable": [bool(sol.usable[v]) for v in rows],
+        "failed_checks": [",".join(f.code for f in sol.flags[v]) for v in rows],
+    }
 
 
 def run_sfm_init(cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> SfmReport:
@@ -549,7 +425,6 @@ def run_sfm_init(cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) ->
     and no refined view); every other problem is named in the report.
     """
     from g3d.datasets import folder as dsf
-    from g3d.datasets import io as dsio
 
     start = time.perf_counter()
     folder = Path(cfg.folder)
@@ -558,12 +433,9 @@ def run_sfm_init(cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) ->
     if not sol.has_camera.any():
         causes = "; ".join((sol.problems + [r.messages[-1] for r in sol.routes if r.messages])[:4]) or "no view has a pose bin or enough keypoints"
         raise DatasetError(f"no camera could be made for any of the {len(ann.view_ids)} views of {folder} ({causes}): annotate pose bins for the views (g3d annotate push poses)")
-    out = folder / dsf.CAMERAS
-    dsio.write_table(out, cameras_table(sol, ann.width))
+    out = write_cameras(folder, camera_columns(sol, ann.width))
     preview = None
     if cfg.preview:
-        from g3d.sfm.report import write_preview
-
         preview = write_preview(folder / dsf.PREVIEWS / PREVIEW, sol, ann)
     sources = {s: int(sum(1 for x in sol.source if x == s)) for s in SOURCES}
     flagged = {int(sol.view_ids[v]): [f.message for f in sol.flags[v]] for v in range(len(sol.view_ids)) if sol.flags[v]}
