@@ -12,9 +12,10 @@ from typing import Optional
 import typer
 
 from g3d.errors import G3DError
-from g3d.reporting import console, error, fail, progress
+from g3d.reporting import CommandGroup, console, error, fail, progress
 
 app = typer.Typer(
+    cls=CommandGroup,
     name="g3d",
     help="Turn a 2D image GAN into a 3D data engine: aligned multi-view sets, masks, cameras, meshes.",
     no_args_is_help=True,
@@ -87,11 +88,8 @@ def synth(
         device=device,
         distractors=distractors,
     )
-    try:
-        with _progress() as progress:
-            report = run_synth(cfg, progress=progress, log=lambda m: console.print(m))
-    except G3DError as exc:
-        _fail(exc)
+    with _progress() as progress:
+        report = run_synth(cfg, progress=progress, log=lambda m: console.print(m))
     rate = report.rows_written / report.seconds if report.seconds > 0 else 0.0
     console.print(
         f"[green]done[/]: {report.samples} objects x {report.views} views in {report.out} "
@@ -112,10 +110,7 @@ def convert(
     """Convert a StyleGAN2 checkpoint to g3d's safetensors format. Nothing in the input is executed."""
     from g3d.synth.checkpoints import convert_checkpoint
 
-    try:
-        out = convert_checkpoint(src, dst)
-    except G3DError as exc:
-        _fail(exc)
+    out = convert_checkpoint(src, dst)
     typer.echo(f"wrote {out}")
 
 
@@ -151,11 +146,8 @@ def filter_(
         replace_masks=replace_masks,
         rules=FilterConfig(min_area=min_area, min_score=min_score),
     )
-    try:
-        with _progress() as progress:
-            report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
-    except G3DError as exc:
-        _fail(exc)
+    with _progress() as progress:
+        report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
     from rich.table import Table
 
     table = Table(title=f"g3d filter ({report.segmenter}): kept {report.kept} of {report.rows} images")
@@ -211,11 +203,8 @@ def train(
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
                       backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps,
                       seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
-    try:
-        with _progress() as progress:
-            report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
-    except G3DError as exc:
-        _fail(exc)
+    with _progress() as progress:
+        report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
     m = report.last_metrics
     console.print(f"[green]done[/]: {report.steps_done} steps in {report.out} ({report.seconds:.0f} s; cameras from {report.camera_source})"
                   + (f"; last loss {m['loss']:.3f}, train IoU {m['iou_hard']:.3f}" if m else ""), highlight=False)
@@ -237,10 +226,7 @@ def eval_(
     """
     from g3d.train.evaluate import evaluate
 
-    try:
-        rep = evaluate(run, folder, device)
-    except G3DError as exc:
-        _fail(exc)
+    rep = evaluate(run, folder, device)
     for line in rep.lines():
         typer.echo(line)
 
@@ -255,10 +241,7 @@ def export_mesh(
     """Predict a textured mesh from a single image and write it as GLB or OBJ."""
     from g3d.train.export import export_mesh as _export
 
-    try:
-        paths = _export(run, image, out, device)
-    except G3DError as exc:
-        _fail(exc)
+    paths = _export(run, image, out, device)
     for p in paths:
         typer.echo(f"wrote {p}")
 
@@ -268,10 +251,7 @@ def info(folder: Path = typer.Argument(..., help="A dataset folder written by g3
     """Print what a dataset folder holds: class, generator, counts, shards, columns."""
     from g3d.datasets.summary import summarize
 
-    try:
-        text = summarize(folder)
-    except G3DError as exc:
-        _fail(exc)
+    text = summarize(folder)
     typer.echo(text)
 
 
@@ -311,10 +291,7 @@ def report(
     (--run), and the dataset card. Open OUT/index.html in any browser; nothing is fetched."""
     from g3d.datasets.report import write_report
 
-    try:
-        page = write_report(folder, out, run)
-    except G3DError as exc:
-        _fail(exc)
+    page = write_report(folder, out, run)
     typer.echo(f"wrote {page}")
 
 

@@ -10,11 +10,24 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, NoReturn
 
 import typer
+import typer.core
 from rich.console import Console
 
 from g3d.errors import G3DError
 
 console = Console(stderr=True)
+
+
+class CommandGroup(typer.core.TyperGroup):
+    """The click group of every g3d Typer app: a :class:`G3DError` raised by any of its commands (sub-apps
+    included, and through ``CliRunner`` as well as the console script) is reported once, here, by
+    :func:`fail`: one red line on stderr and the error's exit code. Commands just raise."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except G3DError as exc:
+            fail(exc)
 
 
 def error(message: str) -> None:
@@ -33,7 +46,14 @@ def fail(exc: G3DError) -> NoReturn:
 @contextmanager
 def progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
     """A rich progress display; yields ``factory(description, total) -> advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"),

@@ -11,7 +11,10 @@ from typing import Optional
 
 import typer
 
+from g3d.reporting import CommandGroup
+
 annotate_app = typer.Typer(
+    cls=CommandGroup,
     name="annotate",
     help="Per-view annotation in Label Studio: push pose-bin, keypoint and mask tasks, pull the answers back as pixels.",
     no_args_is_help=True,
@@ -38,13 +41,11 @@ def push_command(
     predictions: str = typer.Option("auto", help="Pre-annotations: auto (last pull, else the built-in generator's ground truth), previous, ground-truth, none."),
 ) -> None:
     """Create (or reuse) a Label Studio project for DIR and import its tasks with pre-annotations."""
-    from g3d.annotate.client import ConnectionConfig
     from rich.markup import escape
 
+    from g3d.annotate.client import ConnectionConfig
     from g3d.annotate.push import PushConfig, push
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
-    from g3d.errors import G3DError
 
     cfg = PushConfig(
         folder=folder,
@@ -58,11 +59,8 @@ def push_command(
         mask_images=mask_images,
         predictions=predictions,  # type: ignore[arg-type]
     )
-    try:
-        with console.status(f"pushing {kind} tasks"):
-            r = push(cfg, log=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False, soft_wrap=True))
-    except G3DError as exc:
-        _fail(exc)
+    with console.status(f"pushing {kind} tasks"):
+        r = push(cfg, log=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False, soft_wrap=True))
     state = "new" if r.created else "existing"
     console.print(
         f"[green]{r.kind}[/]: {r.tasks_imported} tasks imported into {state} project {r.title!r} (id {r.project_id}) at {r.url}"
@@ -88,20 +86,15 @@ def pull_command(
     max_issues: int = typer.Option(40, help="Issues printed per kind (all are counted)."),
 ) -> None:
     """Export the annotations, validate them against the label config, write annotations/*.parquet."""
-    from g3d.annotate.client import ConnectionConfig
     from rich.markup import escape
 
+    from g3d.annotate.client import ConnectionConfig
     from g3d.annotate.pull import PullConfig, pull
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
-    from g3d.errors import G3DError
 
     cfg = PullConfig(folder=folder, connection=ConnectionConfig(url=url, api_key=api_key), kinds=tuple(kind) if kind else None, overwrite=overwrite)
-    try:
-        with console.status("pulling annotations"):
-            report = pull(cfg)
-    except G3DError as exc:
-        _fail(exc)
+    with console.status("pulling annotations"):
+        report = pull(cfg)
     for k in report.kinds:
         where = f"-> {k.written}" if k.written else "(no file written)"
         console.print(
@@ -146,8 +139,6 @@ def serve_command(
 
     from g3d.annotate.server import LabelStudioServer, ServeConfig
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
-    from g3d.errors import G3DError
 
     cfg = ServeConfig(
         data_dir=data_dir or _default_data_dir(),
@@ -165,11 +156,8 @@ def serve_command(
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
-        try:
-            with console.status("starting Label Studio (the first start runs migrations: 30-60 s)"):
-                server.start()
-        except G3DError as exc:
-            _fail(exc)
+        with console.status("starting Label Studio (the first start runs migrations: 30-60 s)"):
+            server.start()
         console.print(f"[green]Label Studio[/] at {server.url} (data: {server.data_dir}; local files under {Path(cfg.document_root).resolve()})", highlight=False, soft_wrap=True)
         console.print(f"  log in as {server.username} / {server.password}", highlight=False, soft_wrap=True)
         console.print(f"  export LABEL_STUDIO_URL={server.url}", highlight=False, soft_wrap=True)

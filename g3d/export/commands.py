@@ -23,32 +23,29 @@ def export_command(
     """Export the dataset for other researchers: kept rows, split by object, cameras from cameras.parquet
     (usable views) or the generator, masks as 0/255 images, and a dataset card stating the camera
     convention. Written under a hidden name and renamed when whole."""
-    from g3d.errors import G3DError, UsageError
+    from g3d.errors import UsageError
     from g3d.export.coco import export_coco
     from g3d.export.hf import export_hf
     from g3d.export.nerfstudio import export_nerfstudio
-    from g3d.export.wds import export_wds
     from g3d.export.rows import ExportConfig
     from g3d.export.splits import parse_split
-    from g3d.reporting import fail, progress
+    from g3d.export.wds import export_wds
+    from g3d.reporting import progress
 
-    try:
-        bad = [f for f in format if f not in FORMATS]
-        if bad:
-            raise UsageError(f"--format {', '.join(bad)} is not available: choose from {', '.join(FORMATS)}")
-        if shard_size_mb < 1:
-            raise UsageError(f"--shard-size-mb {shard_size_mb}: give at least 1")
-        writers = {"hf": export_hf, "nerfstudio": export_nerfstudio, "coco": export_coco, "wds": export_wds}
-        fractions = parse_split(split)
-        reports = []
-        with progress() as prog:
-            for f in dict.fromkeys(format):
-                target = out if len(set(format)) == 1 else out / f
-                cfg = ExportConfig(folder=folder, out=target, split=fractions, seed=seed, all_rows=all_rows, overwrite=overwrite,
-                                   shard_bytes=shard_size_mb << 20)
-                reports.append(writers[f](cfg, progress=prog))
-    except G3DError as exc:
-        fail(exc)
+    bad = [f for f in format if f not in FORMATS]
+    if bad:
+        raise UsageError(f"--format {', '.join(bad)} is not available: choose from {', '.join(FORMATS)}")
+    if shard_size_mb < 1:
+        raise UsageError(f"--shard-size-mb {shard_size_mb}: give at least 1")
+    writers = {"hf": export_hf, "nerfstudio": export_nerfstudio, "coco": export_coco, "wds": export_wds}
+    fractions = parse_split(split)
+    reports = []
+    with progress() as prog:
+        for f in dict.fromkeys(format):
+            target = out if len(set(format)) == 1 else out / f
+            cfg = ExportConfig(folder=folder, out=target, split=fractions, seed=seed, all_rows=all_rows, overwrite=overwrite,
+                               shard_bytes=shard_size_mb << 20)
+            reports.append(writers[f](cfg, progress=prog))
     how = {"hf": "datasets.load_dataset('{}')", "coco": "pycocotools.coco.COCO('{}/annotations/train.json')", "wds": "webdataset.WebDataset('{}/train-{{000000..}}.tar')",
            "nerfstudio": "ns-train splatfacto --data {}/obj_NNNNNN"}
     for rep in reports:

@@ -11,7 +11,10 @@ from typing import List, Optional
 
 import typer
 
+from g3d.reporting import CommandGroup
+
 neural_app = typer.Typer(
+    cls=CommandGroup,
     name="neural",
     help="StyleGAN-R (paper §4.2): the inverse-graphics network drives the generator -- re-render a photo "
          "under new cameras, swap shape, texture and background between photos.",
@@ -44,20 +47,15 @@ def train_command(
     Stage 1 renders latents drawn at the dataset's viewpoints, reads them with the (frozen) inverse-graphics
     network and learns to map back. Check the result with `g3d neural eval NRUN` (built-in generator).
     """
-    from g3d.errors import G3DError
     from g3d.neural.train import NeuralConfig, train_neural
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
     from g3d.reporting import progress as _progress
 
     cfg = NeuralConfig(inverse=str(inverse), out=str(out), generator=generator, stage1_steps=stage1_steps, stage2_steps=stage2_steps,
                        batch_size=batch_size, lr=lr, gate_lr=gate_lr, generator_lr=generator_lr, entropy_weight=entropy_weight,
                        mix=mix, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
-    try:
-        with _progress() as prog:
-            rep = train_neural(cfg, progress=prog, log=lambda m: console.print(m, highlight=False))
-    except G3DError as exc:
-        _fail(exc)
+    with _progress() as prog:
+        rep = train_neural(cfg, progress=prog, log=lambda m: console.print(m, highlight=False))
     m = rep.last_metrics
     console.print(f"[green]done[/]: {rep.steps_done} steps in {rep.out} ({rep.seconds:.0f} s)"
                   + (f"; last latent loss {m['latent']:.3f}, gate entropy {m['entropy']:.3f}" if m else ""), highlight=False)
@@ -71,17 +69,12 @@ def eval_command(
 ) -> None:
     """Camera, shape, paint and background errors, swap leakage and silhouette IoU against the built-in
     generator's truth, beside the identity (ceiling), the mapping with its gate ignored and the average latent."""
-    from g3d.errors import G3DError
     from g3d.neural.evaluate import evaluate_neural
     from g3d.neural.train import load_neural
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
 
-    try:
-        cfg, mapping, src = load_neural(nrun, device)
-        rep = evaluate_neural(mapping, src, cfg.seed, n)
-    except G3DError as exc:
-        _fail(exc)
+    cfg, mapping, src = load_neural(nrun, device)
+    rep = evaluate_neural(mapping, src, cfg.seed, n)
     for line in rep.lines():
         console.print(line, highlight=False)
 
@@ -163,24 +156,20 @@ def swap_command(
     from g3d.datasets import io as dsio
     from g3d.datasets.previews import grid
     from g3d.datasets.schema import encode_png
-    from g3d.errors import G3DError, UsageError
+    from g3d.errors import UsageError
     from g3d.neural.figures import swap_grid
     from g3d.neural.train import load_neural
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
 
-    try:
-        _, mapping, src = load_neural(nrun, device)
-        images, views = _photos(src, photos, device)
-        for name, k in (("--shape-from", shape_from), ("--texture-from", texture_from), ("--background-from", background_from)):
-            if not -1 <= k < len(photos):
-                raise UsageError(f"{name} {k}: there are {len(photos)} photos, so give 0..{len(photos) - 1} (or -1: each its own)")
-        cells, labels = swap_grid(mapping, src, images, views, shape_from, texture_from, background_from)
-        sheet = grid(np.repeat(np.repeat(cells, 2, 2), 2, 3), labels, [str(i) for i in range(len(photos))])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        dsio.write_bytes(out, encode_png(np.ascontiguousarray(sheet)))
-    except G3DError as exc:
-        _fail(exc)
+    _, mapping, src = load_neural(nrun, device)
+    images, views = _photos(src, photos, device)
+    for name, k in (("--shape-from", shape_from), ("--texture-from", texture_from), ("--background-from", background_from)):
+        if not -1 <= k < len(photos):
+            raise UsageError(f"{name} {k}: there are {len(photos)} photos, so give 0..{len(photos) - 1} (or -1: each its own)")
+    cells, labels = swap_grid(mapping, src, images, views, shape_from, texture_from, background_from)
+    sheet = grid(np.repeat(np.repeat(cells, 2, 2), 2, 3), labels, [str(i) for i in range(len(photos))])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dsio.write_bytes(out, encode_png(np.ascontiguousarray(sheet)))
     console.print(f"wrote {out}", highlight=False)
 
 
@@ -202,39 +191,35 @@ def render_command(
     from g3d.datasets import io as dsio
     from g3d.datasets.previews import grid
     from g3d.datasets.schema import encode_png
-    from g3d.errors import G3DError, UsageError
+    from g3d.errors import UsageError
     from g3d.neural.figures import turntable
     from g3d.neural.train import load_neural
     from g3d.reporting import console
-    from g3d.reporting import fail as _fail
 
-    try:
-        if azimuths:
-            try:
-                az = [float(a) for a in azimuths.split(",")]
-            except ValueError:
-                raise UsageError(f"--azimuths {azimuths!r}: give numbers separated by commas, e.g. 0,30,60") from None
-        else:
-            if views < 1:
-                raise UsageError(f"--views {views}: give at least 1")
-            az = list(np.arange(views) * 360.0 / views)
-        _, mapping, src = load_neural(nrun, device)
-        images, vids = _photos(src, [photo], device)
-        gan, mesh = turntable(mapping, src, images[0], int(vids[0]), az, elevation, distance)
-        frames = dsio.fresh_dir(out / "frames")
-        for k, f in enumerate(gan):
-            (frames / f"{k:03d}.png").write_bytes(encode_png(np.ascontiguousarray(f)))
-        dsio.replace_dir(frames, out / "frames")
-        from PIL import Image
+    if azimuths:
+        try:
+            az = [float(a) for a in azimuths.split(",")]
+        except ValueError:
+            raise UsageError(f"--azimuths {azimuths!r}: give numbers separated by commas, e.g. 0,30,60") from None
+    else:
+        if views < 1:
+            raise UsageError(f"--views {views}: give at least 1")
+        az = list(np.arange(views) * 360.0 / views)
+    _, mapping, src = load_neural(nrun, device)
+    images, vids = _photos(src, [photo], device)
+    gan, mesh = turntable(mapping, src, images[0], int(vids[0]), az, elevation, distance)
+    frames = dsio.fresh_dir(out / "frames")
+    for k, f in enumerate(gan):
+        (frames / f"{k:03d}.png").write_bytes(encode_png(np.ascontiguousarray(f)))
+    dsio.replace_dir(frames, out / "frames")
+    import io as _io
 
-        import io as _io
+    from PIL import Image
 
-        buf = _io.BytesIO()
-        big = [Image.fromarray(np.repeat(np.repeat(f, 2, 0), 2, 1)) for f in gan]
-        big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=120, loop=0)
-        dsio.write_bytes(out / "turntable.gif", buf.getvalue())
-        sheet = grid(np.stack([gan, mesh]), [f"{a:.0f}" for a in az], ["GAN", "mesh"])
-        dsio.write_bytes(out / "sheet.png", encode_png(np.ascontiguousarray(sheet)))
-    except G3DError as exc:
-        _fail(exc)
+    buf = _io.BytesIO()
+    big = [Image.fromarray(np.repeat(np.repeat(f, 2, 0), 2, 1)) for f in gan]
+    big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=120, loop=0)
+    dsio.write_bytes(out / "turntable.gif", buf.getvalue())
+    sheet = grid(np.stack([gan, mesh]), [f"{a:.0f}" for a in az], ["GAN", "mesh"])
+    dsio.write_bytes(out / "sheet.png", encode_png(np.ascontiguousarray(sheet)))
     console.print(f"wrote {out}/frames ({len(az)} frames), {out}/turntable.gif, {out}/sheet.png", highlight=False)

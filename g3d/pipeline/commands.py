@@ -23,20 +23,16 @@ def pipeline_command(
     A commented example is examples/pipeline.toml in the repository; relative paths in the file
     are relative to the file.
     """
-    from g3d.errors import G3DError
     from g3d.pipeline.config import STAGES, load
     from g3d.pipeline.run import WAITING, run_pipeline
-    from g3d.reporting import console, fail, progress
+    from g3d.reporting import console, progress
 
     bad = [s for s in force or [] if s not in STAGES]
     if bad:
         raise typer.BadParameter(f"{', '.join(bad)}: stages are {', '.join(STAGES)}", param_hint="--force")
-    try:
-        cfg = load(config)
-        with progress() as prog:
-            rep = run_pipeline(cfg, log=lambda m: console.print(m, highlight=False), progress=prog, force=tuple(force or ()))
-    except G3DError as exc:
-        fail(exc)
+    cfg = load(config)
+    with progress() as prog:
+        rep = run_pipeline(cfg, log=lambda m: console.print(m, highlight=False), progress=prog, force=tuple(force or ()))
     for line in rep.lines():
         typer.echo(line)
     if rep.waiting:

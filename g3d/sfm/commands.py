@@ -26,19 +26,15 @@ def sfm_init(
     """
     from rich.console import Console
 
-    from g3d.reporting import fail as _fail
-    from g3d.errors import G3DError, UsageError
+    from g3d.errors import UsageError
     from g3d.sfm.run import METHODS, SfmConfig, run_sfm_init
 
     console = Console(stderr=True)
-    try:
-        if method not in METHODS:
-            raise UsageError(f"--method {method!r} is not one of {', '.join(METHODS)}: use --method auto")
-        cfg = SfmConfig(folder=folder, method=method, focal_guess=focal_guess, max_reproj_px=max_reproj_px)
-        with console.status("g3d sfm-init: refining cameras"):
-            report = run_sfm_init(cfg, log_fn=lambda m: console.print(m, highlight=False, markup=False))
-    except G3DError as exc:
-        _fail(exc)
+    if method not in METHODS:
+        raise UsageError(f"--method {method!r} is not one of {', '.join(METHODS)}: use --method auto")
+    cfg = SfmConfig(folder=folder, method=method, focal_guess=focal_guess, max_reproj_px=max_reproj_px)
+    with console.status("g3d sfm-init: refining cameras"):
+        report = run_sfm_init(cfg, log_fn=lambda m: console.print(m, highlight=False, markup=False))
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print(f"cameras: {report.cameras}", highlight=False, markup=False, soft_wrap=True)
