@@ -138,11 +138,12 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] | None = None, 
             report.waiting = waiting
             return report
         from g3d.datasets import folder as dsf
+        from g3d.datasets.cameras import has_camera_file
 
         ann = sorted((folder / dsf.ANNOTATIONS).glob("*.parquet"))
         tok_sfm = token("sfm", raw.get("sfm"), state.run_id("filter"), files_digest(ann))
         t0 = time.perf_counter()
-        if stale("sfm", tok_sfm) or not (folder / dsf.CAMERAS).is_file():
+        if stale("sfm", tok_sfm) or not has_camera_file(folder):
             from g3d.sfm.run import run_sfm_init
 
             log("sfm-init ...")
