@@ -39,7 +39,6 @@ from g3d.annotate.dataset import (
     read_rows,
     save_record,
 )
-from g3d.datasets import folder as dsf
 from g3d.datasets.folder import KEYPOINTS, POSE_BINS
 from g3d.datasets import io as dsio
 from g3d.errors import DatasetError, UsageError
@@ -295,12 +294,9 @@ def _mask_polygon(png: bytes) -> np.ndarray | None:
 
 
 def _previous(folder: Path, name: str):
-    import pyarrow.parquet as pq
+    from g3d.datasets.annotations import read_annotation_table
 
-    path = Path(folder) / dsf.ANNOTATIONS / name
-    if not path.is_file():
-        return None
-    return pq.read_table(path).to_pandas()
+    return read_annotation_table(folder, name)
 
 
 def _add_predictions(info: DatasetInfo, cfg: PushConfig, schema: configs.LabelSchema, tasks: list[_Task]) -> dict[str, int]:

@@ -75,6 +75,16 @@ def _read(path: Path, columns: tuple[str, ...]):
     return df
 
 
+def read_annotation_table(folder: Path, name: str):
+    """``annotations/<name>`` (one of the pull formats) as a pandas DataFrame, unvalidated rows and all
+    (what push shows annotators as their earlier answers); None when the file is absent. A damaged
+    file or one without its format's columns is a one-line :class:`DatasetError`."""
+    path = Path(folder) / ANNOTATIONS / name
+    if not path.is_file():
+        return None
+    return _read(path, {POSE_BINS: POSE_BIN_COLUMNS, KEYPOINTS: KEYPOINT_COLUMNS}.get(name, ()))
+
+
 def annotation_counts(folder: Path) -> dict[str, tuple[int, int]]:
     """file name -> (rows, distinct views) of each annotation file present (pose bins, keypoints, mask polygons)."""
     out = {}
