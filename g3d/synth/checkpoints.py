@@ -8,7 +8,7 @@ Formats, detected from the file's content (never its name):
                        ``<stem>.json`` holding ``{"g3d_config": {...}}``). Written by
                        :func:`convert_checkpoint`.
 ``nvlabs-pickle``      stylegan2-ada-pytorch / stylegan3 network pickle (``G_ema`` is used). Read
-                       by a restricted unpickler: the embedded module source is never executed,
+                       by the restricted unpickler of :mod:`g3d.safepickle`: the embedded module source is never executed,
                        modules become plain dicts of their state.
 ``tf-pickle``          NVIDIA's TensorFlow StyleGAN2 pickle ``(G, D, Gs)`` (``Gs`` is used). Read
                        by the same restricted unpickler; no TensorFlow needed.
@@ -29,8 +29,6 @@ the problem and the fix.
 from __future__ import annotations
 
 import argparse
-import collections
-import io
 import json
 import math
 import os
@@ -47,6 +45,8 @@ import torch
 
 from g3d.datasets.io import file_sha256
 from g3d.errors import CheckpointError, G3DError, UsageError
+from g3d.safepickle import PersistentObject, TFNetwork, restricted_load
+from g3d.safepickle import read_data_pickle as read_data_pickle  # its home before g3d.safepickle
 from g3d.synth.generator import Generator
 from g3d.synth.stylegan2 import StyleGAN2Config, StyleGAN2Generator, compute_w_avg
 
@@ -441,226 +441,11 @@ def _read_torch_file(p: Path) -> LoadedCheckpoint:
 
 
 # --------------------------------------------------------------------------------------------
-# Restricted unpickling (NVlabs and TensorFlow pickles)
-
-
-class _Refused(Exception):
-    """A pickle asked for something outside the allow-list (a global or a persistent id)."""
-
-
-class _EasyDict(dict):
-    """Stand-in for ``dnnlib.util.EasyDict``: a plain dict (attribute access not needed)."""
-
-    def __setstate__(self, state: Any) -> None:  # BUILD with an instance __dict__: keep nothing
-        return None
-
-
-class _PersistentObject:
-    """What an NVlabs persistent module becomes: its class name and ``__dict__``, never its code."""
-
-    def __init__(self, class_name: str, state: dict[str, Any], version: Any):
-        self.class_name = class_name
-        self.state = state
-        self.version = version
-
-
-class _TFNetwork:
-    """Stand-in for ``dnnlib.tflib.network.Network``: keeps the pickled state dict only."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            raise _Refused(f"a TensorFlow Network whose state is a {type(state).__name__}")
-        self.state = state
-
-
-class _NDArrayMarker:
-    """Stand-in for the ``numpy.ndarray`` class argument of numpy's array reconstruction."""
-
-
-def _sf_persistent_obj(meta: Any) -> _PersistentObject:
-    # NVlabs would exec meta['module_src'] here; we only keep the class name and state.
-    if not isinstance(meta, dict):
-        raise _Refused(f"a persistent object with {type(meta).__name__} metadata")
-    if meta.get("type") != "class":
-        raise _Refused(f"a persistent object of type {meta.get('type')!r}")
-    class_name = meta.get("class_name")
-    state = meta.get("state")
-    if not isinstance(class_name, str) or not isinstance(state, dict):
-        raise _Refused("a persistent object without class_name/state")
-    return _PersistentObject(class_name, state, meta.get("version"))
-
-
-def _sf_codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _Refused("_codecs.encode used for anything but latin1 bytes")
-    return text.encode("latin1")
-
-
-def _sf_load_storage(data: Any) -> Any:
-    if not isinstance(data, (bytes, bytearray)):
-        raise _Refused("torch.storage._load_from_bytes without bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # torch's own allow-list said no
-        m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        raise _Refused(f"{m.group(1) if m else 'a global'} inside a tensor storage") from None
-    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
-        raise _Refused(f"a tensor storage that is a {type(storage).__name__}")
-    return storage
-
-
-def _sf_rebuild_tensor_v2(
-    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
-):  # noqa: ANN001
-    if isinstance(storage, torch.storage.TypedStorage):
-        dtype = storage.dtype
-        with warnings.catch_warnings():  # TypedStorage is deprecated, but it is what these files hold
-            warnings.simplefilter("ignore")
-            untyped = storage.untyped()
-    else:
-        raise _Refused("a tensor rebuilt from something other than a typed storage")
-    ints = lambda xs: isinstance(xs, (tuple, list)) and all(
-        isinstance(v, int) and v >= 0 for v in xs
-    )  # noqa: E731
-    if not (
-        isinstance(storage_offset, int)
-        and storage_offset >= 0
-        and ints(size)
-        and ints(stride)
-        and len(size) == len(stride)
-    ):
-        raise _Refused("a tensor with malformed offset/size/stride")
-    itemsize = torch.empty([], dtype=dtype).element_size()
-    numel_storage = untyped.nbytes() // itemsize
-    if math.prod(size) > 0:
-        last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
-        if last >= numel_storage:
-            raise _Refused("a tensor view outside its storage")
-    t = torch.empty([0], dtype=dtype)
-    t.set_(untyped, storage_offset, tuple(size), tuple(stride))
-    return t
-
-
-def _sf_rebuild_parameter(
-    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
-) -> torch.Tensor:
-    if not isinstance(data, torch.Tensor):
-        raise _Refused("a parameter without tensor data")
-    return data
-
-
-def _sf_device(*args: Any) -> torch.device:
-    if not args or not all(isinstance(a, (str, int)) for a in args):
-        raise _Refused("torch.device with non-string arguments")
-    return torch.device(*args)
-
-
-def _sf_np_dtype(obj: Any, align: Any = False, copy: Any = False) -> np.dtype:
-    if not isinstance(obj, str):
-        raise _Refused("numpy.dtype of a non-string")
-    dt = np.dtype(obj)
-    if dt.hasobject:
-        raise _Refused("a numpy object dtype")
-    return dt
-
-
-def _sf_np_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, (bytes, bytearray)):
-        raise _Refused("a numpy scalar that is not plain numeric data")
-    if len(data) != dtype.itemsize:
-        raise _Refused("a numpy scalar with the wrong byte count")
-    return np.frombuffer(bytes(data), dtype=dtype)[0]
-
-
-def _sf_np_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
-    if subtype is not _NDArrayMarker:
-        raise _Refused("numpy array reconstruction of a class other than numpy.ndarray")
-    # An empty uint8 array; numpy's own __setstate__ (BUILD) then fills it from raw bytes.
-    return np.ndarray.__new__(np.ndarray, (0,), np.uint8)
-
-
-def _sf_np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any = "C") -> np.ndarray:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(buf, (bytes, bytearray)):
-        raise _Refused("a numpy buffer that is not plain numeric data")
-    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order="F" if order == "F" else "C").copy()
-
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _sf_persistent_obj,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("dnnlib.tflib.network", "Network"): _TFNetwork,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("__builtin__", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
-    ("__builtin__", "bytearray"): bytearray,
-    ("builtins", "slice"): slice,
-    ("__builtin__", "slice"): slice,
-    ("_codecs", "encode"): _sf_codecs_encode,
-    ("torch._utils", "_rebuild_tensor_v2"): _sf_rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _sf_rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _sf_rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _sf_load_storage,
-    ("torch", "device"): _sf_device,
-    ("numpy", "dtype"): _sf_np_dtype,
-    ("numpy", "ndarray"): _NDArrayMarker,
-}
-for _np_mod in ("numpy.core", "numpy._core"):
-    _ALLOWED_GLOBALS[(f"{_np_mod}.multiarray", "scalar")] = _sf_np_scalar
-    _ALLOWED_GLOBALS[(f"{_np_mod}.multiarray", "_reconstruct")] = _sf_np_reconstruct
-    _ALLOWED_GLOBALS[(f"{_np_mod}.numeric", "_frombuffer")] = _sf_np_frombuffer
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the allow-listed globals above, each to a harmless stand-in; refuses the rest."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = _ALLOWED_GLOBALS.get((module, name))
-        if obj is None:
-            raise _Refused(f"{module}.{name}")
-        return obj
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise _Refused(f"persistent id {_one_line(repr(pid), 60)}")
-
-
-def read_data_pickle(path: str | os.PathLike, what: str = "weights file", encoding: str = "ASCII") -> Any:
-    """Read a pickle that should hold only data (dicts, lists, strings, numbers, numpy arrays), with the
-    same restricted unpickler as network pickles: anything else it names (a class, a function) is
-    refused in one line and nothing in the file runs. ``encoding="latin1"`` reads Python 2 pickles
-    such as detectron2's model-zoo ``.pkl`` files."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{path}: no such {what}")
-    return _unpickle(p, what, encoding, redo=f"pass a {what} from a source you trust")
-
-
-def _unpickle(p: Path, what: str = "StyleGAN2 network pickle", encoding: str = "ASCII", redo: str = "re-download the checkpoint") -> Any:
-    """The object in pickle ``p``, read with :class:`_RestrictedUnpickler`; one-line errors naming ``what``."""
-    try:
-        with open(p, "rb") as f:
-            return _RestrictedUnpickler(f, encoding=encoding).load()
-    except _Refused as exc:
-        raise _fail(
-            p,
-            f"refused: the pickle needs {exc}, which a {what} never contains; nothing in it was run",
-            "only load files from a source you trust, in a supported format",
-        ) from None
-    except RecursionError:
-        raise _fail(p, f"pickle is nested too deeply to be a {what}") from None
-    except Exception as exc:  # EOFError, UnpicklingError, errors of stand-ins on malformed data
-        raise _fail(p, f"pickle is truncated or corrupt ({type(exc).__name__}: {_one_line(exc, 120)})", redo) from None
+# Network pickles (NVlabs and TensorFlow), read by the restricted unpickler of g3d.safepickle
 
 
 def _read_pickle_file(p: Path) -> LoadedCheckpoint:
-    obj = _unpickle(p)
+    obj = restricted_load(p, "StyleGAN2 network pickle", redo="re-download the checkpoint")
     if isinstance(obj, dict) and ("G_ema" in obj or "G" in obj or "D" in obj):
         g = obj.get("G_ema")
         if g is None:
@@ -670,13 +455,13 @@ def _read_pickle_file(p: Path) -> LoadedCheckpoint:
                 "export a snapshot that includes G_ema",
             )
         return _from_nvlabs_pickle(g, p)
-    if isinstance(obj, _PersistentObject):
+    if isinstance(obj, PersistentObject):
         return _from_nvlabs_pickle(obj, p)
-    if isinstance(obj, (tuple, list)) and obj and all(isinstance(o, _TFNetwork) for o in obj):
+    if isinstance(obj, (tuple, list)) and obj and all(isinstance(o, TFNetwork) for o in obj):
         if len(obj) != 3:
             raise _fail(p, f"TensorFlow pickle holds {len(obj)} networks, expected (G, D, Gs)")
         return _from_tf_network(obj[2], p)
-    if isinstance(obj, _TFNetwork):
+    if isinstance(obj, TFNetwork):
         return _from_tf_network(obj, p)
     raise _fail(
         p,
@@ -690,7 +475,7 @@ def _read_pickle_file(p: Path) -> LoadedCheckpoint:
 
 
 def _persistent_state_dict(
-    obj: _PersistentObject, p: Path, prefix: str = "", depth: int = 0
+    obj: PersistentObject, p: Path, prefix: str = "", depth: int = 0
 ) -> dict[str, Any]:
     """Rebuild ``state_dict()`` of a persistent module tree: parameters + persistent buffers."""
     if depth > 32:
@@ -712,14 +497,14 @@ def _persistent_state_dict(
     for name, child in modules.items():
         if child is None:
             continue
-        if not isinstance(child, _PersistentObject):
+        if not isinstance(child, PersistentObject):
             raise _fail(p, f"module {prefix + name} is a {type(child).__name__}, not a network module")
         out.update(_persistent_state_dict(child, p, f"{prefix}{name}.", depth + 1))
     return out
 
 
 def _from_nvlabs_pickle(g: Any, p: Path) -> LoadedCheckpoint:
-    if not isinstance(g, _PersistentObject):
+    if not isinstance(g, PersistentObject):
         raise _fail(p, f"'G_ema' is a {type(g).__name__}, not an NVlabs network module")
     if g.class_name != "Generator":
         raise _fail(p, f"'G_ema' is a {g.class_name}, expected a Generator")
@@ -735,10 +520,10 @@ def _from_nvlabs_pickle(g: Any, p: Path) -> LoadedCheckpoint:
 # TensorFlow pickles
 
 
-def _tf_variables(net: _TFNetwork, p: Path) -> dict[str, np.ndarray]:
+def _tf_variables(net: TFNetwork, p: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
 
-    def walk(n: _TFNetwork, prefix: str, depth: int) -> None:
+    def walk(n: TFNetwork, prefix: str, depth: int) -> None:
         if depth > 8:
             raise _fail(p, "TensorFlow network components nest more than 8 deep")
         for item in n.state.get("variables") or []:
@@ -749,7 +534,7 @@ def _tf_variables(net: _TFNetwork, p: Path) -> dict[str, np.ndarray]:
                 raise _fail(p, f"TensorFlow variable {prefix + name!r} is not a numeric array")
             out[prefix + name] = np.asarray(value)
         for cname, comp in (n.state.get("components") or {}).items():
-            if not isinstance(comp, _TFNetwork):
+            if not isinstance(comp, TFNetwork):
                 raise _fail(p, f"TensorFlow component {cname!r} is a {type(comp).__name__}, not a Network")
             walk(comp, f"{prefix}{cname}/", depth + 1)
 
@@ -872,7 +657,7 @@ def _tf_to_nvlabs(tf: dict[str, np.ndarray], p: Path) -> dict[str, torch.Tensor]
     return sd
 
 
-def _from_tf_network(gs: _TFNetwork, p: Path) -> LoadedCheckpoint:
+def _from_tf_network(gs: TFNetwork, p: Path) -> LoadedCheckpoint:
     comps = gs.state.get("components") or {}
     if not isinstance(comps, dict) or "mapping" not in comps or "synthesis" not in comps:
         raise _fail(
