@@ -35,3 +35,17 @@ class MissingDependencyError(G3DError):
         super().__init__(f"{feature} needs {package}, which is not installed: {hint}")
         self.package = package
         self.extra = extra
+
+
+def one_line(text: object, limit: int = 240) -> str:
+    """``text`` with its white space folded to single spaces, cut to ``limit`` characters (``...``)."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def checkpoint_error(path: object, problem: str, fix: str | None = None) -> CheckpointError:
+    """The refusal of a file read as untrusted weights, in one line: ``PATH: problem; fix``."""
+    msg = f"{path}: {problem}"
+    if fix:
+        msg += f"; {fix}"
+    return CheckpointError(one_line(msg, limit=600))

@@ -266,14 +266,14 @@ def read_detectron2_weights(config_file: str, weights: str) -> dict[str, tuple[i
     name -> shape of the weights (under their ``model`` key if they have one).
 
     detectron2 itself unpickles model-zoo ``.pkl`` weights with Python's unrestricted unpickler; g3d reads
-    them first with its restricted one (:func:`g3d.synth.checkpoints.read_data_pickle`), so a pickle that
+    them first with its restricted one (:func:`g3d.safepickle.read_data_pickle`), so a pickle that
     would run code is refused before detectron2 opens it. Other weights go through ``torch.load(weights_only=True)``."""
     if not Path(config_file).is_file():
         raise UsageError(f"--config-file {config_file}: no such file")
     if not Path(weights).is_file():
         raise UsageError(f"--weights {weights}: no such file")
     if str(weights).endswith(".pkl"):
-        from g3d.synth.checkpoints import read_data_pickle
+        from g3d.safepickle import read_data_pickle
 
         obj = read_data_pickle(weights, "detectron2 weights file", encoding="latin1")
     else:
