@@ -75,6 +75,18 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def read_json(path: Path, fix: str) -> Any:
+    """The JSON in the state file ``path``; an empty or damaged one (a full disk, a kill while an older g3d
+    wrote it) is a one-line :class:`DatasetError` naming it and ``fix``."""
+    from g3d.errors import DatasetError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"{path} is damaged ({type(exc).__name__}: {exc}): {fix}") from None
+
+
 CHECKSUM_SUFFIX = ".sha256"
 
 

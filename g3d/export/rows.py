@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from g3d.datasets import io as dsio
+from g3d.datasets.shards import read_shard
 from g3d.errors import DatasetError, UsageError
 
 RECORD = "export.json"
@@ -77,7 +78,7 @@ def plan(cfg: ExportConfig) -> Plan:
         raise DatasetError(f"{folder} has no image shards: run `g3d synth --out {folder}` first")
     ids, kept = [], []
     for p in shards:
-        t = pq.read_table(p, columns=["sample_id", "keep"])
+        t = read_shard(p, folder, ["sample_id", "keep"])
         k = t.column("keep").to_pylist()
         ok = np.ones(len(k), bool) if cfg.all_rows else np.array([x is None or bool(x) for x in k])
         ids.append(t.column("sample_id").to_numpy()[ok])
@@ -111,12 +112,10 @@ def shard_rows(p: Plan, k: int, cfg: ExportConfig) -> Iterator[dict[str, Any]]:
     """The exported rows of source shard ``k``, in its order: sample_id, view_id, split, image (PNG bytes),
     mask (bool [H, W] or None), K, R (9 floats, row-major), t (3), camera_source, keypoints_2d /
     keypoints_visible (or None), width, height."""
-    import pyarrow.parquet as pq
-
     path = p.shards[k]
     cols = [c for c in ("sample_id", "view_id", "keep", "image", "mask", "filter_mask", "K", "R", "t", "keypoints_2d", "keypoints_visible")
-            if c in pq.read_schema(path).names]
-    for r in pq.read_table(path, columns=cols).to_pylist():
+            if c in read_shard(path, p.folder, schema_only=True).names]
+    for r in read_shard(path, p.folder, cols).to_pylist():
         if not cfg.all_rows and r.get("keep") is False:
             continue
         v = int(r["view_id"])
@@ -139,7 +138,11 @@ def staging(cfg: ExportConfig, p: Plan) -> Path:
     out = Path(cfg.out)
     if out.exists():
         record = out / RECORD
-        same = record.is_file() and json.loads(record.read_text()).get("dataset_id") == p.dataset_id
+        if record.is_file():
+            old = dsio.read_json(record, f"it is not an export g3d can replace; delete {out} (or choose another --out) and export again")
+            same = isinstance(old, dict) and old.get("dataset_id") == p.dataset_id
+        else:
+            same = False
         if any(out.iterdir()) and not (same and cfg.overwrite):
             why = "an earlier export of this dataset" if same else "not an export of this dataset"
             raise UsageError(f"--out {out} is not empty ({why}): choose another --out" + (", or add --overwrite to replace it" if same else ""))

@@ -15,6 +15,7 @@ import torch
 
 from g3d.datasets import folder as dsf
 from g3d.datasets.schema import decode_png
+from g3d.datasets.shards import read_shard
 from g3d.errors import DatasetError
 from g3d.sfm.pipeline import TRUSTED  # the cameras.parquet sources solved from keypoints
 from g3d.synth.viewpoints import item_seed
@@ -51,17 +52,6 @@ class ViewSet:
 # bin's width off, and their elevation assumed) ten times it -- at 1x they moved from 17.5 to 14.8 deg
 # median error in 2000 steps, at 10x to 2.6 deg (bench/pipeline.py, bench/README.md).
 CAMERA_FREEDOM = {**{s: 0.25 for s in TRUSTED}, "pose_bin": 10.0, "sfm_flagged": 10.0}
-
-
-def read_shard(path: Path, folder: Path, columns: list[str] | None = None, schema_only: bool = False):
-    """A shard's table (or schema); a damaged file is a one-line :class:`DatasetError` naming it."""
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_schema(path) if schema_only else pq.read_table(path, columns=columns)
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): it is damaged; rerun the g3d synth "
-                           f"command that wrote {folder} to rewrite it") from None
 
 
 def true_cameras(folder: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
