@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from g3d.datasets.folder import ANNOTATIONS, CAMERAS, POSE_BINS, shard_paths
-from g3d.datasets.io import read_shard
+from g3d.datasets.shards import read_shard
 from g3d.datasets.manifest import Manifest, read_manifest
 from g3d.errors import DatasetError
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from g3d.datasets import io as dsio
-from g3d.datasets.manifest import MANIFEST, ShardPlan, read_manifest, write_manifest
+from g3d.datasets.manifest import MANIFEST, Manifest, ShardPlan, read_manifest, write_manifest
 from g3d.errors import DatasetError, UsageError
 
 VIEWPOINTS = "viewpoints.parquet"
@@ -150,6 +150,31 @@ class WriterLock:
 NOT_OUTPUT = ("batch_size",)
 
 
+def _same_run(old_fp: dict[str, Any], fingerprint: dict[str, Any]) -> bool:
+    """Whether a manifest's fingerprint is the run ``fingerprint`` (options in :data:`NOT_OUTPUT` it still records aside)."""
+    return bool(old_fp) and {k: v for k, v in old_fp.items() if k in fingerprint or k not in NOT_OUTPUT} == fingerprint
+
+
+def _different_run(folder: Path, old_fp: dict[str, Any], fingerprint: dict[str, Any]) -> UsageError:
+    diff = sorted(k for k in set(old_fp) | set(fingerprint) if old_fp.get(k) != fingerprint.get(k))
+    return UsageError(
+        f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"
+    )
+
+
+def claim_manifest(folder: Path, manifest: Manifest) -> bool:
+    """Create ``folder/g3d.json`` once, atomically and exclusively, before anything else of the run is written;
+    True when this call created it. Workers started together (``--shard i/N`` on several machines) race
+    here: the first one's manifest wins (:func:`g3d.datasets.manifest.write_manifest` with ``exclusive``),
+    a worker of the same run (same fingerprint) goes on, one of another run is refused naming the difference."""
+    if write_manifest(folder, manifest, exclusive=True):
+        return True
+    old_fp = read_manifest(folder).fingerprint or {}
+    if not _same_run(old_fp, manifest.fingerprint):
+        raise _different_run(folder, old_fp, manifest.fingerprint)
+    return False
+
+
 def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, log=None) -> bool:
     """Make ``folder`` ready for a run with ``fingerprint``; True when resuming a matching run.
 
@@ -185,17 +210,14 @@ def prepare_output(folder: Path, fingerprint: dict[str, Any], overwrite: bool, l
             raise
         old = None  # a damaged g3d.json among g3d's own files: --overwrite replaces it like the rest
     old_fp = (old.fingerprint or {}) if old is not None else {}
-    if old_fp and {k: v for k, v in old_fp.items() if k in fingerprint or k not in NOT_OUTPUT} == fingerprint:
+    if _same_run(old_fp, fingerprint):
         if old_fp != fingerprint:  # written when the fingerprint still held an option the bytes do not depend on
             write_manifest(folder, replace(old, fingerprint=fingerprint))
             log(f"resuming: {MANIFEST}'s fingerprint updated (it recorded {', '.join(sorted(set(old_fp) - set(fingerprint)))}, "
                 "which does not change this generator's images)")
         return True
     if not overwrite:
-        diff = sorted(k for k in set(old_fp) | set(fingerprint) if old_fp.get(k) != fingerprint.get(k))
-        raise UsageError(
-            f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"
-        )
+        raise _different_run(folder, old_fp, fingerprint)
     import datetime
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

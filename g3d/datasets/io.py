@@ -1,5 +1,4 @@
-"""Atomic file writes (every file g3d writes appears whole under its final name, or not at all) and the one
-reader of image shards (every pyarrow error a one-line error naming the shard)."""
+"""Atomic file writes: every file g3d writes appears whole under its final name, or not at all."""
 
 from __future__ import annotations
 
@@ -76,6 +75,18 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def read_json(path: Path, fix: str) -> Any:
+    """The JSON in the state file ``path``; an empty or damaged one (a full disk, a kill while an older g3d
+    wrote it) is a one-line :class:`DatasetError` naming it and ``fix``."""
+    from g3d.errors import DatasetError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"{path} is damaged ({type(exc).__name__}: {exc}): {fix}") from None
+
+
 CHECKSUM_SUFFIX = ".sha256"
 
 
@@ -148,19 +159,3 @@ def remove_stale_temporaries(folder: Path) -> int:
                 p.unlink(missing_ok=True)
                 n += 1
     return n
-
-
-def read_shard(path: Path, columns: list[str] | None = None, schema_only: bool = False):
-    """An image shard's table (or only its schema); any pyarrow error (a damaged, truncated or foreign
-    file) is a one-line :class:`DatasetError` naming the shard and the fix."""
-    import pyarrow.parquet as pq
-
-    from g3d.errors import DatasetError
-
-    path = Path(path)
-    try:
-        return pq.read_schema(path) if schema_only else pq.read_table(path, columns=columns)
-    except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors derive from OSError and ValueError; a missing column: KeyError
-        folder = path.parent.parent
-        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): it is damaged; rerun the g3d synth command that wrote "
-                           f"{folder} to rewrite it") from None

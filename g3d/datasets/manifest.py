@@ -223,8 +223,34 @@ def has_manifest(folder: Path) -> bool:
     return (Path(folder) / MANIFEST).is_file()
 
 
-def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    """Write ``folder/g3d.json`` atomically (the whole file appears at once, or the old one stays)."""
+def write_manifest(folder: Path, manifest: Manifest, exclusive: bool = False) -> bool:
+    """Write ``folder/g3d.json`` atomically (the whole file appears at once, or the old one stays); True.
+
+    ``exclusive``: only when there is none yet (a temporary file hard-linked to the final name, which
+    fails when it exists; an exclusive create where the file system has no hard links); False when one
+    was there, which is then left as it was."""
+    import os
+
     path = Path(folder) / MANIFEST
-    dsio.write_json(path, manifest.to_json())
-    return path
+    data = (json.dumps(manifest.to_json(), indent=2) + "\n").encode()
+    if not exclusive:
+        dsio.write_bytes(path, data)
+        return True
+    tmp = dsio.tmp_path_for(path)
+    try:
+        tmp.write_bytes(data)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some FUSE or FAT mounts)
+            try:
+                with open(path, "xb") as fh:
+                    fh.write(data)
+            except FileExistsError:
+                return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -4,7 +4,8 @@ Checks: the manifest (readable, schema version), every planned shard present, re
 row count and the manifest's columns, the total row count, each row's PNGs decodable at the stated size
 (all of them, or ``sample`` rows per shard), masks that are label maps (values 0, 100, 255), cameras
 whose ``R`` is a rotation (``R Rᵀ = I``, det +1; rows and ``cameras.parquet``), and stray temporary
-files, and each shard's SHA-256 against the one synth or filter recorded beside it when writing it
+files, each shard's run (its ``g3d_run`` metadata against the manifest's run id; shards naming no run, written
+before shards recorded it, are listed in ``notes``), and each shard's SHA-256 against the one synth or filter recorded beside it when writing it
 (``part-NNNNN.parquet.sha256``; shards written before g3d recorded them are listed in ``notes``).
 """
 
@@ -75,11 +76,19 @@ def _export_objects(out: Path, fmt: str) -> tuple[dict[str, list[int]], dict[str
 def validate_export(out: str | Path) -> ValidationReport:
     """Validate a ``g3d export`` folder: its splits share no object, and its row counts are the ones recorded
     (``export.json``) and, where the source folder is still there, the source's rows in those objects."""
-    import json
 
     out = Path(out)
     rep = ValidationReport(out, 0, 0, 0)
-    record = json.loads((out / "export.json").read_text())
+    from g3d.datasets import io as dsio
+    from g3d.errors import DatasetError
+
+    try:
+        record = dsio.read_json(out / "export.json", f"export into {out} again (delete it first)")
+        if not isinstance(record, dict) or not isinstance(record.get("format"), str):
+            raise DatasetError(f"{out / 'export.json'} is not an export record: export into {out} again (delete it first)")
+    except DatasetError as exc:
+        rep.problems.append(str(exc))
+        return rep
     try:
         ids, rows = _export_objects(out, record["format"])
     except Exception as exc:  # a damaged export: name what failed
@@ -97,14 +106,18 @@ def validate_export(out: str | Path) -> ValidationReport:
         rep.problems.append(f"rows per split {rows} differ from the recorded {want}: the export is incomplete or was changed; export again")
     src = Path(record.get("source", ""))
     if src.is_dir() and has_manifest(src) and not record.get("all_rows"):
-        import pyarrow.parquet as pq
 
         from g3d.datasets import folder as dsf
+        from g3d.datasets.shards import read_shard
 
         exported = {s for v in ids.values() for s in v}
         kept = 0
         for p in dsf.shard_paths(src):
-            t = pq.read_table(p, columns=["sample_id", "keep"]).to_pylist()
+            try:
+                t = read_shard(p, ["sample_id", "keep"], folder=src).to_pylist()
+            except DatasetError as exc:
+                rep.problems.append(str(exc))
+                return rep
             kept += sum(1 for r in t if r["sample_id"] in exported and r["keep"] is not False)
         if kept < rep.rows:
             rep.problems.append(f"{rep.rows} rows exported, but the source {src} keeps only {kept} rows of those objects")
@@ -138,6 +151,7 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
     except DatasetError as exc:
         rep.problems.append(f"g3d.json: {exc}")
         return rep
+    run = man.run_id
     expected = set(image_rows_schema(len(man.keypoints or []), [], bool(man.ground_truth)).names)
     total = 0
     for k in range(plan.num_shards):
@@ -152,6 +166,12 @@ def validate_folder(folder: str | Path, sample: int | None = None) -> Validation
             rep.problems.append(f"{name}: not readable Parquet ({type(exc).__name__}): truncated or damaged; rerun g3d synth")
             continue
         rep.shards += 1
+        owner = (table.schema.metadata or {}).get(dsf.RUN_KEY)
+        if owner is None:
+            rep.notes.append(f"{name}: names no run (written before shards recorded theirs)")
+        elif run is not None and owner != run.encode():
+            rep.problems.append(f"{name}: written by another run ({owner.decode(errors='replace')}, the manifest's is {run}): "
+                                "rerun the g3d synth command of this folder to replace it")
         recorded = path.with_name(path.name + dsio.CHECKSUM_SUFFIX)
         if recorded.is_file():
             want = recorded.read_text().split()[0] if recorded.read_text().split() else ""

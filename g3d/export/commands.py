@@ -37,6 +37,8 @@ def export_command(
         raise UsageError(f"--format {', '.join(bad)} is not available: choose from {', '.join(FORMATS)}")
     if shard_size_mb < 1:
         raise UsageError(f"--shard-size-mb {shard_size_mb}: give at least 1")
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: give a whole number from 0 (the split's seed)")
     writers = {"hf": export_hf, "nerfstudio": export_nerfstudio, "coco": export_coco, "wds": export_wds}
     fractions = parse_split(split)
     reports = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from g3d.datasets import io as dsio
+from g3d.datasets.shards import read_shard
 from g3d.errors import DatasetError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,7 +72,6 @@ class Plan:
 def plan(cfg: ExportConfig) -> Plan:
     from g3d.datasets import cameras as dscam
     from g3d.datasets import folder as dsf
-    from g3d.datasets.io import read_shard
     from g3d.datasets.manifest import read_manifest
     from g3d.export.splits import assign_splits
 
@@ -114,7 +114,6 @@ def shard_rows(p: Plan, k: int, cfg: ExportConfig) -> Iterator[dict[str, Any]]:
     """The exported rows of source shard ``k``, in its order: sample_id, view_id, split, image (PNG bytes),
     mask (bool [H, W] or None), K, R (9 floats, row-major), t (3), camera_source, keypoints_2d /
     keypoints_visible (or None), width, height."""
-    from g3d.datasets.io import read_shard
 
     path = p.shards[k]
     cols = [c for c in ("sample_id", "view_id", "keep", "image", "mask", "filter_mask", "K", "R", "t", "keypoints_2d", "keypoints_visible")
@@ -143,7 +142,11 @@ def staging(cfg: ExportConfig, p: Plan) -> Path:
     out = Path(cfg.out)
     if out.exists():
         record = out / RECORD
-        same = record.is_file() and json.loads(record.read_text()).get("dataset_id") == p.dataset_id
+        if record.is_file():
+            old = dsio.read_json(record, f"it is not an export g3d can replace; delete {out} (or choose another --out) and export again")
+            same = isinstance(old, dict) and old.get("dataset_id") == p.dataset_id
+        else:
+            same = False
         if any(out.iterdir()) and not (same and cfg.overwrite):
             why = "an earlier export of this dataset" if same else "not an export of this dataset"
             raise UsageError(f"--out {out} is not empty ({why}): choose another --out" + (", or add --overwrite to replace it" if same else ""))

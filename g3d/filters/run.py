@@ -13,7 +13,6 @@ everywhere with ``replace_masks``.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -28,7 +27,7 @@ from g3d.datasets import folder as dsf
 from g3d.datasets.manifest import read_manifest, write_manifest
 from g3d.datasets import io as dsio
 from g3d.datasets.schema import decode_png, encode_png, huggingface_metadata, image_struct, image_type, mask_stats
-from g3d.errors import UsageError
+from g3d.errors import DatasetError, UsageError
 from g3d.filters.rules import REASONS, FilterConfig, Measurement, measure, verdict
 from g3d.filters.segmenters import COCO80, make_segmenter
 
@@ -209,6 +208,35 @@ def _write_previews(folder: Path, examples: dict[str, list[tuple[np.ndarray, np.
     return paths
 
 
+def _cached(path: Path, rows: int, log: Callable[[str], None]) -> bool:
+    """Whether the cache entry ``path`` holds a whole shard's measurements; a damaged one is dropped (and said so)."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return False
+    try:
+        if pq.read_metadata(path).num_rows == rows:
+            return True
+    except Exception:  # any pyarrow error: the entry is unreadable
+        pass
+    log(f"{path} is damaged: dropped, its shard is segmented again")
+    path.unlink()
+    return False
+
+
+def check_options(cfg: FilterRun) -> None:
+    """The ranges of the options that need no dataset (g3d filter and g3d pipeline, before any stage runs)."""
+    if cfg.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if not 0.0 <= cfg.rules.min_area < 1.0:
+        raise UsageError(f"--min-area {cfg.rules.min_area} is a fraction of the image: give 0 to 1 (the paper's 0.1 = 10%)")
+    if not 0.0 <= cfg.rules.min_score <= 1.0:
+        raise UsageError(f"--min-score {cfg.rules.min_score} is a segmenter score: give 0 to 1 (default 0.5)")
+    from g3d.devices import check_device
+
+    check_device(cfg.device)
+
+
 def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], None]] | None = None,
                log: Callable[[str], None] | None = None) -> FilterReport:
     """Filter the dataset folder ``cfg.folder`` in place. See the module docstring."""
@@ -222,15 +250,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     for extra in cfg.accept:
         if extra not in COCO80:
             raise UsageError(f"--accept {extra!r} is not a COCO class the segmenters know: use names like {', '.join(preset.extra_coco_categories or ('truck',))}")
-    if cfg.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
-    if not 0.0 <= cfg.rules.min_area < 1.0:
-        raise UsageError(f"--min-area {cfg.rules.min_area} is a fraction of the image: give 0 to 1 (the paper's 0.1 = 10%)")
-    if not 0.0 <= cfg.rules.min_score <= 1.0:
-        raise UsageError(f"--min-score {cfg.rules.min_score} is a segmenter score: give 0 to 1 (default 0.5)")
-    from g3d.devices import check_device
-
-    check_device(cfg.device)
+    check_options(cfg)
     rules = replace(cfg.rules, labels=(preset.coco_category, *cfg.accept))  # the caller's config stays as given
     name = cfg.segmenter or ("ground-truth" if manifest.ground_truth else "torchvision")
     if name == "ground-truth" and not manifest.ground_truth:
@@ -248,13 +268,18 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     key = {"segmenter": seg.describe(), "labels": list(rules.labels), "min_score": rules.min_score,
            "min_instance_area": rules.min_instance_area, "g3d_schema": manifest.schema_version}
     key_path = cache / "key.json"
-    if cache.is_dir() and (not key_path.is_file() or json.loads(key_path.read_text()) != key):
+    try:
+        same = key_path.is_file() and dsio.read_json(key_path, "") == key
+    except DatasetError:
+        log(f"{key_path} is damaged: the segmentation cache is dropped and recomputed")
+        same = False
+    if cache.is_dir() and not same:
         shutil.rmtree(cache)
     cache.mkdir(exist_ok=True)
     dsio.write_json(key_path, key)
     dsio.remove_stale_temporaries(cache)
     corrupt: list[str] = []
-    todo = [k for k in range(plan.num_shards) if not (cache / dsf.shard_name(k)).is_file()]
+    todo = [k for k in range(plan.num_shards) if not _cached(cache / dsf.shard_name(k), plan.rows(k), log)]
     advance = progress(f"segmenting ({name})", sum(plan.rows(k) for k in todo)) if progress else None
     for k in todo:
         meas = _segment_shard(folder / dsf.IMAGES / dsf.shard_name(k), seg, rules, cfg.batch_size, advance, corrupt)

@@ -26,7 +26,7 @@ from g3d import __version__
 from g3d.classes import get_preset
 from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
-from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, has_manifest, run_id, write_manifest
+from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, read_manifest, run_id
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
 from g3d.synth.viewpoints import Viewpoints, check_views, item_seed, load_viewpoints, propose, seeded_z, viewpoints_table
@@ -330,11 +330,8 @@ def _samples_table_writer(path: Path, cfg: SynthConfig, z_dim: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Callable[[str], None] | None = None) -> SynthReport:
-    """Generate (or resume) the dataset folder ``cfg.out``. See the module docstring."""
-    t_start = time.perf_counter()
-    log = log or (lambda msg: None)
-    preset = get_preset(cfg.class_name)
+def check_options(cfg: SynthConfig) -> None:
+    """The ranges of the options that need no generator (g3d synth and g3d pipeline, before any stage runs)."""
     if cfg.samples < 1:
         raise UsageError(f"--samples must be at least 1, got {cfg.samples}")
     if not 0 <= cfg.seed < 2**63:
@@ -348,6 +345,14 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     if not 0.0 <= cfg.truncation <= 1.0:
         raise UsageError(f"--truncation {cfg.truncation} is outside 0..1 (1 = none, 0.7 is usual)")
+
+
+def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Callable[[str], None] | None = None) -> SynthReport:
+    """Generate (or resume) the dataset folder ``cfg.out``. See the module docstring."""
+    t_start = time.perf_counter()
+    log = log or (lambda msg: None)
+    preset = get_preset(cfg.class_name)
+    check_options(cfg)
     shard_index, shard_count = dsf.parse_shard(cfg.shard, dict(os.environ))
     G = _load_generator(cfg)
     layers = tuple(cfg.viewpoint_layers) if cfg.viewpoint_layers is not None else preset.viewpoint_layers
@@ -374,12 +379,26 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         dsio.remove_stale_temporaries(out)
         dsio.remove_stale_temporaries(out / dsf.IMAGES)
 
-        # Viewpoint codes: a resumed run reuses the ones it wrote; otherwise load or propose.
+        truth_extra: list[str] = list(getattr(G, "truth_extra_names", []))
+        with_truth = G.has_ground_truth
+        h = (crop[1] - crop[0]) if crop else G.resolution
+        w = (crop[3] - crop[2]) if crop else G.resolution
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION, g3d_version=__version__, class_name=preset.name, generator=GeneratorRecord(G.describe()),
+            height=h, width=w, views=views, samples=cfg.samples, rows=cfg.samples * views, viewpoint_layers=tuple(layers),
+            viewpoints_source="proposed" if vp_file is None else vp_file.source, truncation_psi=cfg.truncation,
+            truncation_cutoff=cfg.truncation_cutoff, seed=cfg.seed, num_shards=plan.num_shards, samples_per_shard=per_shard,
+            keypoints=tuple(preset.keypoints) if with_truth else (), ground_truth=with_truth, fingerprint=fp,
+        )
+        # Workers started together agree on the run here, before any of them writes anything else.
+        claimed = dsf.claim_manifest(out, manifest)
+
+        # Viewpoint codes: the run's own when its manifest was there already; otherwise load or propose.
         t_prop = time.perf_counter()
         vp: Viewpoints | None = None
-        if resumed and (out / dsf.VIEWPOINTS).is_file():
+        if not claimed and (out / dsf.VIEWPOINTS).is_file():
             vp = load_viewpoints(str(out / dsf.VIEWPOINTS), G.w_dim, layers)
-            vp.source = "proposed" if vp_file is None else vp_file.source
+            vp.source = manifest.viewpoints_source
         elif vp_file is not None:
             vp = vp_file
         else:
@@ -389,25 +408,16 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         codes = torch.as_tensor(vp.codes, device=G.device)
         proposal_s = time.perf_counter() - t_prop
 
-        truth_extra: list[str] = list(getattr(G, "truth_extra_names", []))
-        with_truth = G.has_ground_truth
-        if not resumed or not has_manifest(out):
+        # A run killed after claiming its manifest finishes these on resume.
+        if claimed or not (out / dsf.VIEWPOINTS).is_file():
             vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
             dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
+        if claimed or not (out / dsf.SAMPLES).is_file():
             _samples_table_writer(out / dsf.SAMPLES, cfg, G.z_dim)
-            h = (crop[1] - crop[0]) if crop else G.resolution
-            w = (crop[3] - crop[2]) if crop else G.resolution
-            manifest = Manifest(
-                schema_version=SCHEMA_VERSION, g3d_version=__version__, class_name=preset.name, generator=GeneratorRecord(G.describe()),
-                height=h, width=w, views=views, samples=cfg.samples, rows=cfg.samples * views, viewpoint_layers=tuple(layers),
-                viewpoints_source=vp.source, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff, seed=cfg.seed,
-                num_shards=plan.num_shards, samples_per_shard=per_shard, keypoints=tuple(preset.keypoints) if with_truth else (),
-                ground_truth=with_truth, fingerprint=fp,
-            )
-            write_manifest(out, manifest)
+        if claimed or not (out / dsf.CARD).is_file():
             from g3d.datasets.card import write_card
 
-            write_card(out, manifest)
+            write_card(out, manifest if claimed else read_manifest(out))
 
         run = run_id(fp)
         done = dsf.completed_shards(out, plan, run, legacy=False)

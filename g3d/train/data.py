@@ -15,7 +15,7 @@ import torch
 
 from g3d.datasets import cameras as dscam
 from g3d.datasets import folder as dsf
-from g3d.datasets.io import read_shard
+from g3d.datasets.shards import read_shard
 from g3d.datasets.manifest import Manifest, read_manifest
 from g3d.datasets.schema import decode_png
 from g3d.errors import DatasetError, UsageError

@@ -125,3 +125,24 @@ def test_exports_validate_and_a_mixed_split_is_caught(clean, tmp_path, fmt):
         doc["images"].append(train["images"][0])
         (out / "annotations" / "test.json").write_text(json.dumps(doc))
         assert any("share objects" in p for p in validate_folder(out).problems)
+
+
+def test_another_runs_shard_and_a_missing_one_fail_naming_them(clean, tmp_path):
+    """A shard whose g3d_run is not the manifest's run id (made by hand: another seed's shard copied in) and
+    a planned shard that is absent: exit 1, each named. A shard naming no run (older g3d) is only a note."""
+    from g3d.datasets import folder as dsf
+
+    other = tmp_path / "other"
+    run_synth(SynthConfig(out=other, samples=6, views=3, resolution=32, candidates=12, samples_per_shard=2, seed=7))
+    d = _copy(clean, tmp_path / "mixed")
+    shutil.copy(other / "images" / "part-00001.parquet", d / "images" / "part-00001.parquet")
+    shutil.copy(other / "images" / "part-00001.parquet.sha256", d / "images" / "part-00001.parquet.sha256")
+    (d / "images" / "part-00002.parquet").unlink()
+    r = subprocess.run([sys.executable, "-m", "g3d.cli", "validate", str(d)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "images/part-00001.parquet: written by another run" in r.stdout and "images/part-00002.parquet: missing" in r.stdout, r.stdout
+    d = _copy(clean, tmp_path / "old")
+    _rewrite(d / "images" / "part-00000.parquet", lambda t: t.replace_schema_metadata({k: v for k, v in t.schema.metadata.items() if k != dsf.RUN_KEY}))
+    (d / "images" / "part-00000.parquet.sha256").unlink()
+    rep = validate_folder(d)
+    assert rep.ok and any("part-00000.parquet: names no run" in n for n in rep.notes), (rep.problems, rep.notes)

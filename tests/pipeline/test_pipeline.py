@@ -4,7 +4,6 @@ typical mistakes, sfm-init, a short training and eval; then the config-file chec
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from g3d.datasets import folder as dsf
+from g3d.datasets import io as dsio
 from g3d.errors import UsageError
 from g3d.synth.sampling import SynthConfig, run_synth
 
@@ -186,6 +187,63 @@ def test_resume_keeps_only_whole_shards_of_this_run(reference, tmp_path):
     third = run_synth(_cfg(out))
     assert third.shards_written == [0, 2] and third.shards_skipped == [1]
     pd.testing.assert_frame_equal(_rows(out), _rows(reference[0]))
+
+
+def test_a_run_killed_after_claiming_its_manifest_finishes_on_resume(tmp_path):
+    """The manifest is claimed before anything else is written: a run killed right after (only g3d.json
+    there) writes viewpoints.parquet, samples.parquet and every shard on resume, as an uninterrupted run."""
+    out = tmp_path / "k"
+    run_synth(_cfg(out))
+    whole = {name: pq.read_table(out / name) for name in (dsf.VIEWPOINTS, dsf.SAMPLES)}
+    rows = _rows(out)
+    for p in out.iterdir():
+        if p.name != dsf.MANIFEST:
+            dsio.remove(p)
+    again = run_synth(_cfg(out))
+    assert again.resumed and again.shards_written == [0, 1, 2]
+    for name, table in whole.items():
+        assert pq.read_table(out / name).equals(table), name
+    pd.testing.assert_frame_equal(_rows(out), rows)
+
+
+def test_claim_manifest_is_once_and_checks_the_run(tmp_path):
+    m = {"class": "car", "views": 2, "height": 32, "width": 32, "fingerprint": {"seed": 0}}
+    assert dsf.claim_manifest(tmp_path, m) is True
+    assert dsf.claim_manifest(tmp_path, {**m, "g3d_version": "other"}) is False  # the same run: goes on, file kept
+    assert "g3d_version" not in dsf.read_manifest(tmp_path)
+    with pytest.raises(UsageError, match=r"holds a different run \(differs in: seed\)"):
+        dsf.claim_manifest(tmp_path, {**m, "fingerprint": {"seed": 7}})
+    assert [p.name for p in tmp_path.iterdir()] == [dsf.MANIFEST]  # no temporary left
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_workers_of_different_runs_started_together_one_writes(tmp_path, attempt):
+    """``--shard 0/2 --seed 0`` and ``--shard 1/2 --seed 7`` started at the same moment on one folder (as
+    workers on two machines): exactly one writes, the other is refused in one line before writing anything,
+    and the folder holds one run."""
+    from g3d.datasets.validate import validate_folder
+
+    out = tmp_path / "w"
+    args = [sys.executable, "-m", "g3d.cli", "synth", "--views", "2", "--samples", "4", "--resolution", "32", "--candidates", "8",
+            "--samples-per-shard", "1", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    procs = [subprocess.Popen(args + ["--shard", f"{i}/2", "--seed", str(seed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=env) for i, seed in ((0, 0), (1, 7))]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stderr.close()
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for rc, err in results if rc == 2)
+    lines = [line for line in loser.splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds a different run (differs in: seed)" in lines[0], loser
+    winner = 0 if results[0][0] == 0 else 1
+    run = dsf.manifest_run_id(dsf.read_manifest(out))
+    shards = dsf.shard_paths(out)
+    assert [p.name for p in shards] == [dsf.shard_name(k) for k in (winner, winner + 2)]
+    assert all(pq.read_schema(p).metadata[dsf.RUN_KEY] == run.encode() for p in shards)
+    rep = validate_folder(out)
+    assert not rep.ok and all("missing" in x or "rows in all" in x for x in rep.problems), rep.problems
 
 
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_path):
