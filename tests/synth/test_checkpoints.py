@@ -612,6 +612,67 @@ def test_malicious_torch_file_is_refused_unrun(tmp_path):
     assert not marker.exists()
 
 
+# Every global the restricted unpickler resolves. A new entry is a security change: review what its
+# stand-in can build from attacker-chosen arguments before adding it here.
+REVIEWED_GLOBALS = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"),
+    ("dnnlib.util", "EasyDict"),
+    ("dnnlib.tflib.network", "Network"),
+    ("collections", "OrderedDict"),
+    *((b, n) for b in ("builtins", "__builtin__") for n in ("set", "frozenset", "bytearray", "slice")),
+    ("_codecs", "encode"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch.storage", "_load_from_bytes"),
+    ("torch", "device"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    *((f"{m}.multiarray", n) for m in ("numpy.core", "numpy._core") for n in ("scalar", "_reconstruct")),
+    *((f"{m}.numeric", "_frombuffer") for m in ("numpy.core", "numpy._core")),
+}
+
+
+def test_the_unpickler_resolves_only_the_reviewed_globals():
+    from g3d import safepickle
+
+    assert set(safepickle._ALLOWED_GLOBALS) == REVIEWED_GLOBALS
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "builtins.getattr",  # reaches any stand-in's __globals__, and from there eval
+        "builtins.__import__",
+        "builtins.open",
+        "builtins.exec",
+        "builtins.eval",
+        "builtins.compile",
+        "os.system",
+        "posix.system",
+        "subprocess.Popen",
+        "pickle.loads",
+        "importlib.import_module",
+        "operator.attrgetter",
+        "functools.partial",
+        "types.FunctionType",
+        "torch.load",
+        "torch._utils._rebuild_tensor",
+        "numpy.load",
+        "collections.namedtuple",
+    ],
+)
+def test_every_other_global_is_refused_by_both_readers(name, tmp_path):
+    from g3d.safepickle import read_data_pickle
+
+    module, attr = name.rsplit(".", 1)
+    path = tmp_path / "one-global.pkl"
+    path.write_bytes(b"\x80\x02c" + module.encode() + b"\n" + attr.encode() + b"\n.")  # GLOBAL, STOP
+    assert f"refused: the pickle needs {name}," in _refusal(path)
+    with pytest.raises(CheckpointError, match=f"refused: the pickle needs {name}, which a detectron2"):
+        read_data_pickle(path, "detectron2 weights file", encoding="latin1")
+
+
 def _truncate(src: Path, dst: Path, keep: float = 0.6) -> Path:
     data = Path(src).read_bytes()
     dst.write_bytes(data[: int(len(data) * keep)])
