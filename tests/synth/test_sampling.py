@@ -11,6 +11,7 @@ import pytest
 
 from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
+from g3d.datasets.manifest import read_manifest
 from g3d.errors import UsageError
 from g3d.synth.sampling import SynthConfig, run_synth
 
@@ -207,12 +208,16 @@ def test_a_run_killed_after_claiming_its_manifest_finishes_on_resume(tmp_path):
 
 
 def test_claim_manifest_is_once_and_checks_the_run(tmp_path):
-    m = {"class": "car", "views": 2, "height": 32, "width": 32, "fingerprint": {"seed": 0}}
+    from dataclasses import replace
+
+    from g3d.datasets.manifest import Manifest
+
+    m = Manifest(class_name="car", views=2, height=32, width=32, fingerprint={"seed": 0})
     assert dsf.claim_manifest(tmp_path, m) is True
-    assert dsf.claim_manifest(tmp_path, {**m, "g3d_version": "other"}) is False  # the same run: goes on, file kept
-    assert "g3d_version" not in dsf.read_manifest(tmp_path)
+    assert dsf.claim_manifest(tmp_path, replace(m, g3d_version="other")) is False  # the same run: goes on, file kept
+    assert read_manifest(tmp_path).g3d_version is None
     with pytest.raises(UsageError, match=r"holds a different run \(differs in: seed\)"):
-        dsf.claim_manifest(tmp_path, {**m, "fingerprint": {"seed": 7}})
+        dsf.claim_manifest(tmp_path, replace(m, fingerprint={"seed": 7}))
     assert [p.name for p in tmp_path.iterdir()] == [dsf.MANIFEST]  # no temporary left
 
 
@@ -238,7 +243,7 @@ def test_two_workers_of_different_runs_started_together_one_writes(tmp_path, att
     lines = [line for line in loser.splitlines() if line.strip()]
     assert len(lines) == 1 and "holds a different run (differs in: seed)" in lines[0], loser
     winner = 0 if results[0][0] == 0 else 1
-    run = dsf.manifest_run_id(dsf.read_manifest(out))
+    run = read_manifest(out).run_id
     shards = dsf.shard_paths(out)
     assert [p.name for p in shards] == [dsf.shard_name(k) for k in (winner, winner + 2)]
     assert all(pq.read_schema(p).metadata[dsf.RUN_KEY] == run.encode() for p in shards)
