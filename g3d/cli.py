@@ -153,7 +153,7 @@ def filter_(
     )
     try:
         with _progress() as progress:
-            report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
+            report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
     except G3DError as exc:
         _fail(exc)
     from rich.table import Table
@@ -206,6 +206,8 @@ def train(
     from g3d.train.loop import TrainConfig
     from g3d.train.loop import train as run_train
 
+    if not 0 <= seed < 2**63:
+        _fail(G3DError(f"--seed {seed}: give a whole number from 0 to 2**63 - 1"))
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
