@@ -147,7 +147,7 @@ def filter_(
         rules=FilterConfig(min_area=min_area, min_score=min_score),
     )
     with _progress() as progress:
-        report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
+        report = run_filter(cfg, progress=progress, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
     from rich.table import Table
 
     table = Table(title=f"g3d filter ({report.segmenter}): kept {report.kept} of {report.rows} images")
@@ -198,6 +198,8 @@ def train(
     from g3d.train.loop import TrainConfig
     from g3d.train.loop import train as run_train
 
+    if not 0 <= seed < 2**63:
+        _fail(G3DError(f"--seed {seed}: give a whole number from 0 to 2**63 - 1"))
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,

@@ -40,6 +40,19 @@ def place(tmp_path_factory):
         (t / name).mkdir()
         (t / name / "g3d.json").write_text(text)
     pq.write_table(pq.read_table(ds / "viewpoints.parquet").slice(0, 0), t / "empty_vp.parquet")
+    import shutil
+
+    shutil.copytree(ds, t / "trunc")  # a truncated shard (a kill or a full disk while copying it)
+    shard = t / "trunc" / "images" / "part-00000.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    (t / "badexp").mkdir()
+    (t / "badexp" / "export.json").write_text("")  # an export's record left empty
+    for name, text in (("p_str", "samples = 'many'"), ("p_float", "samples = 2.5"), ("p_table", "samples = {a = 1}"),
+                       ("p_bool", "views = true"), ("p_zero", "samples = 0"), ("p_list", "viewpoint_layers = ['a']")):
+        (t / f"{name}.toml").write_text(f"folder = 'pf'\n[synth]\n{text}\n")
+    (t / "p_rules.toml").write_text("folder = 'pf'\n[filter.rules]\nmin_area = 'big'\n")
+    (t / "p_train.toml").write_text("folder = 'pf'\n[train]\nout = 'r'\nsteps = 'x'\n")
+    (t / "p_weights.toml").write_text("folder = 'pf'\n[train]\nout = 'r'\nweights = 3\n")
     return t
 
 
@@ -82,6 +95,18 @@ CASES = [
     (["eval", "norun"], None, "norun"),
     (["eval", "run", "--device", "tpu"], None, "--device 'tpu'"),
     (["sfm-init", "nowhere"], None, "nowhere"),
+    (["export", "trunc", "--format", "hf", "--out", "e"], None, "part-00000.parquet cannot be read"),
+    (["export", "ds", "--format", "hf", "--out", "e", "--seed", "-1"], None, "--seed -1"),
+    (["export", "ds", "--format", "hf", "--out", "badexp", "--overwrite"], None, "badexp/export.json is damaged"),
+    (["pipeline", "p_str.toml"], None, "p_str.toml: [synth] samples = 'many': give a whole number"),
+    (["pipeline", "p_float.toml"], None, "p_float.toml: [synth] samples = 2.5: give a whole number"),
+    (["pipeline", "p_table.toml"], None, "p_table.toml: [synth] samples = a table"),
+    (["pipeline", "p_bool.toml"], None, "p_bool.toml: [synth] views = True"),
+    (["pipeline", "p_zero.toml"], None, "p_zero.toml: [synth] --samples must be at least 1"),
+    (["pipeline", "p_list.toml"], None, "p_list.toml: [synth] viewpoint_layers = ['a']"),
+    (["pipeline", "p_rules.toml"], None, "p_rules.toml: [filter.rules] min_area = 'big': give a number"),
+    (["pipeline", "p_train.toml"], None, "p_train.toml: [train] steps = 'x'"),
+    (["pipeline", "p_weights.toml"], None, "p_weights.toml: [train] weights = 3: give a table"),
 ]
 if not __import__("torch").cuda.is_available():
     CASES += [(S + ["o", "--device", "cuda"], None, "no CUDA GPU"), (["train", "ds", "--out", "r", "--device", "cuda"], None, "no CUDA GPU")]
@@ -154,3 +179,95 @@ def test_a_full_disk_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert exc.value.code == 2 and len(err) == 1, err
     assert "No space left on device" in err[0] and "free some space and rerun the same command" in err[0], err
+
+
+def test_a_damaged_filter_cache_is_dropped_and_recomputed(place, tmp_path):
+    """An empty cache key or a truncated cache entry in .g3d-filter/ (a kill, a full disk): g3d filter drops
+    it, says so in one line, and finishes (it failed forever before)."""
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(place / "ds", ds)
+    assert _g3d(["filter", str(ds)], tmp_path).returncode == 0
+    entry = ds / ".g3d-filter" / "part-00000.parquet"
+    entry.write_bytes(entry.read_bytes()[:100])
+    r = _g3d(["filter", str(ds)], tmp_path)
+    assert r.returncode == 0 and "part-00000.parquet is damaged: dropped" in r.stderr, r.stderr
+    (ds / ".g3d-filter" / "key.json").write_text("")
+    r = _g3d(["filter", str(ds)], tmp_path)
+    assert r.returncode == 0 and "key.json is damaged: the segmentation cache is dropped" in r.stderr, r.stderr
+
+
+def _commands():
+    """(command path, click command) of every g3d command, walking the CLI's click tree."""
+    import typer
+
+    import g3d.cli
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield path, cmd
+
+    return list(walk(typer.main.get_command(g3d.cli.app), []))
+
+
+# A valid value of an option could start a long job: every command is pointed at inputs that are missing
+# (arguments and required options "nowhere"; synth a missing --viewpoints file, annotate serve a missing
+# label-studio command), so it fails fast after its options are checked -- except
+# `g3d train`, which is also run on the small dataset for one step, so options checked only once training
+# runs (--checkpoint-every 0) are reached too.
+SWEEP_VALUES = ("0", "-1", "1000000000000", "abc")
+# Known failures fixed on another branch (see the brief); strict, so the merge shows them passing.
+SWEEP_XFAIL = {("train ds", "--checkpoint-every", "0"): "fixed on branch wt-run", ("train ds", "--preview-every", "0"): "fixed on branch wt-run",
+               ("neural render", "--views", "1000000000000"): "MemoryError in g3d/neural/figures: left to g3d/neural's owner"}
+# g3d validate exits 1 for a folder with problems (here: the missing one, once --sample is valid).
+SWEEP_CODES = {"validate": (0, 1, 2)}
+
+
+def _sweep_cases():
+    cases = []
+    for path, cmd in _commands():
+        base = list(path)
+        for p in cmd.params:
+            if p.required:
+                base += ["nowhere"] if p.param_type_name == "argument" else [p.opts[0], "nowhere"]
+        base += {"synth": ["--out", "sweep-out", "--viewpoints", "nowhere.parquet"], "annotate serve": ["--label-studio", "nowhere"]}.get(" ".join(path), [])
+        bases = [(" ".join(path), base)]
+        if path == ["train"]:
+            bases.append(("train ds", ["train", "ds", "--out", "sweep-run", "--steps", "1", "--resolution", "16", "--batch-size", "1",
+                                       "--tex-res", "16"]))
+        for p in cmd.params:
+            if p.param_type_name != "option" or p.type_descriptor.annotation not in (int, float):
+                continue
+            for name, args in bases:
+                for value in SWEEP_VALUES:
+                    if name == "train ds" and value == "1000000000000":
+                        continue  # a valid huge size would start a huge job (resolution: issue 25, another branch)
+                    why = SWEEP_XFAIL.get((name, p.opts[0], value))
+                    marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
+                    cases.append(pytest.param(args, p.opts[0], value, SWEEP_CODES.get(name, (0, 2)), id=f"{name} {p.opts[0]} {value}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("args, option, value, codes", _sweep_cases())
+def test_every_numeric_option_at_0_minus_1_huge_and_wrong_type(place, monkeypatch, capsys, args, option, value, codes):
+    """Exit 0 or 2 (never 1, a bug), no traceback, at most one error line, for every numeric option of every
+    command (generated from the CLI's own parameters), run in-process."""
+    import shutil
+
+    import g3d.cli
+
+    monkeypatch.chdir(place)
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    shutil.rmtree(place / "sweep-run", ignore_errors=True)
+    monkeypatch.setattr(sys, "argv", ["g3d", *args, option, value])
+    with pytest.raises(SystemExit) as exc:
+        g3d.cli.main()
+    text = capsys.readouterr().err
+    err = [line for line in text.splitlines() if line.strip().startswith("error")]
+    assert exc.value.code in codes and "a bug in g3d" not in text, (exc.value.code, err)
+    assert len(err) <= 1 and "Traceback" not in text, text
