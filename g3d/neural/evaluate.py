@@ -26,7 +26,7 @@ import torch
 from g3d.errors import UsageError
 from g3d.neural.figures import swap_ws
 from g3d.neural.mapping import NeuralMapping, camera_features
-from g3d.neural.train import Sources, draw_latents, synthesize
+from g3d.neural.sources import Sources, draw_latents, synthesize
 
 SHAPE_KEYS = ("length", "width", "body_height", "clearance", "cabin_height", "roof_fraction", "cabin_shift", "windshield_run",
               "rear_run", "hood_drop", "wheel_radius", "wheelbase_fraction", "tumblehome")

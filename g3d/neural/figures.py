@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from g3d.neural.mapping import SOURCES, NeuralMapping, camera_features
-from g3d.neural.train import Sources, draw_latents, read_image, synthesize
+from g3d.neural.sources import Sources, draw_latents, read_image, synthesize
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
