@@ -166,3 +166,15 @@ def test_two_process_torchrun_keeps_ranks_identical(inverse_run, tmp_path):
     train_neural(_cfg(inverse_run, tmp_path / "one", stage1_steps=4, batch_size=2, hidden=256, log_every=10, preview_every=250,
                       checkpoint_every=2))
     assert not torch.equal(_state(nrun), _state(tmp_path / "one"))
+
+
+def test_render_without_pillow_is_one_line_naming_the_extra_and_writes_nothing(tmp_path, monkeypatch):
+    import sys
+
+    from g3d.errors import MissingDependencyError
+    from g3d.neural.figures import write_turntable
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `import PIL` raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"turntable.gif needs Pillow, which is not installed: run pip install 'g3d\[gif\]'"):
+        write_turntable(tmp_path / "tt", None, None, None, 0, [0.0], 15.0, 4.0)
+    assert not (tmp_path / "tt").exists()
