@@ -36,8 +36,8 @@ def train_command(
     mix: float = typer.Option(1.0, help="Chance that each content row group is drawn from its own latent (style mixing)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    preview_every: int = typer.Option(250, help="Write previews/step_*.png every K steps."),
-    checkpoint_every: int = typer.Option(100, help="Checkpoint every K steps."),
+    preview_every: int = typer.Option(250, min=1, help="Write previews/step_*.png every K steps."),
+    checkpoint_every: int = typer.Option(100, min=1, help="Checkpoint every K steps."),
 ) -> None:
     """Train the mapping network: camera, shape, texture, background -> the generator's latent.
 
@@ -66,7 +66,7 @@ def train_command(
 @neural_app.command("eval")
 def eval_command(
     nrun: Path = typer.Argument(..., help="A neural run folder (g3d neural train --out)."),
-    n: int = typer.Option(64, help="Held-out latents."),
+    n: int = typer.Option(64, min=2, help="Held-out latents (each swap takes a source from another of them)."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """Camera, shape, paint and background errors, swap leakage and silhouette IoU against the built-in

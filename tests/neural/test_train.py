@@ -11,7 +11,8 @@ import torch
 from g3d.errors import UsageError
 from g3d.neural.train import NeuralConfig, NeuralError, load_neural, load_sources, train_neural
 from g3d.synth.sampling import SynthConfig, run_synth
-from g3d.train.loop import TrainConfig, train
+from g3d.neural.evaluate import evaluate_neural
+from g3d.train.loop import TrainConfig, load_run, train
 from tests.train.test_train import _Killed, _kill_after  # an interruption after n steps, as in g3d train's resume test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,9 +84,22 @@ def test_bad_input_is_one_line(inverse_run, tmp_path):
         load_sources(inverse_run, str(REPO / "tests" / "fixtures" / "stylegan2" / "nvlabs_small.safetensors"))
     with pytest.raises(UsageError, match="not a neural run"):
         load_neural(tmp_path)
+    with pytest.raises(UsageError, match="is an inverse-graphics run .g3d train., not a neural run: pass the folder of"):
+        load_neural(inverse_run)
     train_neural(_cfg(inverse_run, tmp_path / "a"))
     with pytest.raises(UsageError, match="other settings"):
         train_neural(_cfg(inverse_run, tmp_path / "a", hidden=32))
+    with pytest.raises(UsageError, match="is a neural run .g3d neural train., not an inverse-graphics run"):
+        load_run(tmp_path / "a")
+    with pytest.raises(UsageError, match="--n 1: give at least 2"):
+        evaluate_neural(None, None, 0, 1)
+
+
+@pytest.mark.parametrize("option", ["checkpoint_every", "preview_every", "log_every"])
+def test_step_intervals_below_one_are_refused_before_any_work(tmp_path, option):
+    with pytest.raises(UsageError, match=f"--{option.replace('_', '-')} 0: give a number of steps of at least 1"):
+        train_neural(_cfg(tmp_path / "no-run", tmp_path / "n", **{option: 0}))
+    assert not (tmp_path / "n").exists()
 
 
 def test_a_nan_loss_stops_with_the_last_good_checkpoint(inverse_run, tmp_path, monkeypatch):
