@@ -182,8 +182,8 @@ def train(
     warmup_steps: int = typer.Option(0, help="Steps before the perceptual loss joins."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
-    preview_every: int = typer.Option(500, help="Write previews/step_*.png every K steps."),
-    checkpoint_every: int = typer.Option(250, help="Checkpoint every K steps."),
+    preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
+    checkpoint_every: int = typer.Option(250, min=1, help="Checkpoint every K steps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the run in --out again (removes only what g3d train wrote there)."),
 ) -> None:
     """Train the inverse-graphics network (image -> textured mesh) through the DIB-R style renderer.

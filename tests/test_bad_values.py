@@ -35,6 +35,8 @@ def place(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     r = _g3d(["train", str(ds), "--out", str(t / "run"), "--steps", "2", "--resolution", "48", "--batch-size", "2", "--preview-every", "1000"], t)
     assert r.returncode == 0, r.stderr
+    r = _g3d(["neural", "train", "--inverse", str(t / "run"), "--out", str(t / "nrun"), "--stage1-steps", "1", "--batch-size", "2"], t)
+    assert r.returncode == 0, r.stderr
     (t / "afile").write_text("x")
     for name, text in (("list", "[1, 2]"), ("wrongtypes", json.dumps({"samples": "many", "views": 4})), ("garbage", "{not json")):
         (t / name).mkdir()
@@ -80,6 +82,15 @@ CASES = [
     (["train", "ds", "--out", "r", "--sigma", "0"], None, "--sigma 0"),
     (["train", "ds", "--out", "r", "--device", "tpu"], None, "--device 'tpu'"),
     (["train", "nowhere", "--out", "r"], None, "nowhere"),
+    (["train", "ds", "--out", "r", "--checkpoint-every", "0"], None, "--checkpoint-every"),
+    (["train", "ds", "--out", "r", "--preview-every", "0"], None, "--preview-every"),
+    (["neural", "train", "--inverse", "run", "--out", "n", "--checkpoint-every", "0"], None, "--checkpoint-every"),
+    (["neural", "train", "--inverse", "run", "--out", "n", "--preview-every", "0"], None, "--preview-every"),
+    (["neural", "eval", "nrun", "--n", "0"], None, "--n"),
+    (["neural", "eval", "nrun", "--n", "-3"], None, "--n"),
+    (["neural", "eval", "run"], None, "run is an inverse-graphics run (g3d train), not a neural run: pass the folder of"),
+    (["eval", "nrun"], None, "nrun is a neural run (g3d neural train), not an inverse-graphics run"),
+    (["neural", "render", "nrun", "0:0", "--out", "tt", "--views", "0"], None, "--views"),
     (["filter", "ds", "--min-area", "5"], None, "--min-area 5"),
     (["filter", "ds", "--min-score", "-1"], None, "--min-score -1"),
     (["filter", "ds", "--batch-size", "0"], None, "--batch-size"),

@@ -26,7 +26,7 @@ import torch
 from g3d.errors import UsageError
 from g3d.neural.figures import swap_ws
 from g3d.neural.mapping import NeuralMapping, camera_features
-from g3d.neural.train import Sources, draw_latents, synthesize
+from g3d.neural.sources import Sources, draw_latents, synthesize
 
 SHAPE_KEYS = ("length", "width", "body_height", "clearance", "cabin_height", "roof_fraction", "cabin_shift", "windshield_run",
               "rear_run", "hood_drop", "wheel_radius", "wheelbase_fraction", "tumblehome")
@@ -98,6 +98,8 @@ def _truth_iou(G, ws_a: torch.Tensor, ws_b: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int = 64) -> NeuralEvalReport:
     """The figures of the module docstring for ``n`` held-out latents (built-in generator only)."""
+    if n < 2:
+        raise UsageError(f"--n {n}: give at least 2 held-out latents (each swap takes a source from another of them)")
     G = src.G
     if not hasattr(G, "parameters_of"):
         raise UsageError("g3d neural eval needs the built-in generator's truth: this run's generator is a checkpoint; "

@@ -1,4 +1,5 @@
-"""Pictures of the neural renderer: training previews, the paper's swap figure (Fig. 10) and turntables."""
+"""Pictures of the neural renderer: training previews, the paper's swap figure (Fig. 10) and turntables,
+as arrays and as the files ``g3d neural swap`` and ``g3d neural render`` write."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 
 from g3d.neural.mapping import SOURCES, NeuralMapping, camera_features
-from g3d.neural.train import Sources, draw_latents, read_image, synthesize
+from g3d.neural.sources import Sources, draw_latents, read_image, synthesize
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -53,6 +54,26 @@ def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views:
     return np.stack([to_uint8(x) for x in cols], 1), labels
 
 
+def write_swap_figure(path: Path, mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor,
+                      a: int, b: int, c: int) -> Path:
+    """:func:`swap_grid` as a PNG at ``path``, cells enlarged 2x, rows numbered by photo. ``a``, ``b``, ``c``
+    (shape, texture and background from; -1: each photo its own) outside the photos are a :class:`UsageError`."""
+    from g3d.datasets import io as dsio
+    from g3d.datasets.previews import grid
+    from g3d.datasets.schema import encode_png
+    from g3d.errors import UsageError
+
+    n = len(images)
+    for name, k in (("--shape-from", a), ("--texture-from", b), ("--background-from", c)):
+        if not -1 <= k < n:
+            raise UsageError(f"{name} {k}: there are {n} photos, so give 0..{n - 1} (or -1: each its own)")
+    cells, labels = swap_grid(mapping, src, images, views, a, b, c)
+    sheet = grid(np.repeat(np.repeat(cells, 2, 2), 2, 3), labels, [str(i) for i in range(n)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
+    return path
+
+
 @torch.no_grad()
 def turntable(mapping: NeuralMapping, src: Sources, image: torch.Tensor, view: int, azimuths, elevation: float, distance: float):
     """One photo float [3, H, W] re-rendered by the generator at each of ``azimuths`` (degrees) and by its
@@ -74,6 +95,48 @@ def turntable(mapping: NeuralMapping, src: Sources, image: torch.Tensor, view: i
                texture=tex.expand(A, -1, -1, -1).float(), silhouette=False)
     mesh = o.image + (1 - o.fragments.mask[:, None].float())
     return to_uint8(gan), to_uint8(mesh)
+
+
+def _pillow_image():
+    """Pillow's ``Image`` module (the ``gif`` extra), or a :class:`MissingDependencyError` naming it."""
+    try:
+        from PIL import Image
+    except ImportError:
+        from g3d.errors import MissingDependencyError
+
+        raise MissingDependencyError("Pillow", "gif", "g3d neural render's turntable.gif") from None
+    return Image
+
+
+def encode_gif(frames: np.ndarray, milliseconds: int = 120) -> bytes:
+    """An animated GIF (looping) of ``frames`` uint8 [A, H, W, 3], ``milliseconds`` per frame (Pillow: the ``gif`` extra)."""
+    import io
+
+    Image = _pillow_image()
+    buf = io.BytesIO()
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=milliseconds, loop=0)
+    return buf.getvalue()
+
+
+def write_turntable(out: Path, mapping: NeuralMapping, src: Sources, image: torch.Tensor, view: int, azimuths,
+                    elevation: float, distance: float) -> tuple[Path, Path, Path]:
+    """:func:`turntable` written into folder ``out``: ``frames/NNN.png`` (the generator's), ``turntable.gif``
+    (those enlarged 2x) and ``sheet.png`` (the generator's row above the textured mesh's). Returns the three paths."""
+    from g3d.datasets import io as dsio
+    from g3d.datasets.previews import grid
+    from g3d.datasets.schema import encode_png
+
+    _pillow_image()  # missing: one line before anything is computed or written
+    gan, mesh = turntable(mapping, src, image, view, azimuths, elevation, distance)
+    frames = dsio.fresh_dir(out / "frames")
+    for k, f in enumerate(gan):
+        (frames / f"{k:03d}.png").write_bytes(encode_png(np.ascontiguousarray(f)))
+    dsio.replace_dir(frames, out / "frames")
+    dsio.write_bytes(out / "turntable.gif", encode_gif(np.repeat(np.repeat(gan, 2, 1), 2, 2)))
+    sheet = grid(np.stack([gan, mesh]), [f"{a:.0f}" for a in azimuths], ["GAN", "mesh"])
+    dsio.write_bytes(out / "sheet.png", encode_png(np.ascontiguousarray(sheet)))
+    return out / "frames", out / "turntable.gif", out / "sheet.png"
 
 
 @torch.no_grad()

@@ -26,12 +26,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from g3d.datasets import io as dsio
 from g3d.errors import G3DError, UsageError
-from g3d.neural.mapping import LatentLayout, NeuralMapping, camera_features
-from g3d.render.dibr import render
-from g3d.synth.viewpoints import item_seed
-from g3d.train.loop import _save, _trim_metrics, load_checkpoint  # one checkpoint format and one metrics log for both trainers
+from g3d.neural.figures import preview
+from g3d.neural.mapping import NeuralMapping
+from g3d.neural.sources import Sources, build_mapping, draw_latents, load_sources, read_image, synthesize
+from g3d.runfolder import MetricsLog, RunFolder, check_every, due, is_run, load_checkpoint, start_ranks
 
 
 class NeuralError(G3DError):
@@ -68,81 +67,33 @@ class NeuralConfig:
     def steps(self) -> int:
         return self.stage1_steps + self.stage2_steps
 
+    def validate(self) -> None:
+        """Options the trainer cannot work with are a one-line :class:`UsageError`."""
+        if self.stage1_steps < 0 or self.stage2_steps < 0 or self.steps < 1:
+            raise UsageError(f"--stage1-steps {self.stage1_steps} and --stage2-steps {self.stage2_steps}: give at least one step, none negative")
+        if self.batch_size < 1 or not self.lr > 0 or not 0 <= self.mix <= 1:
+            raise UsageError(f"--batch-size {self.batch_size}, --lr {self.lr}, --mix {self.mix}: need batch >= 1, lr > 0 and mix in 0..1")
+        check_every(log_every=self.log_every, preview_every=self.preview_every, checkpoint_every=self.checkpoint_every)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @staticmethod
+    def from_json(d: dict[str, Any], nrun: str | Path = "NRUN") -> "NeuralConfig":
+        """The config of neural run folder ``nrun`` (its ``config.json`` read as ``d``); an inverse-graphics
+        run's (g3d train), or a config of other fields, is a :class:`UsageError` naming what to pass."""
+        if "folder" in d and "inverse" not in d:
+            raise UsageError(f"{nrun} is an inverse-graphics run (g3d train), not a neural run: pass the folder of "
+                             f"`g3d neural train --inverse {nrun} --out NRUN`")
+        names = set(NeuralConfig.__dataclass_fields__)
+        if not {"inverse", "out"} <= set(d) or set(d) - names:
+            unknown = sorted(set(d) - names)
+            raise UsageError(f"{nrun}/config.json is not a neural run's config" + (f" (unknown {', '.join(unknown)})" if unknown else "")
+                             + ": was it written by another g3d version? train it again")
+        return NeuralConfig(**d)
+
 
 _RESUMABLE = {"stage2_steps", "lr", "gate_lr", "generator_lr", "log_every", "preview_every", "checkpoint_every", "device", "out"}
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "previews")
-
-
-class Sources:
-    """What a batch is made from, all frozen in stage 1: the generator ``G``, the inverse-graphics network
-    and its template, the dataset's viewpoint codes float [V, L, w_dim] and each view's camera at the
-    inverse network's resolution (K, R, t float [V, ...]) with its features float [V, 4], the latent layout,
-    the truncation of the dataset, the image crop (top, bottom, left, right) or None, and the inverse
-    network's input size (H, W)."""
-
-    def __init__(self, G, inverse, tpl, codes, K, R, t, layout: LatentLayout, truncation_psi: float = 1.0,
-                 truncation_cutoff: int | None = None, crop=None, size: tuple[int, int] = (64, 64)) -> None:
-        from g3d import cameras as camlib
-
-        self.G, self.inverse, self.tpl = G, inverse, tpl
-        self.codes = codes.float()
-        self.K, self.R, self.t = K.float(), R.float(), t.float()
-        az, el, d = camlib.to_azimuth_elevation(R.double().cpu().numpy(), t.double().cpu().numpy())
-        self.azimuth_deg, self.elevation_deg, self.distance = az, el, d
-        self.cam_features = camera_features(az, el, d)
-        self.layout = layout
-        self.psi, self.cutoff = float(truncation_psi), truncation_cutoff
-        self.crop = crop
-        self.H, self.W = size
-        self.dataset: str | None = None  # the inverse run's dataset folder, when loaded from a run
-
-    @property
-    def views(self) -> int:
-        return int(self.codes.shape[0])
-
-
-def draw_latents(src: Sources, seed: int, step: int, batch: int, mix: float = 1.0, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ws float [batch, num_ws, w_dim], view ids int64 [batch]): a pure function of (seed, step, stream).
-
-    Each content row group comes from its own latent with chance ``mix`` (else from the first group's),
-    truncated as the dataset was; the viewpoint rows are the dataset's code of a random view."""
-    L, G = src.layout, src.G
-    g = torch.Generator().manual_seed(item_seed(seed, step, stream=2000 + stream))
-    views = torch.randint(src.views, (batch,), generator=g)
-    z = torch.randn(len(L.groups), batch, G.z_dim, generator=g)
-    own = torch.rand(len(L.groups), batch, generator=g) < mix
-    z = torch.where(own[..., None], z, z[:1])
-    dev = src.codes.device
-    ws = G.mapping(z[0].to(dev), src.psi, src.cutoff)
-    for k, rows in enumerate(L.groups[1:], start=1):
-        ws[:, list(rows)] = G.mapping(z[k].to(dev), src.psi, src.cutoff)[:, list(rows)]
-    ws[:, list(L.viewpoint_rows)] = src.codes[views.to(dev)]
-    return ws, views.to(dev)
-
-
-def synthesize(src: Sources, ws: torch.Tensor) -> torch.Tensor:
-    """ws [B, num_ws, w_dim] -> images float [B, 3, H, W] in [0, 1] as the inverse network sees them
-    (the dataset's crop, resized to its input size). Differentiable in ws and the generator's weights."""
-    img = (src.G.synthesis(ws, noise_mode="const").float().clamp(-1, 1) + 1) / 2
-    if src.crop is not None:
-        top, bottom, left, right = src.crop
-        img = img[:, :, top:bottom, left:right]
-    if img.shape[-2:] != (src.H, src.W):
-        img = F.interpolate(img, size=(src.H, src.W), mode="area")
-    return img
-
-
-def read_image(src: Sources, images: torch.Tensor, views: torch.Tensor):
-    """What the mapping reads from photos taken from dataset views ``views`` int64 [B]: (camera features
-    [B, 4], verts [B, V, 3], texture [B, 3, T, T], background [B, 3, H, W], mask float [B, 1, H, W]).
-    The background is the photo with the predicted mesh's silhouette (rendered at the view's camera) blacked out."""
-    verts, tex, _ = src.inverse(images)
-    out = render(verts.float(), src.tpl.faces, src.K[views], src.R[views], src.t[views], src.H, src.W, silhouette=False)
-    mask = out.fragments.mask[:, None].float()
-    return src.cam_features[views], verts, tex, images * (1 - mask), mask
 
 
 def _mapped(mapping: NeuralMapping, src: Sources, images: torch.Tensor, ws: torch.Tensor, views: torch.Tensor, source_weight: float):
@@ -212,56 +163,6 @@ def _freeze_generator(G, stage: int) -> None:
         q.requires_grad_(True)
 
 
-def load_sources(inverse_run: str | Path, generator: str = "builtin", device: str = "cpu") -> Sources:
-    """The frozen parts of a neural run: the inverse-graphics run, its dataset's viewpoint codes and
-    cameras, and the generator the dataset was made with (rebuilt for "builtin")."""
-    from g3d.datasets import folder as dsf
-    from g3d.datasets.manifest import read_manifest
-    from g3d.synth.checkpoints import load_generator
-    from g3d.synth.viewpoints import load_viewpoints
-    from g3d.train.loop import load_run
-
-    run = Path(inverse_run)
-    if not (run / "config.json").is_file() or not (run / "checkpoints" / "last.pt").is_file():
-        raise UsageError(f"--inverse {run} is not an inverse-graphics run (no config.json or checkpoints/last.pt): "
-                         f"pass a folder written by `g3d train DATASET --out RUN`")
-    cfg, inverse, cams, tpl, _ = load_run(run, device)
-    folder = Path(cfg.folder)
-    manifest = read_manifest(folder)
-    gen = manifest.generator
-    if generator == "builtin":
-        if not gen.is_builtin:
-            raise UsageError(f"the dataset of {run} ({folder}) was made with a {gen.format} generator, not the built-in one: "
-                             "pass --generator CHECKPOINT, the checkpoint g3d synth used")
-        from g3d.synth.builtin import BuiltinGenerator
-
-        G = BuiltinGenerator.from_record(gen.fields, distractors=0.0).to(device)
-    else:
-        G = load_generator(generator, device=device)
-    vp_path = folder / dsf.VIEWPOINTS
-    if not vp_path.is_file():
-        raise UsageError(f"{folder} has no {dsf.VIEWPOINTS}: the neural renderer needs a dataset written by g3d synth")
-    layers = tuple(manifest.viewpoint_layers)
-    if G.num_ws <= max(layers) or (gen.get("num_ws") and gen.get("num_ws") != G.num_ws):
-        raise UsageError(f"--generator has {G.num_ws} ws rows but the dataset of {run} was made with {gen.get('num_ws')}: "
-                         "pass the generator that made the dataset")
-    vp = load_viewpoints(str(vp_path), G.w_dim, layers)
-    layout = LatentLayout.of(G, layers)
-    with torch.no_grad():
-        K, R, t = cams(torch.arange(cams.K.shape[0], device=cams.K.device))
-    crop = (manifest.fingerprint or {}).get("crop")
-    inverse.requires_grad_(False).eval()
-    G.requires_grad_(False)
-    src = Sources(G, inverse, tpl, torch.as_tensor(vp.codes, dtype=torch.float32, device=device), K, R, t, layout, manifest.truncation_psi,
-                   manifest.truncation_cutoff, tuple(crop) if crop else None, (max(1, round(cfg.resolution * manifest.height / manifest.width)), int(cfg.resolution)))
-    src.dataset = str(folder)
-    return src
-
-
-def build_mapping(src: Sources, hidden: int, shape_modes: int = 8, gate_per: str = "row") -> NeuralMapping:
-    return NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg.reshape(-1)[: src.layout.w_dim], hidden, shape_modes, gate_per)
-
-
 @dataclass
 class NeuralReport:
     out: Path
@@ -285,37 +186,17 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
     """Train (or resume) the neural run ``cfg.out``. See the module docstring."""
     t0 = time.perf_counter()
     log = log or (lambda m: None)
-    from g3d.devices import check_device
-    from g3d.train.loop import _dist
-
-    check_device(cfg.device)
-    rank, world, distributed = _dist()
-    if distributed:
-        import os
-
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
-        if cfg.device.startswith("cuda"):
-            cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    if rank != 0:
+    ranks, cfg.device = start_ranks(cfg.device)
+    if ranks.rank != 0:
         log, progress = (lambda m: None), None
-    if cfg.stage1_steps < 0 or cfg.stage2_steps < 0 or cfg.steps < 1:
-        raise UsageError(f"--stage1-steps {cfg.stage1_steps} and --stage2-steps {cfg.stage2_steps}: give at least one step, none negative")
-    if cfg.batch_size < 1 or not cfg.lr > 0 or not 0 <= cfg.mix <= 1:
-        raise UsageError(f"--batch-size {cfg.batch_size}, --lr {cfg.lr}, --mix {cfg.mix}: need batch >= 1, lr > 0 and mix in 0..1")
+    cfg.validate()
     device = torch.device(cfg.device)
     cfg.inverse, cfg.out = str(Path(cfg.inverse).resolve()), str(Path(cfg.out).resolve())
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a run folder: choose another --out")
-    cfg_path, ckpt_path = out / "config.json", out / "checkpoints" / "last.pt"
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
-        diff = sorted(k for k in set(old) | set(cfg.to_json()) if k not in _RESUMABLE and old.get(k) != cfg.to_json().get(k))
-        if diff:
-            raise UsageError(f"--out {out} holds a neural run with other settings ({', '.join(diff)}): choose another --out")
+    run = RunFolder(cfg.out, error=NeuralError)
+    out = run.path
+    old = run.previous_config()
+    if old is not None:
+        run.refuse_other_settings(old, cfg.to_json(), _RESUMABLE, what="a neural run")
     src = src or load_sources(cfg.inverse, cfg.generator, cfg.device)
     if cfg.stage2_steps > 0 and getattr(src.G, "synthesis_network", None) is None:
         raise UsageError(f"--stage2-steps {cfg.stage2_steps}: stage 2 fine-tunes the generator through its renders, and this generator "
@@ -323,7 +204,7 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
     torch.manual_seed(cfg.seed)
     mapping = build_mapping(src, cfg.hidden, cfg.shape_modes, cfg.gate_per).to(device)
     start = 0
-    state = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    state = run.load_checkpoint()
     if state is not None:
         mapping.load_state_dict(state["mapping"])
         if state.get("generator") is not None:
@@ -342,57 +223,43 @@ def train_neural(cfg: NeuralConfig, progress: Callable[[str, int], Callable[[int
     _freeze_generator(src.G, stage)
     if state is not None and state.get("stage", 1) == stage:
         opt.load_state_dict(state["opt"])
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        dsio.write_json(cfg_path, cfg.to_json())
-        _trim_metrics(out / "metrics.jsonl", start)
+    if ranks.rank == 0:
+        run.begin(cfg.to_json(), start)
     advance = progress("neural training", cfg.steps - start) if progress else None
+    metrics = MetricsLog(run.metrics, cfg.log_every, cfg.steps, start)
     last: dict[str, float] = {}
-    t_last = time.perf_counter()
     for step in range(start, cfg.steps):
         if step == cfg.stage1_steps and stage == 1:
             stage = 2
             opt = _optimizer(2, cfg, mapping, src.G)
             _freeze_generator(src.G, 2)
             log("stage 2: cycle consistency, the generator's synthesis weights fine-tuned")
-        ws, views = draw_latents(src, cfg.seed, step, cfg.batch_size, cfg.mix, stream=4 * rank)  # each rank its own latents
+        ws, views = draw_latents(src, cfg.seed, step, cfg.batch_size, cfg.mix, stream=4 * ranks.rank)  # each rank its own latents
         ent_w = cfg.entropy_weight * min(1.0, (step + 1) / max(1, cfg.stage1_steps))  # decisions firm up as the codes learn
         if stage == 1:
             total, terms = stage1_loss(mapping, src, ws, views, ent_w, cfg.source_weight)
         else:
             total, terms = stage2_loss(mapping, src, ws, views, ent_w, cfg.cycle_weight, cfg.source_weight)
-        if not torch.isfinite(total):
-            raise NeuralError(f"loss is {float(total.detach())} at step {step}: stopped; {ckpt_path} keeps the last good state (lower --lr and resume)")
+        run.stop_unless_finite(total, step)
         opt.zero_grad(set_to_none=True)
         total.backward()
-        if distributed:
-            _average_grads([q for g in opt.param_groups for q in g["params"]], world)
+        if ranks.distributed:
+            _average_grads([q for g in opt.param_groups for q in g["params"]], ranks.world)
         opt.step()
         done = step + 1
-        if rank != 0:
+        if ranks.rank != 0:
             continue
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            now = time.perf_counter()
-            last = {"step": done, "stage": stage, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()},
-                    "seconds_per_step": (now - t_last) / max(1, min(cfg.log_every, done - start))}
-            t_last = now
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(last) + "\n")
-        if done % cfg.preview_every == 0 or done == cfg.steps:
-            from g3d.neural.figures import preview
-
+        if metrics.due(done):
+            last = metrics.write(done, {"stage": stage, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}})
+        if due(done, cfg.preview_every, cfg.steps):
             preview(out / "previews" / f"step_{done:07d}.png", mapping, src, cfg.seed)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == cfg.stage1_steps:
-            if not all(bool(torch.isfinite(p).all()) for p in mapping.parameters()):
-                raise NeuralError(f"parameters are no longer finite after step {done}: {ckpt_path} keeps the last good state (lower --lr)")
+        if due(done, cfg.checkpoint_every, cfg.steps) or done == cfg.stage1_steps:
             gen_state = src.G.state_dict() if (stage == 2 and len(opt.param_groups) > 2) else None
-            _save(ckpt_path, {"mapping": mapping.state_dict(), "generator": gen_state, "opt": opt.state_dict(), "step": done, "stage": stage})
+            run.save(done, {"mapping": mapping.state_dict(), "generator": gen_state, "opt": opt.state_dict(), "step": done, "stage": stage}, mapping)
         if advance:
             advance(1)
-    if distributed:
-        from g3d.train.loop import _check_ranks_agree
-
-        _check_ranks_agree(mapping, src.G, world, rank, out)
+    if ranks.distributed:
+        run.check_ranks_agree(ranks, mapping, src.G)
     return NeuralReport(out, max(0, cfg.steps - start), start, last, time.perf_counter() - t0)
 
 
@@ -411,10 +278,9 @@ def _average_grads(params, world: int) -> None:
 def load_neural(nrun: str | Path, device: str = "cpu") -> tuple[NeuralConfig, NeuralMapping, Sources]:
     """(config, mapping in eval mode, sources) of a neural run, for render, swap and eval."""
     nrun = Path(nrun)
-    if not (nrun / "config.json").is_file() or not (nrun / "checkpoints" / "last.pt").is_file():
+    if not is_run(nrun):
         raise UsageError(f"{nrun} is not a neural run (no config.json or checkpoints/last.pt): run `g3d neural train --inverse RUN --out {nrun}` first")
-    d = json.loads((nrun / "config.json").read_text())
-    cfg = NeuralConfig(**{**d, "device": device})
+    cfg = NeuralConfig.from_json({**json.loads((nrun / "config.json").read_text()), "device": device}, nrun)
     src = load_sources(cfg.inverse, cfg.generator, device)
     state = load_checkpoint(nrun / "checkpoints" / "last.pt")
     mapping = build_mapping(src, cfg.hidden, cfg.shape_modes, cfg.gate_per).to(device)

@@ -14,10 +14,8 @@ function of (seed, step, rank). A NaN loss stops the run with the last good chec
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,16 +25,13 @@ import torch
 
 from g3d.datasets import io as dsio
 from g3d.datasets.cameras import FROM_TRUTH
-from g3d.errors import G3DError, UsageError
+from g3d.errors import UsageError
 from g3d.render.dibr import SIGMA, render
+from g3d.runfolder import MetricsLog, RunFolder, TrainingError, check_every, due, is_run, load_checkpoint, start_ranks
 from g3d.train.data import PairData
 from g3d.train.losses import LossWeights, Perceptual, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
 from g3d.train.template import build_template
-
-
-class TrainingError(G3DError):
-    """Training cannot go on (NaN loss, corrupt checkpoint, ...)."""
 
 
 @dataclass
@@ -71,12 +66,37 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_images: int | None = None  # cap on images kept in memory
 
+    def validate(self) -> None:
+        """Options that the loop cannot work with are a one-line :class:`UsageError`."""
+        from g3d.train.model import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise UsageError(f"--backbone {self.backbone}: choose one of {', '.join(BACKBONES)}")
+        if self.backbone_weights and self.backbone != "resnet18":
+            raise UsageError("--backbone-weights is a ResNet-18 state dict: add --backbone resnet18")
+        lr_factor(self.lr_schedule, 0, self.steps)  # an unknown schedule is a UsageError
+        if not (math.isfinite(self.sigma) and self.sigma > 0):
+            raise UsageError(f"--sigma {self.sigma}: give a positive number (DIB-R's default is {SIGMA:.3g})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"--lr {self.lr}: give a positive learning rate")
+        if self.steps < 1 or self.batch_size < 1:
+            raise UsageError(f"--steps {self.steps} / --batch-size {self.batch_size}: both must be at least 1")
+        check_every(log_every=self.log_every, preview_every=self.preview_every, checkpoint_every=self.checkpoint_every)
+        if self.tex_res < 16 or self.tex_res & (self.tex_res - 1):
+            raise UsageError(f"--tex-res {self.tex_res}: give a power of two >= 16")
+        if self.resolution < 16:
+            raise UsageError(f"--resolution {self.resolution}: give at least 16 pixels")
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         return d
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "TrainConfig":
+    def from_json(d: dict[str, Any], run: str | Path = "RUN") -> "TrainConfig":
+        """The config of run folder ``run`` (its ``config.json`` read as ``d``); a neural run's is a :class:`UsageError`."""
+        if "inverse" in d and "folder" not in d:
+            raise UsageError(f"{run} is a neural run (g3d neural train), not an inverse-graphics run: pass it to `g3d neural eval`, "
+                             "or pass the run it names as --inverse")
         d = upgrade_config(d)
         d["weights"] = LossWeights(**d["weights"])
         return TrainConfig(**d)
@@ -102,7 +122,6 @@ class TrainReport:
     camera_source: str
 
 
-# Settings that may differ between a run and its resumption.
 # Settings that may differ between a run and its resumption: they change neither the data nor the
 # network's shape. ``out`` is where the run is now (a moved or copied run folder resumes). Changes of
 # the optimisation settings are recorded in ``RUN/history.jsonl``.
@@ -110,33 +129,6 @@ _OPTIMISATION = {"steps", "lr", "camera_lr", "lr_schedule", "warmup_steps", "amp
 _RESUMABLE = _OPTIMISATION | {"log_every", "preview_every", "checkpoint_every", "device", "out"}
 # What a run folder holds (removed by ``overwrite``).
 RUN_FILES = ("config.json", "metrics.jsonl", "history.jsonl", "checkpoints", "previews", "tensorboard", "cameras_learned.json", "cameras_used.json", "ddp_check.json")
-
-
-def _dist() -> tuple[int, int, bool]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world, world > 1
-
-
-def _validate(cfg: TrainConfig) -> None:
-    """Options that the loop cannot work with are a one-line :class:`UsageError`."""
-    from g3d.train.model import BACKBONES
-
-    if cfg.backbone not in BACKBONES:
-        raise UsageError(f"--backbone {cfg.backbone}: choose one of {', '.join(BACKBONES)}")
-    if cfg.backbone_weights and cfg.backbone != "resnet18":
-        raise UsageError("--backbone-weights is a ResNet-18 state dict: add --backbone resnet18")
-    lr_factor(cfg.lr_schedule, 0, cfg.steps)  # an unknown schedule is a UsageError
-    if not (math.isfinite(cfg.sigma) and cfg.sigma > 0):
-        raise UsageError(f"--sigma {cfg.sigma}: give a positive number (DIB-R's default is {SIGMA:.3g})")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr {cfg.lr}: give a positive learning rate")
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise UsageError(f"--steps {cfg.steps} / --batch-size {cfg.batch_size}: both must be at least 1")
-    if cfg.tex_res < 16 or cfg.tex_res & (cfg.tex_res - 1):
-        raise UsageError(f"--tex-res {cfg.tex_res}: give a power of two >= 16")
-    if cfg.resolution < 16:
-        raise UsageError(f"--resolution {cfg.resolution}: give at least 16 pixels")
 
 
 def learns_cameras(cfg: TrainConfig, data: PairData) -> bool:
@@ -166,26 +158,11 @@ def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet,
     return model, cams
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dsio.write_bytes(path, buf.getvalue())
-
-
 def with_freedom(cams_state: dict[str, Any]) -> dict[str, Any]:
     """A ViewCameras state dict with its ``freedom`` (runs saved before it was stored trained with 1 for every view)."""
     if "freedom" not in cams_state:
         cams_state = {**cams_state, "freedom": torch.ones(cams_state["K"].shape[0])}
     return cams_state
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A run checkpoint; a damaged file is a :class:`TrainingError` naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TrainingError(f"checkpoint {path} is damaged ({type(exc).__name__}): delete it to start over, or restore a copy") from None
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -280,53 +257,29 @@ def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: in
     dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
 
 
-def _clear_run(out: Path) -> list[str]:
-    """Remove what g3d wrote in a run folder (nothing else); returns the names removed."""
-    return [name for name in RUN_FILES if dsio.remove(out / name)]
-
-
-def _all_finite(*modules: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for m in modules for t in m.state_dict().values() if t.is_floating_point())
-
-
 def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None,
           log: Callable[[str], None] | None = None, overwrite: bool = False) -> TrainReport:
     """Train (or resume) the run in ``cfg.out``; ``overwrite`` starts it again. See the module docstring."""
     t_start = time.perf_counter()
     log = log or (lambda m: None)
-    rank, world, distributed = _dist()
-    from g3d.devices import check_device
-
-    check_device(cfg.device)
-    if distributed:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
-        if cfg.device.startswith("cuda"):
-            cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    _validate(cfg)
+    ranks, cfg.device = start_ranks(cfg.device)
+    rank = ranks.rank
+    cfg.validate()
     device = torch.device(cfg.device)
     cfg.folder, cfg.out = str(Path(cfg.folder).resolve()), str(Path(cfg.out).resolve())  # recorded and compared resolved
-    out = Path(cfg.out)
-    ckpt_path = out / "checkpoints" / "last.pt"
-    cfg_path = out / "config.json"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a run folder: choose another --out")
+    run = RunFolder(cfg.out, error=TrainingError)
+    out = run.path
     if overwrite and rank == 0 and out.is_dir():
-        gone = _clear_run(out)
+        gone = run.clear(RUN_FILES)
         if gone:
             log(f"--overwrite: removed {', '.join(gone)} from {out}")
     changed: dict[str, list] = {}
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
+    old = run.previous_config()
+    if old is not None:
         old["folder"] = str(Path(old["folder"]).resolve())  # runs written before paths were resolved hold them as typed
         old = upgrade_config(old)
         new = cfg.to_json()
-        diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE and old.get(k) != new.get(k))
-        if diff:
-            raise UsageError(f"--out {out} holds a run with other settings ({', '.join(diff)}): "
-                             "choose another --out, or add --overwrite to start this one again")
+        run.refuse_other_settings(old, new, _RESUMABLE, fix="choose another --out, or add --overwrite to start this one again")
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images)
     if data.resized and rank == 0:
@@ -355,8 +308,8 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start = 0
-    if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
+    state = run.load_checkpoint()
+    if state is not None:
         model.load_state_dict(state["model"])
         cams.load_state_dict(with_freedom(state["cams"]))
         opt.load_state_dict(state["opt"])
@@ -365,21 +318,19 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         if rank == 0:
             log(f"resuming {out} at step {start}" + (f" with {', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())}" if changed else ""))
     net, cam_mod = model, cams
-    if distributed:
+    if ranks.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         cam_mod = DDP(cams, device_ids=[device.index] if device.type == "cuda" else None) if learn else cams
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        dsio.write_json(cfg_path, cfg.to_json())
+        run.begin(cfg.to_json(), start)
         dsio.write_json(out / "cameras_used.json", cameras_used(data.cameras, learn))
-        _trim_metrics(out / "metrics.jsonl", start)
-        _append_history(out / "history.jsonl", {"step": start, "to": cfg.steps, "changed": changed})
+        run.append_history({"step": start, "to": cfg.steps, "changed": changed})
     advance = progress("training", cfg.steps - start) if (progress and rank == 0) else None
     tb = _tensorboard(out) if rank == 0 else None
+    metrics = MetricsLog(run.metrics, cfg.log_every, cfg.steps, start)
     last: dict[str, float] = {}
-    t_last = time.perf_counter()
     for step in range(start, cfg.steps):
         f = lr_factor(cfg.lr_schedule, step, cfg.steps)
         for g, base in zip(opt.param_groups, [cfg.lr, cfg.camera_lr]):  # (no camera group when they are fixed)
@@ -387,33 +338,24 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         i_idx, j_idx = data.pairs(cfg.seed, step, rank, cfg.batch_size)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             total, terms, _ = pair_losses(net, cam_mod, tpl, data.batch(i_idx, device), data.batch(j_idx, device), cfg, percept, step, H, W)
-        if not torch.isfinite(total):
-            raise TrainingError(f"loss is {float(total.detach())} at step {step}: stopped; {ckpt_path} keeps the last good state (lower --lr and resume)")
+        run.stop_unless_finite(total, step)
         opt.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
         scaler.step(opt)
         scaler.update()
         done = step + 1
         if rank == 0:
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                now = time.perf_counter()
-                last = {"step": done, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()},
-                        "seconds_per_step": (now - t_last) / max(1, min(cfg.log_every, done - start))}
-                t_last = now
-                with open(out / "metrics.jsonl", "a") as fh:
-                    fh.write(json.dumps(last) + "\n")
+            if metrics.due(done):
+                last = metrics.write(done, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}})
                 if tb is not None:
                     for k, v in last.items():
                         if k != "step":
                             tb.add_scalar(f"train/{k}", v, done)
-            if done % cfg.preview_every == 0 or done == cfg.steps:
+            if due(done, cfg.preview_every, cfg.steps):
                 _preview(out / "previews" / f"step_{done:07d}.png", model, cams, tpl, data, device, H, W)
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                if not _all_finite(model, cams):
-                    raise TrainingError(f"parameters are no longer finite after step {done}: stopped without checkpointing; "
-                                        f"{ckpt_path} keeps the last good state (lower --lr and rerun to resume)")
-                _save(ckpt_path, {"model": model.state_dict(), "cams": cams.state_dict(), "opt": opt.state_dict(),
-                                  "scaler": scaler.state_dict(), "step": done})
+            if due(done, cfg.checkpoint_every, cfg.steps):
+                run.save(done, {"model": model.state_dict(), "cams": cams.state_dict(), "opt": opt.state_dict(),
+                                "scaler": scaler.state_dict(), "step": done}, model, cams)
             if advance:
                 advance(1)
     if tb is not None:
@@ -421,8 +363,8 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     if rank == 0 and start < cfg.steps:
         dsio.write_json(out / "cameras_learned.json", {"source": data.cameras.source, "dw": cams.dw.detach().cpu().tolist(), "dt": cams.dt.detach().cpu().tolist(),
                                                           "freedom": cams.freedom.cpu().tolist(), "note": "R = exp(freedom * dw) R0, t = t0 + freedom * dt"})
-    if distributed:
-        _check_ranks_agree(model, cams, world, rank, out)
+    if ranks.distributed:
+        run.check_ranks_agree(ranks, model, cams)
     return TrainReport(out, max(0, cfg.steps - start), start, last, time.perf_counter() - t_start, data.cameras.source)
 
 
@@ -435,46 +377,12 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def _check_ranks_agree(model, cams, world: int, rank: int, out: Path) -> None:
-    """All-gather a checksum of every rank's parameters; rank 0 records them in ``ddp_check.json``."""
-    import torch.distributed as dist
-
-    flat = torch.cat([p.detach().double().reshape(-1) for p in list(model.parameters()) + list(cams.parameters())])
-    mine = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1, dtype=flat.dtype, device=flat.device).remainder(97)).sum()])
-    allc = [torch.zeros_like(mine) for _ in range(world)]
-    dist.all_gather(allc, mine)
-    sums = [c.cpu().tolist() for c in allc]
-    agree = all(s == sums[0] for s in sums)
-    if rank == 0:
-        dsio.write_json(out / "ddp_check.json", {"world_size": world, "checksums": sums, "identical": agree})
-    dist.barrier()
-    if not agree:
-        raise TrainingError(f"parameters differ between the {world} ranks after training (see {out / 'ddp_check.json'})")
-
-
-def _append_history(path: Path, entry: dict[str, Any]) -> None:
-    """One line per invocation: the step it started from, its target, and optimisation settings it changed."""
-    import datetime
-
-    entry = {**entry, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    old = path.read_text() if path.is_file() else ""
-    dsio.write_bytes(path, (old + json.dumps(entry) + "\n").encode())
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step`` (left by a run that died after logging, before checkpointing)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    dsio.write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
-
-
 def load_run(run: str | Path, device="cpu"):
     """(config, model, cameras, template) of a finished or interrupted run, for eval and export."""
     run = Path(run)
-    if not (run / "config.json").is_file() or not (run / "checkpoints" / "last.pt").is_file():
+    if not is_run(run):
         raise UsageError(f"{run} is not a g3d training run (no config.json or checkpoints/last.pt): run `g3d train DIR --out {run}` first")
-    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()), run)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric)

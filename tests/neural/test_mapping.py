@@ -13,7 +13,8 @@ import torch
 from g3d import cameras
 from g3d.errors import UsageError
 from g3d.neural.mapping import LatentLayout, NeuralMapping, camera_features
-from g3d.neural.train import Sources, draw_latents, stage1_loss, stage2_loss, synthesize, trainable, _freeze_generator
+from g3d.neural.sources import Sources, draw_latents, read_image, synthesize
+from g3d.neural.train import _freeze_generator, stage1_loss, stage2_loss, trainable
 from g3d.synth.builtin import BuiltinGenerator
 from g3d.synth.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from g3d.train.model import InverseGraphicsNet
@@ -40,8 +41,6 @@ def sources(G, views: int = 3, size: int = 16, vp_rows=(0, 1)) -> Sources:
 
 
 def mapping_for(src: Sources, seed: int = 0) -> NeuralMapping:
-    from g3d.neural.train import read_image
-
     torch.manual_seed(seed)
     m = NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg, hidden=32, shape_modes=2)
     with torch.no_grad():
@@ -92,8 +91,6 @@ def test_mapping_shapes_dtypes_gate_and_determinism():
     ws, views = draw_latents(src, seed=0, step=0, batch=4)
     img = synthesize(src, ws)
     assert img.shape == (4, 3, 16, 16) and img.dtype == torch.float32 and 0 <= float(img.min()) <= float(img.max()) <= 1
-    from g3d.neural.train import read_image
-
     cam, verts, tex, bg, mask = read_image(src, img, views)
     out = m(cam, verts, tex, bg)
     assert out.shape == (4, G.num_ws, G.w_dim) and out.dtype == torch.float32
@@ -176,8 +173,6 @@ def test_stage_one_loss_terms_add_up_and_each_source_learns_whatever_the_gate():
     total, terms = stage1_loss(m, src, ws, views, entropy_weight=0.5, source_weight=2.0)
     assert torch.allclose(total, terms["latent"] + 2.0 * terms["sources"] + 0.5 * terms["entropy"])
     # "sources": each source's code against the content part of ws (offsets from w_avg), by hand.
-    from g3d.neural.train import read_image
-
     with torch.no_grad():
         cam, verts, tex, bg, _ = read_image(src, synthesize(src, ws), views)
         codes = m.codes(verts, tex, bg)

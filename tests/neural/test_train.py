@@ -11,7 +11,8 @@ import torch
 from g3d.errors import UsageError
 from g3d.neural.train import NeuralConfig, NeuralError, load_neural, load_sources, train_neural
 from g3d.synth.sampling import SynthConfig, run_synth
-from g3d.train.loop import TrainConfig, train
+from g3d.neural.evaluate import evaluate_neural
+from g3d.train.loop import TrainConfig, load_run, train
 from tests.train.test_train import _Killed, _kill_after  # an interruption after n steps, as in g3d train's resume test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,9 +84,22 @@ def test_bad_input_is_one_line(inverse_run, tmp_path):
         load_sources(inverse_run, str(REPO / "tests" / "fixtures" / "stylegan2" / "nvlabs_small.safetensors"))
     with pytest.raises(UsageError, match="not a neural run"):
         load_neural(tmp_path)
+    with pytest.raises(UsageError, match="is an inverse-graphics run .g3d train., not a neural run: pass the folder of"):
+        load_neural(inverse_run)
     train_neural(_cfg(inverse_run, tmp_path / "a"))
     with pytest.raises(UsageError, match="other settings"):
         train_neural(_cfg(inverse_run, tmp_path / "a", hidden=32))
+    with pytest.raises(UsageError, match="is a neural run .g3d neural train., not an inverse-graphics run"):
+        load_run(tmp_path / "a")
+    with pytest.raises(UsageError, match="--n 1: give at least 2"):
+        evaluate_neural(None, None, 0, 1)
+
+
+@pytest.mark.parametrize("option", ["checkpoint_every", "preview_every", "log_every"])
+def test_step_intervals_below_one_are_refused_before_any_work(tmp_path, option):
+    with pytest.raises(UsageError, match=f"--{option.replace('_', '-')} 0: give a number of steps of at least 1"):
+        train_neural(_cfg(tmp_path / "no-run", tmp_path / "n", **{option: 0}))
+    assert not (tmp_path / "n").exists()
 
 
 def test_a_nan_loss_stops_with_the_last_good_checkpoint(inverse_run, tmp_path, monkeypatch):
@@ -166,3 +180,15 @@ def test_two_process_torchrun_keeps_ranks_identical(inverse_run, tmp_path):
     train_neural(_cfg(inverse_run, tmp_path / "one", stage1_steps=4, batch_size=2, hidden=256, log_every=10, preview_every=250,
                       checkpoint_every=2))
     assert not torch.equal(_state(nrun), _state(tmp_path / "one"))
+
+
+def test_render_without_pillow_is_one_line_naming_the_extra_and_writes_nothing(tmp_path, monkeypatch):
+    import sys
+
+    from g3d.errors import MissingDependencyError
+    from g3d.neural.figures import write_turntable
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `import PIL` raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"turntable.gif needs Pillow, which is not installed: run pip install 'g3d\[gif\]'"):
+        write_turntable(tmp_path / "tt", None, None, None, 0, [0.0], 15.0, 4.0)
+    assert not (tmp_path / "tt").exists()

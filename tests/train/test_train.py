@@ -137,6 +137,13 @@ def test_other_settings_into_the_same_run_are_refused_optimisation_settings_resu
         train(_cfg(tiny, tmp_path / "file"))
 
 
+@pytest.mark.parametrize("option", ["checkpoint_every", "preview_every", "log_every"])
+def test_step_intervals_below_one_are_refused_before_any_work(tmp_path, option):
+    with pytest.raises(UsageError, match=f"--{option.replace('_', '-')} 0: give a number of steps of at least 1"):
+        train(_cfg(tmp_path / "no-data", tmp_path / "r", **{option: 0}))
+    assert not (tmp_path / "r").exists()
+
+
 def test_non_finite_parameters_are_never_checkpointed(tiny, tmp_path, monkeypatch):
     run = tmp_path / "inf"
     train(_cfg(tiny, run, steps=1, checkpoint_every=1))

@@ -1,0 +1,72 @@
+"""The photos ``g3d neural swap`` and ``g3d neural render`` read, named by specs: ``PHOTO.png@VIEW`` (a
+picture taken from the dataset's view VIEW) or ``SAMPLE:VIEW`` (an image of the inverse run's dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from g3d.errors import UsageError
+from g3d.neural.sources import Sources
+
+
+def parse_photo_spec(spec: str, views: int) -> tuple[Path | None, int | None, int]:
+    """(photo file or None, dataset sample or None, view) of ``spec``; a spec that names no view, or a view
+    outside 0..``views``-1, is a :class:`UsageError`."""
+    if "@" in spec:
+        head, _, v = spec.rpartition("@")
+    elif ":" in spec:
+        head, _, v = spec.partition(":")
+    else:
+        raise UsageError(f"{spec!r} names no view: write PHOTO.png@VIEW (the dataset view it was taken from) or SAMPLE:VIEW")
+    try:
+        view = int(v)
+        sample = None if "@" in spec else int(head)
+    except ValueError:
+        raise UsageError(f"{spec!r}: write PHOTO.png@VIEW or SAMPLE:VIEW with whole numbers (views 0..{views - 1})") from None
+    if not 0 <= view < views:
+        raise UsageError(f"{spec!r}: view {view} is outside the dataset's 0..{views - 1}")
+    return (Path(head) if sample is None else None), sample, view
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """A PNG or JPEG file as uint8 [H, W, 3] RGB; a missing or unreadable file is a :class:`UsageError`."""
+    import cv2
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file: pass an image file (PNG or JPEG)")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UsageError(f"{path} is not an image cv2 can read: pass a PNG or JPEG photo")
+    return img[:, :, ::-1]
+
+
+def dataset_image(folder: Path, sample: int, view: int) -> np.ndarray:
+    """The image of ``sample`` in ``view`` of dataset ``folder``, uint8 [H, W, 3] RGB (only that row is read)."""
+    import pyarrow.parquet as pq
+
+    from g3d.datasets import folder as dsf
+    from g3d.datasets.schema import decode_png
+
+    for p in dsf.shard_paths(folder):
+        t = pq.read_table(p, columns=["image"], filters=[("sample_id", "==", sample), ("view_id", "==", view)])
+        if t.num_rows:
+            return decode_png(t.column("image")[0].as_py()["bytes"])
+    raise UsageError(f"{folder} has no image of sample {sample} in view {view}: see `g3d info {folder}`")
+
+
+def read_photos(src: Sources, specs: list[str], device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images float [N, 3, H, W] in [0, 1] at the inverse network's input size and their dataset views
+    int64 [N], from ``specs`` (see the module docstring)."""
+    import cv2
+
+    imgs, views = [], []
+    for spec in specs:
+        path, sample, view = parse_photo_spec(spec, src.views)
+        img = read_photo(path) if sample is None else dataset_image(Path(src.dataset), sample, view)
+        img = cv2.resize(img, (src.W, src.H), interpolation=cv2.INTER_AREA) if img.shape[:2] != (src.H, src.W) else img
+        imgs.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255)
+        views.append(view)
+    return torch.stack(imgs).to(device), torch.tensor(views, device=device)
