@@ -17,8 +17,9 @@ import numpy as np
 
 from g3d.classes import ClassPreset, get_preset
 from g3d.datasets import folder as dsf
-from g3d.datasets.manifest import Manifest, read_manifest
 from g3d.datasets import io as dsio
+from g3d.datasets.manifest import Manifest, read_manifest
+from g3d.datasets.shards import read_shard
 from g3d.errors import DatasetError
 
 ANNOTATE = "annotate"  # task images and projects.json, inside the dataset folder
@@ -78,7 +79,7 @@ def read_dataset_info(folder: Path) -> DatasetInfo:
     if not shards:
         raise DatasetError(f"{folder} has no image shards: run or resume `g3d synth --out {folder}`")
     cols = ["sample_id", "view_id", "keep", "width", "height"]
-    parts = [pq.read_table(p, columns=cols) for p in shards]
+    parts = [read_shard(p, cols) for p in shards]
     s = np.concatenate([t.column("sample_id").to_numpy() for t in parts]).astype(np.int64)
     v = np.concatenate([t.column("view_id").to_numpy() for t in parts]).astype(np.int64)
     keep = np.concatenate([np.asarray(t.column("keep").fill_null(True).to_numpy(zero_copy_only=False), dtype=bool) for t in parts])
@@ -106,14 +107,13 @@ def read_rows(folder: Path, pairs: set[tuple[int, int]], columns: list[str]) -> 
     """(view, sample) -> {column: value} for the requested image rows (a column at a time)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     out: dict[tuple[int, int], dict[str, Any]] = {}
     if not pairs:
         return out
     wanted_samples = pa.array(sorted({s for _, s in pairs}), type=pa.int64())
     for p in dsf.shard_paths(folder):
-        t = pq.read_table(p, columns=["sample_id", "view_id", *columns])
+        t = read_shard(p, ["sample_id", "view_id", *columns])
         t = t.filter(pc.is_in(t.column("sample_id"), value_set=wanted_samples))
         if t.num_rows == 0:
             continue

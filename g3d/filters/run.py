@@ -24,9 +24,10 @@ import numpy as np
 
 from g3d.classes import get_preset
 from g3d.datasets import folder as dsf
-from g3d.datasets.manifest import read_manifest, write_manifest
 from g3d.datasets import io as dsio
+from g3d.datasets.manifest import read_manifest, write_manifest
 from g3d.datasets.schema import decode_png, encode_png, huggingface_metadata, image_struct, image_type, mask_stats
+from g3d.datasets.shards import read_shard
 from g3d.errors import DatasetError, UsageError
 from g3d.filters.rules import REASONS, FilterConfig, Measurement, measure, verdict
 from g3d.filters.segmenters import COCO80, make_segmenter
@@ -97,9 +98,8 @@ def _cache_schema():
 def _segment_shard(path: Path, seg, cfg: FilterConfig, batch: int, advance, corrupt: list[str]):
     """Pass 1 for one shard: a pyarrow table of measurements, one row per image row."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = read_shard(path)
     rows = table.to_pylist()
     H = rows[0]["height"] if rows else 0
     W = rows[0]["width"] if rows else 0
@@ -288,7 +288,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     # View medians of the mask area over images with an instance.
     by_view: dict[int, list[float]] = defaultdict(list)
     for k in range(plan.num_shards):
-        ids = pq.read_table(folder / dsf.IMAGES / dsf.shard_name(k), columns=["view_id"]).column("view_id").to_pylist()
+        ids = read_shard(folder / dsf.IMAGES / dsf.shard_name(k), ["view_id"]).column("view_id").to_pylist()
         m = pq.read_table(cache / dsf.shard_name(k), columns=["instances", "area"])
         for v, n, a in zip(ids, m.column("instances").to_pylist(), m.column("area").to_pylist()):
             if n > 0:
@@ -303,7 +303,7 @@ def run_filter(cfg: FilterRun, progress: Callable[[str, int], Callable[[int], No
     advance = progress("applying rules", plan.samples * plan.views) if progress else None
     for k in range(plan.num_shards):
         path = folder / dsf.IMAGES / dsf.shard_name(k)
-        table = pq.read_table(path)
+        table = read_shard(path)
         meas = pq.read_table(cache / dsf.shard_name(k))
         mrows = meas.to_pylist()
         views = table.column("view_id").to_pylist()

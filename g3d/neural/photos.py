@@ -45,13 +45,12 @@ def read_photo(path: Path) -> np.ndarray:
 
 def dataset_image(folder: Path, sample: int, view: int) -> np.ndarray:
     """The image of ``sample`` in ``view`` of dataset ``folder``, uint8 [H, W, 3] RGB (only that row is read)."""
-    import pyarrow.parquet as pq
-
     from g3d.datasets import folder as dsf
     from g3d.datasets.schema import decode_png
+    from g3d.datasets.shards import read_shard
 
     for p in dsf.shard_paths(folder):
-        t = pq.read_table(p, columns=["image"], filters=[("sample_id", "==", sample), ("view_id", "==", view)])
+        t = read_shard(p, ["image"], filters=[("sample_id", "==", sample), ("view_id", "==", view)])
         if t.num_rows:
             return decode_png(t.column("image")[0].as_py()["bytes"])
     raise UsageError(f"{folder} has no image of sample {sample} in view {view}: see `g3d info {folder}`")
