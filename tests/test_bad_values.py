@@ -78,6 +78,7 @@ CASES = [
     (["train", "ds", "--out", "afile"], None, "is a file"),
     (["train", "ds", "--out", "r", "--steps", "-3"], None, "--steps -3"),
     (["train", "ds", "--out", "r", "--resolution", "7"], None, "--resolution 7"),
+    (["train", "ds", "--out", "r", "--resolution", "4096"], None, "--resolution 4096 is above the dataset's 48 px"),
     (["train", "ds", "--out", "r", "--lr", "-1"], None, "--lr -1"),
     (["train", "ds", "--out", "r", "--sigma", "0"], None, "--sigma 0"),
     (["train", "ds", "--out", "r", "--device", "tpu"], None, "--device 'tpu'"),
@@ -231,9 +232,8 @@ def _commands():
 # `g3d train`, which is also run on the small dataset for one step, so options checked only once training
 # runs (--checkpoint-every 0) are reached too.
 SWEEP_VALUES = ("0", "-1", "1000000000000", "abc")
-# Known failures fixed on another branch (see the brief); strict, so the merge shows them passing.
-SWEEP_XFAIL = {("train ds", "--checkpoint-every", "0"): "fixed on branch wt-run", ("train ds", "--preview-every", "0"): "fixed on branch wt-run",
-               ("neural render", "--views", "1000000000000"): "MemoryError in g3d/neural/figures: left to g3d/neural's owner"}
+# Known failures, strict (none left: train --checkpoint-every / --preview-every 0 and neural render --views 10^12 now fail at the boundary).
+SWEEP_XFAIL: dict[tuple[str, str, str], str] = {}
 # g3d validate exits 1 for a folder with problems (here: the missing one, once --sample is valid).
 SWEEP_CODES = {"validate": (0, 1, 2)}
 

@@ -107,7 +107,7 @@ def render_command(
     nrun: Path = typer.Argument(..., help="A neural run folder."),
     photo: str = typer.Argument(..., help="PNG@VIEW (a photo taken from that dataset view) or SAMPLE:VIEW (the run's dataset)."),
     out: Path = typer.Option(..., help="Folder for frames/, turntable.gif and sheet.png."),
-    views: int = typer.Option(12, min=1, help="Cameras evenly round the object."),
+    views: int = typer.Option(12, min=1, max=3600, help="Cameras evenly round the object (at most 3600)."),
     azimuths: Optional[str] = typer.Option(None, help="Comma-separated azimuths in degrees (instead of --views)."),
     elevation: float = typer.Option(15.0, help="Camera elevation in degrees."),
     distance: float = typer.Option(4.0, help="Camera distance (object units)."),

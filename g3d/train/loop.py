@@ -131,6 +131,31 @@ _RESUMABLE = _OPTIMISATION | {"log_every", "preview_every", "checkpoint_every", 
 RUN_FILES = ("config.json", "metrics.jsonl", "history.jsonl", "checkpoints", "previews", "tensorboard", "cameras_learned.json", "cameras_used.json", "ddp_check.json")
 
 
+def check_fits(cfg: TrainConfig, available: int | None = None) -> None:
+    """Refuse, in one line, a training resolution above the dataset's (upsampling adds nothing a network
+    can learn) or one whose images would not fit in memory (``available`` bytes; default: this machine's
+    free memory): training keeps every image and mask in memory, 4 bytes a pixel."""
+    import os
+
+    from g3d.datasets.manifest import read_manifest
+
+    man = read_manifest(Path(cfg.folder))
+    if cfg.resolution > man.width:
+        raise UsageError(f"--resolution {cfg.resolution} is above the dataset's {man.width} px: give at most {man.width} "
+                         f"(or synthesise the dataset at {cfg.resolution} px)")
+    height = max(1, round(cfg.resolution * man.height / man.width))
+    images = min(man.rows or 0, cfg.max_images or (man.rows or 0))
+    need = images * cfg.resolution * height * 4
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - platforms without sysconf
+            return
+    if need > available:
+        raise UsageError(f"{images} images at {cfg.resolution}x{height} px need {need / 2**30:.1f} GiB in memory and "
+                         f"{available / 2**30:.1f} GiB are free: lower --resolution or pass --max-images")
+
+
 def learns_cameras(cfg: TrainConfig, data: PairData) -> bool:
     """Whether the run refines its cameras: as asked, else unless they are the generator's exact truth
     (refining exact cameras only lets them drift along with the shape)."""
@@ -281,6 +306,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         new = cfg.to_json()
         run.refuse_other_settings(old, new, _RESUMABLE, fix="choose another --out, or add --overwrite to start this one again")
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
+    check_fits(cfg)
     data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images)
     if data.resized and rank == 0:
         log(f"note: images are resized to {data.width}x{data.height} for training")

@@ -493,3 +493,16 @@ def test_a_pose_bin_file_with_no_usable_view_is_one_line(tiny, tmp_path):
     data = _pose_bin_dataset(tiny, tmp_path, [(0, None, True), (1, None, True)])
     with pytest.raises(DatasetError, match="gives no view a usable pose bin"):
         train(_cfg(data, tmp_path / "run", steps=1))
+
+
+def test_a_run_whose_images_do_not_fit_in_memory_is_refused_with_the_estimate(tiny, tmp_path):
+    """#25: training keeps every image in memory; a run that cannot fit is refused before it reads any
+    (it was killed by the kernel after minutes), and one above the dataset's resolution too."""
+    from g3d.train.loop import check_fits
+
+    cfg = _cfg(tiny, tmp_path / "run")
+    check_fits(cfg, available=32 * 32 * 4 * 32)  # 32 images of 32 x 32 px fit in exactly that
+    with pytest.raises(UsageError, match=r"32 images at 32x32 px need 0\.0 GiB in memory .* lower --resolution or pass --max-images"):
+        check_fits(cfg, available=32 * 32 * 4 * 32 - 1)
+    with pytest.raises(UsageError, match="--resolution 64 is above the dataset's 32 px"):
+        check_fits(_cfg(tiny, tmp_path / "run", resolution=64))
