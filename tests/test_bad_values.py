@@ -222,7 +222,7 @@ def _commands():
 SWEEP_VALUES = ("0", "-1", "1000000000000", "abc")
 # Known failures fixed on another branch (see the brief); strict, so the merge shows them passing.
 SWEEP_XFAIL = {("train ds", "--checkpoint-every", "0"): "fixed on branch wt-run", ("train ds", "--preview-every", "0"): "fixed on branch wt-run",
-               ("neural render", "--views", "1000000000000"): "MemoryError in g3d/neural/figures: left to g3d/neural's owner"}
+               ("neural render", "--views", "1000000000000"): "MemoryError in g3d/neural/commands.py (np.arange(views)): left to g3d/neural's owner"}
 # g3d validate exits 1 for a folder with problems (here: the missing one, once --sample is valid).
 SWEEP_CODES = {"validate": (0, 1, 2)}
 
