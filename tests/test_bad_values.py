@@ -47,6 +47,9 @@ def place(tmp_path_factory):
     shutil.copytree(ds, t / "trunc")  # a truncated shard (a kill or a full disk while copying it)
     shard = t / "trunc" / "images" / "part-00000.parquet"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    shutil.copytree(ds, t / "spszero")  # a hand-edited or damaged manifest: samples_per_shard 0
+    m = json.loads((t / "spszero" / "g3d.json").read_text())
+    (t / "spszero" / "g3d.json").write_text(json.dumps({**m, "samples_per_shard": 0}))
     (t / "badexp").mkdir()
     (t / "badexp" / "export.json").write_text("")  # an export's record left empty
     for name, text in (("p_str", "samples = 'many'"), ("p_float", "samples = 2.5"), ("p_table", "samples = {a = 1}"),
@@ -101,6 +104,7 @@ CASES = [
     (["info", "list"], None, "not a g3d manifest"),
     (["info", "wrongtypes"], None, "samples"),
     (["info", "garbage"], None, "unreadable"),
+    (["info", "spszero"], None, "samples_per_shard = 0 (at least 1)"),
     (["annotate", "push", "poses", "ds", "--url", "http://[::1", "--api-key", "k"], None, "[::1"),
     (["export-mesh", "run", "nope.png", "--out", "x.glb"], None, "nope.png"),
     (["export-mesh", "run", "ds/previews/contact_sheet.png", "--out", "x.stl"], None, "x.stl"),
@@ -133,6 +137,12 @@ def test_bad_value_is_one_line_exit_2_and_writes_nothing(place, args, env, needl
     assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
     assert lines[0].startswith("error: ") and needle in lines[0], lines
     assert _visible_files(place) == before, sorted(map(str, _visible_files(place) - before))
+
+
+def test_validate_names_a_manifest_with_zero_samples_per_shard(place):
+    """g3d validate reports the damaged manifest as the folder's problem (exit 1, its contract), no ZeroDivisionError."""
+    r = _g3d(["validate", "spszero"], place)
+    assert r.returncode == 1 and "samples_per_shard = 0 (at least 1)" in r.stdout + r.stderr and "Traceback" not in r.stderr, r
 
 
 def test_garbage_manifest_then_the_advised_overwrite_works(place):
