@@ -21,7 +21,9 @@ from .conftest import needs_pycolmap
 
 
 def _cli():
-    app = typer.Typer()
+    from g3d.reporting import CommandGroup
+
+    app = typer.Typer(cls=CommandGroup)  # as g3d registers it: the group reports a G3DError in one line, exit 2
     app.command("sfm-init")(sfm_init)
     app.command("noop")(lambda: None)  # two commands, so Typer keeps the sub-command name
     return app
