@@ -157,6 +157,9 @@ def _same_run(old_fp: dict[str, Any], fingerprint: dict[str, Any]) -> bool:
 
 def _different_run(folder: Path, old_fp: dict[str, Any], fingerprint: dict[str, Any]) -> UsageError:
     diff = sorted(k for k in set(old_fp) | set(fingerprint) if old_fp.get(k) != fingerprint.get(k))
+    og, ng = old_fp.get("generator") or {}, fingerprint.get("generator") or {}
+    if og.get("format") == ng.get("format") == "builtin" and og.get("version", 1) != ng.get("version", 1):
+        diff[diff.index("generator")] = f"generator: built-in version {og.get('version', 1)} there, {ng.get('version', 1)} in this g3d"
     return UsageError(
         f"--out {folder} holds a different run (differs in: {', '.join(diff) or 'format'}): pass --overwrite to replace it or choose another --out"
     )

@@ -28,8 +28,7 @@ from g3d.neural.figures import swap_ws
 from g3d.neural.mapping import NeuralMapping, camera_features
 from g3d.neural.sources import Sources, draw_latents, synthesize
 
-SHAPE_KEYS = ("length", "width", "body_height", "clearance", "cabin_height", "roof_fraction", "cabin_shift", "windshield_run",
-              "rear_run", "hood_drop", "wheel_radius", "wheelbase_fraction", "tumblehome")
+from g3d.synth.builtin import SHAPE_KEYS  # the built-in generator's continuous shape parameters
 PAINT_KEYS = ("paint_hue", "paint_saturation", "paint_value", "specular")
 BACKGROUND_KEYS = ("sky_hue", "sky_saturation", "sky_value", "ground_hue", "ground_saturation", "ground_value", "texture_scale", "texture_contrast")
 GROUPS = {"shape": SHAPE_KEYS, "paint": PAINT_KEYS, "background": BACKGROUND_KEYS}
@@ -44,8 +43,9 @@ def _diff(key: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def group_moves(p: dict[str, np.ndarray], q: dict[str, np.ndarray], spread: dict[str, float]) -> dict[str, np.ndarray]:
-    """Per group, the mean over its parameters of |p - q| / spread, float [N] each."""
-    return {g: np.mean([_diff(k, p[k], q[k]) / spread[k] for k in keys], 0) for g, keys in GROUPS.items()}
+    """Per group, the mean over its parameters of |p - q| / spread, float [N] each. A parameter that does not
+    vary in the truth (spread ~0, e.g. the bed depth where no pickup was drawn) is left out of its group."""
+    return {g: np.mean([_diff(k, p[k], q[k]) / spread[k] for k in keys if spread[k] > 1e-6], 0) for g, keys in GROUPS.items()}
 
 
 @dataclass

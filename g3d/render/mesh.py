@@ -53,13 +53,17 @@ class MeshBuilder:
         material: int | list[int],  # one label, or one per side quad (P of them)
         cap_material: int | None = None,  # label of the two caps; defaults to material (or its first)
         inside: torch.Tensor | None = None,  # interior point [N, 3]; defaults to the centroid
+        cap_centres: tuple[torch.Tensor, torch.Tensor] | None = None,  # fan centres [N, 3] of the left and right caps
     ) -> None:
-        """Closed prism between two profile rings: side quads plus two fans from the ring centres."""
+        """Closed prism between two profile rings: side quads plus two fans from the ring centres.
+
+        The fans need a profile that is star-shaped from their centre: the ring's centroid by default
+        (right for a convex profile), else ``cap_centres`` (a point of the profile's kernel, each side).
+        """
         P = len(left)
         mats = material if isinstance(material, list) else [material] * P
         cap = cap_material if cap_material is not None else mats[0]
-        cl = torch.stack(left).mean(0)
-        cr = torch.stack(right).mean(0)
+        cl, cr = cap_centres if cap_centres is not None else (torch.stack(left).mean(0), torch.stack(right).mean(0))
         centre = (cl + cr) / 2 if inside is None else inside
         li = [self.vertex(p) for p in left]
         ri = [self.vertex(p) for p in right]
@@ -71,16 +75,20 @@ class MeshBuilder:
             for k in range(P):
                 self.tri(ci, ring[k], ring[(k + 1) % P], cap, centre)
 
-    def build(self, orient_with: int = 0) -> Mesh:
-        """Stack into a :class:`Mesh`. Winding is decided on mesh ``orient_with`` of the batch."""
+    def build(self, orient_with: int | list[int] = 0) -> Mesh:
+        """Stack into a :class:`Mesh`. Winding is decided on mesh ``orient_with`` of the batch, or, given a
+        list of meshes, per face on the one of them where that face is largest (a part that collapses to
+        zero area in some meshes is oriented where it exists)."""
         verts = torch.stack(self.verts, dim=1)  # [N, V, 3]
         faces = torch.tensor(self.faces, dtype=torch.int64, device=verts.device)
-        inside = torch.stack(self.inside, dim=1)[orient_with]  # [F, 3]
-        v = verts[orient_with]
-        a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-        n = torch.linalg.cross(b - a, c - a)
-        outward = ((a + b + c) / 3 - inside) * n
-        flip = outward.sum(-1) < 0
+        which = [orient_with] if isinstance(orient_with, int) else list(orient_with)
+        inside = torch.stack(self.inside, dim=1)[which]  # [M, F, 3]
+        v = verts[which]  # [M, V, 3]
+        a, b, c = v[:, faces[:, 0]], v[:, faces[:, 1]], v[:, faces[:, 2]]
+        n = torch.linalg.cross(b - a, c - a)  # [M, F, 3]
+        outward = (((a + b + c) / 3 - inside) * n).sum(-1)  # [M, F]
+        best = n.norm(dim=-1).argmax(dim=0)  # [F]: the mesh where each face is largest
+        flip = outward.gather(0, best[None])[0] < 0
         faces = torch.where(flip[:, None], faces[:, [0, 2, 1]], faces)
         material = torch.tensor(self.material, dtype=torch.int64, device=verts.device)
         return Mesh(verts=verts, faces=faces, material=material)

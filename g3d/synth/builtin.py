@@ -55,6 +55,81 @@ MASK_OBJECT, MASK_OTHER = 255, 100
 
 FOV_DEG = 40.0  # horizontal field of view of every built-in camera
 
+# Version of what the generator draws (bump it whenever the same arguments would draw other images):
+# 1 = one sedan-like body (before 2026-12), 2 = body types and per-view framing.
+GENERATOR_VERSION = 2
+
+# Body types, in their order round the type circle (neighbours blend into each other).
+BODY_TYPES = ("sedan", "hatchback", "estate", "suv", "pickup", "van", "coupe")
+# The continuous shape parameters (object units: a car is about 2 long), each drawn in its type's range.
+SHAPE_KEYS = ("length", "width", "clearance", "body_height", "cabin_height", "hood_fraction", "windshield_run",
+              "deck_fraction", "rear_run", "bed_depth", "hood_drop", "wheel_radius", "wheelbase_fraction", "tumblehome")
+# (lo, hi) per type, in SHAPE_KEYS order. hood_fraction: windshield base from the front (of the length);
+# deck_fraction: trunk deck or pickup bed from the rear (of the length); rear_run: run of the rear window
+# (a hatch, estate, SUV or van has a near-vertical one at the very back); bed_depth: the pickup's open bed.
+_RANGES = {
+    #            length        width       clearance    body         cabin        hood         windshield   deck         rear         bed          hood drop    wheel r      wheelbase    tumblehome
+    "sedan":     ((1.95, 2.2), (.8, .9),   (.09, .13),  (.27, .33),  (.24, .3),   (.27, .33),  (.22, .3),   (.13, .18),  (.2, .3),    (0., 0.),    (.02, .07),  (.15, .18),  (.57, .63),  (.8, .9)),
+    "hatchback": ((1.62, 1.88), (.76, .86), (.1, .14),  (.28, .34),  (.27, .33),  (.22, .27),  (.2, .28),   (0., 0.),    (.06, .16),  (0., 0.),    (.01, .05),  (.14, .17),  (.6, .67),   (.8, .9)),
+    "estate":    ((2.0, 2.28), (.8, .9),   (.1, .14),   (.28, .34),  (.25, .31),  (.26, .31),  (.22, .3),   (0., 0.),    (.04, .1),   (0., 0.),    (.02, .06),  (.15, .18),  (.57, .62),  (.82, .9)),
+    "suv":       ((1.9, 2.2), (.84, .94),  (.14, .18),  (.33, .4),   (.27, .32),  (.24, .29),  (.18, .25),  (0., 0.),    (.03, .08),  (0., 0.),    (0., .04),   (.19, .23),  (.57, .62),  (.84, .92)),
+    "pickup":    ((2.2, 2.45), (.86, .96), (.15, .19),  (.34, .4),   (.26, .31),  (.27, .32),  (.2, .26),   (.34, .41),  (.02, .05),  (.16, .22),  (0., .04),   (.18, .21),  (.6, .66),   (.86, .94)),
+    "van":       ((2.1, 2.35), (.84, .94), (.11, .14),  (.34, .4),   (.36, .42),  (.07, .13),  (.28, .38),  (0., 0.),    (.02, .05),  (0., 0.),    (0., .03),   (.16, .19),  (.6, .68),   (.9, .97)),
+    "coupe":     ((1.9, 2.15), (.8, .9),   (.09, .12),  (.26, .31),  (.2, .25),   (.32, .38),  (.3, .4),    (.05, .1),   (.38, .55),  (0., 0.),    (.03, .08),  (.15, .19),  (.56, .62),  (.76, .86)),
+}
+BODY_RANGES: dict[str, dict[str, tuple[float, float]]] = {t: dict(zip(SHAPE_KEYS, r)) for t, r in _RANGES.items()}
+TYPE_BLEND = 0.05  # half-width (in type bins) of the zone where neighbouring types blend: about 10% of cars are blends
+
+# Framing: every view's distance is the one at which the box holding every car of every type fills
+# FRAME_FILL of the image's half-width in that view (so nothing is ever cut), times a jitter in
+# [1, DISTANCE_JITTER] drawn from the camera rows. Front and rear views come closer than side views,
+# as a photographer (or a StyleGAN trained on photos) frames them.
+FRAME_FILL = 0.97
+DISTANCE_JITTER = 1.04
+ENVELOPE = tuple(  # half-extents (x, y, z) of the largest box of each type: every built-in car lies in one of them
+    (r["width"][1] / 2 + 0.02,  # + the wheels' outer faces
+     (r["clearance"][1] + r["body_height"][1] + r["cabin_height"][1]) / 2,
+     r["length"][1] / 2 + 0.01)  # + the lights
+    for r in BODY_RANGES.values()
+)
+
+
+def type_weights(a: torch.Tensor) -> torch.Tensor:
+    """Blend weights of the body types, float [N, T] summing to 1, from the type angle ``a`` float [N] in [0, 1).
+
+    Each type owns an arc of the circle; within TYPE_BLEND of a boundary two neighbours blend
+    (smoothstep), so moving the type angle morphs one body into the next.
+    """
+    T = len(BODY_TYPES)
+    centres = (torch.arange(T, dtype=a.dtype, device=a.device) + 0.5) / T
+    d = torch.remainder(a[:, None] - centres[None], 1.0)
+    d = torch.minimum(d, 1.0 - d) * T  # distance to each type's centre, in bins
+    x = torch.clamp((0.5 + TYPE_BLEND - d) / (2 * TYPE_BLEND), 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def framing_distance(azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor) -> torch.Tensor:
+    """The distance, float [N], at which the boxes of :data:`ENVELOPE` fill FRAME_FILL of a square image seen from
+    (azimuth_deg, elevation_deg) (each float [N]) with the built-in field of view: the exact closed form over
+    the boxes' corners (a corner p at camera coordinates (x, y, z) + (0, 0, d) fits when
+    max(|x|, |y|) <= FRAME_FILL tan(fov/2) (z + d))."""
+    az = torch.deg2rad(azimuth_deg.double())
+    el = torch.deg2rad(elevation_deg.double())
+    back = torch.stack([torch.sin(az) * torch.cos(el), torch.sin(el), torch.cos(az) * torch.cos(el)], -1)  # towards the camera
+    fwd = -back
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=fwd.dtype, device=fwd.device).expand_as(fwd)
+    right = torch.linalg.cross(fwd, up)
+    right = right / right.norm(dim=-1, keepdim=True)
+    down = torch.linalg.cross(fwd, right)
+    signs = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=fwd.dtype, device=fwd.device)
+    corners = (signs[None] * torch.tensor(ENVELOPE, dtype=fwd.dtype, device=fwd.device)[:, None]).reshape(-1, 3)  # [8 T, 3]
+    x = corners @ right.unsqueeze(-1)  # [N, 8 T, 1]
+    y = corners @ down.unsqueeze(-1)
+    z = corners @ fwd.unsqueeze(-1)
+    tan_half = math.tan(math.radians(FOV_DEG) / 2) * FRAME_FILL
+    need = torch.maximum(x.abs(), y.abs()) / tan_half - z
+    return need.amax(dim=(1, 2)).to(azimuth_deg.dtype)
+
 
 def _sig(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.sigmoid(x)
@@ -151,25 +226,13 @@ class BuiltinGenerator(Generator):
         p = self._group(ws, PAINT_ROWS, 2)
         b = self._group(ws, BACKGROUND_ROWS, 3)
         li = self._group(ws, LIGHT_ROWS, 4)
-        return {
+        out = {
             # camera
             "azimuth_deg": 360.0 * _angle01(c[:, 0], c[:, 1]),
             "elevation_deg": _sig(1.3 * c[:, 2], 2.0, 28.0),
-            "distance": _sig(c[:, 3], 3.7, 4.5),
-            # shape
-            "length": _sig(s[:, 0], 1.75, 2.15),
-            "width": _sig(s[:, 1], 0.78, 0.92),
-            "body_height": _sig(s[:, 2], 0.26, 0.38),
-            "clearance": _sig(s[:, 3], 0.08, 0.16),
-            "cabin_height": _sig(s[:, 4], 0.22, 0.34),
-            "roof_fraction": _sig(s[:, 5], 0.26, 0.42),
-            "cabin_shift": _sig(s[:, 6], -0.07, 0.04),
-            "windshield_run": _sig(s[:, 7], 0.16, 0.32),
-            "rear_run": _sig(s[:, 8], 0.06, 0.36),
-            "hood_drop": _sig(s[:, 9], 0.0, 0.08),
-            "wheel_radius": _sig(s[:, 10], 0.15, 0.2),
-            "wheelbase_fraction": _sig(s[:, 11], 0.56, 0.64),
-            "tumblehome": _sig(s[:, 12], 0.78, 0.92),
+            "distance": torch.zeros_like(c[:, 3]),  # set below: the view's framing distance times a jitter
+            # shape: the body type and its proportions (see BODY_RANGES)
+            **self._shape_of(s),
             # paint
             "paint_hue": _angle01(p[:, 0], p[:, 1]),
             "paint_saturation": _sig(1.5 * p[:, 2], 0.05, 0.9),
@@ -189,6 +252,32 @@ class BuiltinGenerator(Generator):
             "light_elevation_deg": _sig(li[:, 2], 25.0, 70.0),
             "ambient": _sig(li[:, 3], 0.3, 0.55),
         }
+        prm = out
+        prm["distance"] = framing_distance(prm["azimuth_deg"], prm["elevation_deg"]) * _sig(c[:, 3], 1.0, DISTANCE_JITTER)
+        return prm
+
+    @staticmethod
+    def _shape_of(s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The shape parameters, each float [N], from the shape group's projection ``s`` float [N, w_dim].
+
+        Components 0-13 place each parameter in its range (the same position whatever the type),
+        the angle of components 14-15 picks the type; ranges blend near type boundaries.
+        """
+        w = type_weights(_angle01(s[:, 14], s[:, 15]))  # [N, T]
+        out = {"body_type": w.argmax(dim=1).to(s.dtype)}  # the dominant type (index into BODY_TYPES)
+        for i, key in enumerate(SHAPE_KEYS):
+            lo = torch.tensor([BODY_RANGES[t][key][0] for t in BODY_TYPES], dtype=s.dtype, device=s.device)
+            hi = torch.tensor([BODY_RANGES[t][key][1] for t in BODY_TYPES], dtype=s.dtype, device=s.device)
+            u = torch.sigmoid(s[:, i])[:, None]
+            out[key] = (w * (lo + (hi - lo) * u)).sum(dim=1)
+        return out
+
+    @staticmethod
+    def reference_shapes(device=None) -> dict[str, torch.Tensor]:
+        """The middle car of each body type: shape parameters, each float [T] (T = len(BODY_TYPES))."""
+        out = {key: torch.tensor([sum(BODY_RANGES[t][key]) / 2 for t in BODY_TYPES], device=device) for key in SHAPE_KEYS}
+        out["body_type"] = torch.arange(len(BODY_TYPES), dtype=torch.float32, device=device)
+        return out
 
     def distractors_of(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
         """Which objects are drawn broken, and how; read from the background rows (scene clutter).
@@ -233,21 +322,34 @@ class BuiltinGenerator(Generator):
     def build_mesh(self, prm: dict[str, torch.Tensor]) -> tuple[Mesh, torch.Tensor, torch.Tensor]:
         """Car meshes in the object frame (see :mod:`g3d.cameras`), their 12 keypoints, and ground height.
 
+        One topology for every body type (parts a type lacks, such as a pickup's bed, collapse to
+        zero area), so meshes of different types average vertex by vertex. Face winding is decided
+        on the middle car of each type (:meth:`reference_shapes`), never on the batch, so a car's
+        mesh is the same wherever it sits in a batch.
+
         Returns ``(mesh, keypoints float [N, 12, 3], ground_y float [N])``.
         """
+        N = prm["length"].shape[0]
+        ref = self.reference_shapes(prm["length"].device)
+        both = {k: torch.cat([prm[k].float(), ref[k].float()]) for k in SHAPE_KEYS}
+        mesh, kps, ground_y = self._build(both, orient_with=list(range(N, N + len(BODY_TYPES))))
+        mesh.verts = mesh.verts[:N]
+        return mesh, kps[:N], ground_y[:N]
+
+    def _build(self, prm: dict[str, torch.Tensor], orient_with) -> tuple[Mesh, torch.Tensor, torch.Tensor]:
         L, W = prm["length"], prm["width"]
         zero = torch.zeros_like(L)
         yb = prm["clearance"]
-        yt = yb + prm["body_height"]
-        yr = yt + prm["cabin_height"]
+        yt = yb + prm["body_height"]  # belt line
+        yr = yt + prm["cabin_height"]  # roof
+        yd = yt - prm["bed_depth"]  # deck: the pickup's bed floor (the belt line for the others)
         yf = yt - prm["hood_drop"]
         half = L / 2
-        roof_c = prm["cabin_shift"] * L
-        roof_half = prm["roof_fraction"] * L / 2
-        zr0, zr1 = roof_c - roof_half, roof_c + roof_half
-        z_trunk = -half + 0.1
-        z_rw = torch.maximum(zr0 - prm["rear_run"], z_trunk + 0.04)  # rear window bottom
-        z_ws = torch.minimum(zr1 + prm["windshield_run"], half - 0.16)  # windshield bottom
+        z_ws = half - prm["hood_fraction"] * L  # windshield base
+        zr1 = z_ws - prm["windshield_run"]  # roof front
+        z_rw = -half + 0.03 + prm["deck_fraction"] * L  # rear window base (the pickup's cab back)
+        zr0 = torch.minimum(z_rw + prm["rear_run"], zr1 - 0.15)  # roof rear
+        z_deck = torch.minimum(-half + 0.1, z_rw)  # rear edge of the deck (trunk lid, tailgate top)
         hw = W / 2
         tw = hw * prm["tumblehome"]
 
@@ -255,26 +357,50 @@ class BuiltinGenerator(Generator):
             return torch.stack([x, y, z], dim=-1)
 
         mb = MeshBuilder()
-        # Lower body: a prism of its side profile (z, y), from the rear bottom round to the front.
+        # Lower body: a prism of its side profile (z, y), from the rear bottom round to the front. The
+        # step p4 -> p5 is the front wall of a pickup's bed (zero height for the others); the profile is
+        # star-shaped from a point ahead of the cab back and below the deck, the caps' fan centre.
         prof = [
-            (-half + 0.05, yb),
-            (-half, yb + 0.07),
-            (-half + 0.02, yt - 0.04),
-            (z_trunk, yt),
-            (z_ws, yt),
-            (half - 0.07, yf),
-            (half, yf - 0.07),
-            (half - 0.02, yb + 0.03),
+            (-half + 0.05, yb),  # p0 rear bottom
+            (-half, yb + 0.07),  # p1 rear bumper
+            (-half + 0.02, yd - 0.04),  # p2 rear top
+            (z_deck, yd),  # p3 deck rear edge
+            (z_rw, yd),  # p4 deck front (bed floor front)
+            (z_rw, yt),  # p5 cab back at the belt line
+            (z_ws, yt),  # p6 cowl
+            (half - 0.07, yf),  # p7 hood front
+            (half, yf - 0.07),  # p8 front bumper
+            (half - 0.02, yb + 0.03),  # p9 front bottom
         ]
         left = [P(hw, y, z) for z, y in prof]
         right = [P(-hw, y, z) for z, y in prof]
-        mats = [TRIM, PAINT, PAINT, PAINT, PAINT, PAINT, PAINT, TRIM]
-        body_inside = P(zero, (yb + yt) / 2, zero)
-        mb.prism(left, right, mats, cap_material=PAINT, inside=body_inside)
+        mats = [TRIM, PAINT, PAINT, PAINT, PAINT, PAINT, PAINT, PAINT, PAINT, TRIM]
+        kernel = P(zero, (yb + yd) / 2, z_rw + 0.1)
+        mb.prism(left, right, mats, cap_material=PAINT, inside=kernel,
+                 cap_centres=(P(hw, (yb + yd) / 2, z_rw + 0.1), P(-hw, (yb + yd) / 2, z_rw + 0.1)))
+        # The pickup's bed: two side rails and a tailgate from the deck up to the belt line (flat slabs
+        # on the deck of the other types), and a dark liner on the floor (zero width without a bed).
+        rail = 0.045
+        bot = yd - 0.01
+        for sgn in (1.0, -1.0):
+            xo, xi = sgn * hw, sgn * (hw - rail)
+            ring = [(z_deck, bot), (z_deck, yt), (z_rw, yt), (z_rw, bot)]
+            mb.prism([P(xo, y, z) for z, y in ring], [P(xi, y, z) for z, y in ring], PAINT,
+                     inside=P(sgn * (hw - rail / 2), (bot + yt) / 2, (z_deck + z_rw) / 2))
+        ring = [(-half + 0.02, bot - 0.03), (-half + 0.02, yt), (z_deck, yt), (z_deck, bot - 0.03)]
+        mb.prism([P(hw, y, z) for z, y in ring], [P(-hw, y, z) for z, y in ring], PAINT,
+                 inside=P(zero, (bot + yt) / 2, (z_deck - half + 0.02) / 2))
+        open_ = torch.clamp(prm["bed_depth"] / 0.05, 0.0, 1.0)  # 0 without a bed: the liner collapses
+        lx = (hw - rail - 0.005) * open_
+        ly = yd + 0.004
+        ids = [mb.vertex(P(lx, ly, z_deck + 0.005)), mb.vertex(P(-lx, ly, z_deck + 0.005)),
+               mb.vertex(P(-lx, ly, z_rw - 0.005)), mb.vertex(P(lx, ly, z_rw - 0.005))]
+        mb.quad(*ids, TRIM, P(zero, yd - 0.05, (z_deck + z_rw) / 2))
         # Greenhouse: rear window, roof, windshield; sits on the belt line.
         cab = [(z_rw, yt, hw * 0.97), (zr0, yr, tw), (zr1, yr, tw), (z_ws, yt, hw * 0.97)]
         cl = [P(x, y, z) for z, y, x in cab]
         cr = [P(-x, y, z) for z, y, x in cab]
+        roof_c = (zr0 + zr1) / 2
         cab_inside = P(zero, (yt + yr) / 2, roof_c)
         mb.prism(cl, cr, [GLASS, PAINT, GLASS, PAINT], cap_material=PAINT, inside=cab_inside)
         # Side windows (two per side, split by a pillar), just outside the greenhouse sides.
@@ -300,7 +426,7 @@ class BuiltinGenerator(Generator):
             (za, ya), (zb, yb_) = p0, p1
             return P(x, ya + (yb_ - ya) * frac, za + (zb - za) * frac + out)
 
-        front0, front1 = prof[5], prof[6]  # hood front -> front bumper top
+        front0, front1 = prof[7], prof[8]  # hood front -> front bumper top
         rear0, rear1 = prof[2], prof[1]  # rear top -> rear bumper
         kp_lights = []
         for sgn in (1.0, -1.0):
@@ -311,7 +437,7 @@ class BuiltinGenerator(Generator):
                 mb.vertex(face_point(front0, front1, 0.7, xi, 0.004)),
                 mb.vertex(face_point(front0, front1, 0.7, xo, 0.004)),
             ]
-            mb.quad(*ids, HEADLIGHT, body_inside)
+            mb.quad(*ids, HEADLIGHT, kernel)
             kp_lights.append(face_point(front0, front1, 0.42, (xo + xi) / 2, 0.004))
             ids = [
                 mb.vertex(face_point(rear0, rear1, 0.1, xo, -0.004)),
@@ -319,7 +445,7 @@ class BuiltinGenerator(Generator):
                 mb.vertex(face_point(rear0, rear1, 0.45, xi, -0.004)),
                 mb.vertex(face_point(rear0, rear1, 0.45, xo, -0.004)),
             ]
-            mb.quad(*ids, TAILLIGHT, body_inside)
+            mb.quad(*ids, TAILLIGHT, kernel)
         gx = hw - 0.26
         ids = [
             mb.vertex(face_point(front0, front1, 0.3, gx, 0.004)),
@@ -327,7 +453,7 @@ class BuiltinGenerator(Generator):
             mb.vertex(face_point(front0, front1, 0.85, -gx, 0.004)),
             mb.vertex(face_point(front0, front1, 0.85, gx, 0.004)),
         ]
-        mb.quad(*ids, TRIM, body_inside)
+        mb.quad(*ids, TRIM, kernel)
         # Wheels: cylinders along x, tyre with a rim disc on the outer face.
         r = prm["wheel_radius"]
         wb = prm["wheelbase_fraction"] * L / 2
@@ -356,7 +482,7 @@ class BuiltinGenerator(Generator):
                     mb.quad(ring_out[k], ring_out[k1], ring_rim[k1], ring_rim[k], TIRE, wheel_inside)
                     mb.tri(co, ring_rim[k], ring_rim[k1], RIM, wheel_inside)
                 kp_wheels.append(P(x_out + sgn * 0.004 + zero, r, zc))
-        mesh = mb.build()
+        mesh = mb.build(orient_with=orient_with)
         # Keypoints in the preset's order (left = +x).
         lfw, lbw, rfw, rbw = kp_wheels
         kps = torch.stack(
@@ -371,8 +497,8 @@ class BuiltinGenerator(Generator):
                 P(-tw, yr, zr0),
                 kp_lights[0],
                 kp_lights[1],
-                P(hw, yt, z_trunk),
-                P(-hw, yt, z_trunk),
+                P(hw, yt, z_deck),
+                P(-hw, yt, z_deck),
             ],
             dim=1,
         )
@@ -577,6 +703,12 @@ class BuiltinGenerator(Generator):
         if record.get("format") != "builtin":
             raise DatasetError(f"the dataset was made with a {record.get('format')} generator, not the built-in one: "
                                "pass --generator CHECKPOINT, the checkpoint g3d synth used")
+        version = record.get("version", 1)  # records before versioning are version 1
+        if version != GENERATOR_VERSION:
+            raise DatasetError(
+                f"the dataset was drawn by built-in generator version {version} (an older g3d); this g3d draws version "
+                f"{GENERATOR_VERSION}, whose cars differ: make the dataset again with this g3d's `g3d synth` into a new folder"
+            )
         names = ("resolution", "z_dim", "num_ws", "ssaa", "seed", "class_name", "distractors")
         kwargs = {n: record.get("class" if n == "class_name" else n) for n in names}
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -588,6 +720,7 @@ class BuiltinGenerator(Generator):
     def describe(self) -> dict[str, Any]:
         return {
             "format": "builtin",
+            "version": GENERATOR_VERSION,
             "class": self.class_name,
             "resolution": self.resolution,
             "z_dim": self.z_dim,

@@ -20,10 +20,11 @@ def test_group_moves_are_mean_spread_units_per_group():
     p = {k: np.zeros(2) for k in keys}
     q = {k: np.zeros(2) for k in keys}
     spread = {k: 1.0 for k in keys}
-    q["length"] = np.array([0.13, 0.0])  # one of the 13 shape parameters moves
+    n = len(GROUPS["shape"])
+    q["length"] = np.array([0.1 * n / 10, 0.0])  # one of the n shape parameters moves
     spread["length"] = 0.1
     m = group_moves(p, q, spread)
-    assert m["shape"] == pytest.approx([0.1, 0.0])  # 1.3 spread units over 13 parameters
+    assert m["shape"] == pytest.approx([0.1, 0.0])  # n/10 spread units over n parameters
     assert m["paint"] == pytest.approx([0.0, 0.0]) and m["background"] == pytest.approx([0.0, 0.0])
 
 

@@ -4,8 +4,9 @@ import torch
 
 from g3d import cameras
 from g3d.classes import CAR_KEYPOINTS
-from g3d.errors import UsageError
-from g3d.synth.builtin import CAMERA_ROWS, BuiltinGenerator
+from g3d.errors import DatasetError, UsageError
+from g3d.render.rasterize import rasterize
+from g3d.synth.builtin import BODY_TYPES, CAMERA_ROWS, FOV_DEG, GENERATOR_VERSION, TRIM, BuiltinGenerator, framing_distance
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,98 @@ def test_bad_arguments():
         BuiltinGenerator(resolution=8)
     with pytest.raises(UsageError, match="cars only"):
         BuiltinGenerator(class_name="horse")
+
+
+def _render_at(mesh, az, el, px=128):
+    """Fragments of meshes (verts [N, V, 3]) seen from (az, el) at the generator's framing distance."""
+    N = mesh.verts.shape[0]
+    d = framing_distance(torch.full((N,), float(az), dtype=torch.float64), torch.full((N,), float(el), dtype=torch.float64)).numpy()
+    R, t = cameras.from_azimuth_elevation(np.full(N, az), np.full(N, el), d)
+    K = np.broadcast_to(cameras.intrinsics(px, px, FOV_DEG), (N, 3, 3)).copy()
+    vc = torch.einsum("nij,nvj->nvi", torch.tensor(R).float(), mesh.verts) + torch.tensor(t).float()[:, None]
+    return rasterize(vc, mesh.faces, torch.tensor(K).float(), px, px, cull_backfaces=True), K, R, t
+
+
+def test_every_body_type_is_drawn_and_framed_whole_above_the_filters_area():
+    G = BuiltinGenerator(resolution=64)
+    ws = _ws(G, 700, seed=11, psi=1.0)
+    prm = G.parameters_of(ws)
+    kinds = prm["body_type"].long()
+    share = torch.bincount(kinds, minlength=len(BODY_TYPES)).numpy() / len(kinds)
+    assert share.min() > 0.08, dict(zip(BODY_TYPES, share))  # each about 1/7
+    _, gt = G.synthesis_with_truth(ws)
+    area = gt.masks.reshape(len(ws), -1).mean(1)
+    assert area.min() >= 0.10, (area.min(), BODY_TYPES[int(kinds[area.argmin()])])  # the paper's small-mask rule keeps them all
+    mesh, _, _ = G.build_mesh(prm)
+    uv, _ = cameras.project(mesh.verts.double().numpy(), gt.K, gt.R, gt.t)
+    assert ((uv >= 0) & (uv <= 64)).all()  # no car is cut by the border
+    # Front views come closer than side views (framing), from the camera rows alone.
+    az = prm["azimuth_deg"].numpy() % 180
+    side, front = np.abs(az - 90) < 15, (az < 15) | (az > 165)
+    assert np.median(prm["distance"].numpy()[front]) < 0.9 * np.median(prm["distance"].numpy()[side])
+
+
+def test_body_types_differ_in_silhouette_and_a_pickups_bed_is_open():
+    G = BuiltinGenerator(resolution=64)
+    ref = G.reference_shapes()
+    mesh, _, _ = G.build_mesh(ref)
+    # Side view: the middle car of every type against every other.
+    m = _render_at(mesh, 90.0, 10.0)[0].mask.numpy()
+    for i in range(len(BODY_TYPES)):
+        for j in range(i):
+            iou = (m[i] & m[j]).sum() / (m[i] | m[j]).sum()
+            assert iou < 0.9, (BODY_TYPES[i], BODY_TYPES[j], iou)
+    # From behind and above, the pickup's bed floor (its dark liner) is seen, deep below the rails' tops.
+    p = BODY_TYPES.index("pickup")
+    L, yb = ref["length"][p], ref["clearance"][p]
+    yt = yb + ref["body_height"][p]
+    yr = yt + ref["cabin_height"][p]
+    z_rw = -L / 2 + 0.03 + ref["deck_fraction"][p] * L
+    floor = torch.stack([torch.tensor(0.0), yt - ref["bed_depth"][p] + 0.004 - yr / 2, (z_rw + (-L / 2 + 0.1)) / 2]).double().numpy()
+    assert ref["bed_depth"][p] > 0.15
+    frags, K, R, t = _render_at(mesh, 180.0, 25.0)
+    uv, z = cameras.project(floor[None], K[p], R[p], t[p])
+    u, v = (int(c) for c in uv[0])
+    assert frags.depth[p, v, u] == pytest.approx(float(z[0]), abs=0.01)  # nothing closes the bed
+    assert mesh.material[frags.face_id[p, v, u]] == TRIM
+    s = BODY_TYPES.index("sedan")  # a sedan's deck there is its closed trunk lid, painted
+    assert mesh.material[frags.face_id[s, v, u]] != TRIM
+
+
+def test_a_cars_mesh_does_not_depend_on_its_batch():
+    G = BuiltinGenerator(resolution=32)
+    ws = _ws(G, 9, seed=12, psi=1.0)
+    prm = G.parameters_of(ws)
+    whole, _, _ = G.build_mesh(prm)
+    for n in (0, 4):
+        one, _, _ = G.build_mesh({k: v[n : n + 1] for k, v in prm.items()})
+        torch.testing.assert_close(one.verts[0], whole.verts[n], rtol=0, atol=0)
+        assert torch.equal(one.faces, whole.faces)  # winding from the reference cars, not the batch
+    # A batch led by a car without a bed winds the bed's faces as one led by a pickup does.
+    ref = G.reference_shapes()
+    p, s = BODY_TYPES.index("pickup"), BODY_TYPES.index("sedan")
+    a, _, _ = G.build_mesh({k: v[[p, s]] for k, v in ref.items()})
+    b, _, _ = G.build_mesh({k: v[[s, p]] for k, v in ref.items()})
+    assert torch.equal(a.faces, b.faces)
+
+
+def test_a_dataset_of_the_previous_generator_version_is_refused(tmp_path):
+    import json
+
+    from g3d.datasets.manifest import read_manifest
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.evaluate import TrueMeshes
+
+    cfg = SynthConfig(out=tmp_path / "car", samples=2, views=2, resolution=32, batch_size=4, candidates=8)
+    run_synth(cfg)
+    assert read_manifest(cfg.out).generator.get("version") == GENERATOR_VERSION
+    # The same folder as version 1 wrote it: no version in its generator record.
+    path = cfg.out / "g3d.json"
+    data = json.loads(path.read_text())
+    data["generator"].pop("version")
+    data["fingerprint"]["generator"].pop("version")
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="built-in version 1 there, 2 in this g3d.*--overwrite"):
+        run_synth(cfg)  # not resumed as if the new generator had drawn it
+    with pytest.raises(DatasetError, match="built-in generator version 1 .*draws version 2"):
+        TrueMeshes(cfg.out, read_manifest(cfg.out))  # nor evaluated against the new generator's meshes
