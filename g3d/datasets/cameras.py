@@ -7,7 +7,8 @@ which applies one fallback policy:
 2. else the generator's truth (built-in datasets: each image row carries its K, R, t);
 3. else ``annotations/pose_bins.parquet``, through the same validating reader ``g3d sfm-init`` uses
    (:func:`g3d.datasets.annotations.read_annotations`): a view whose bin is missing or rejected gets no
-   camera and is marked unusable, never azimuth 0 or NaN.
+   camera and is marked unusable, never azimuth 0 or NaN; each camera at its view's distance estimated
+   from its mask boxes (:func:`read_mask_boxes`, :func:`g3d.sfm.posebins.estimate_distances`).
 
 A camera belongs to a **view** (every image of view v shares camera v: the frozen viewpoint codes of
 g3d synth) or to an **image** (one per (sample_id, view_id): datasets whose images have random
