@@ -157,14 +157,20 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
     solution kept places the most views from the keypoints (within one view, or 5%, of the best) and,
     among those, fits them best.
     """
+    _check_config(cfg)
+    bins = BinCameras(ann, cfg, masks)  # one for every solve below: the bins and masks are the same
+    dists = bins.at(focal_guess(ann.preset, ann.width, cfg.focal_guess))[3]
+    if dists is not None and dists.estimated.any():
+        e = dists.distance[dists.estimated]
+        (log_fn or log.info)(f"pose-bin distances from the masks of {int(dists.estimated.sum())} views: {e.min():.2f}-{e.max():.2f} (median {np.median(e):.2f})")
     if len(ann.by_object) < 2 or cfg.method == "bins":
-        return _solve_one(ann, cfg, log_fn, masks)
+        return _solve_one(ann, cfg, log_fn, bins)
     from dataclasses import replace
 
-    tried = [("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn, masks))]
+    tried = [("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn, bins))]
     for s, xy in ann.by_object.items():
         if (np.isfinite(xy[..., 0]).sum(1) >= 3).sum() >= 2:
-            tried.append((f"object {s} alone", _solve_one(replace(ann, xy=xy, sample_ids=[s] * len(ann.view_ids), problems=list(ann.problems)), cfg, log_fn, masks)))
+            tried.append((f"object {s} alone", _solve_one(replace(ann, xy=xy, sample_ids=[s] * len(ann.view_ids), problems=list(ann.problems)), cfg, log_fn, bins)))
     scores = [_trusted_score(sol) for _, sol in tried]
     most = max(n for n, _ in scores)
     near = [i for i, (n, _) in enumerate(scores) if n >= most - max(1, int(0.05 * most))]
@@ -178,9 +184,8 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
     return sol
 
 
-def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None, masks=None) -> Solution:
-    """:func:`solve` for one set of keypoints (``ann.xy``)."""
-    say = log_fn or (lambda m: log.info(m))
+def _check_config(cfg: SfmConfig) -> None:
+    """One-line :class:`UsageError` for a bad option."""
     if cfg.method not in METHODS:
         raise UsageError(f"--method {cfg.method!r} is not one of {', '.join(METHODS)}")
     if cfg.route not in ROUTES:
@@ -190,20 +195,23 @@ def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] |
     if not cfg.max_reproj_px > 0:
         raise UsageError(f"--max-reproj-px {cfg.max_reproj_px} must be positive")
     if cfg.distance is not None and not (np.isfinite(cfg.distance) and cfg.distance > 0):
-        raise UsageError(f"--distance {cfg.distance} must be a positive number of object units")
+        raise UsageError(f"distance {cfg.distance} must be a positive number of object units")
+
+
+def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None, bins: BinCameras | None = None) -> Solution:
+    """:func:`solve` for one set of keypoints (``ann.xy``); ``bins``: its pose-bin cameras (None: at the preset's distance)."""
+    say = log_fn or (lambda m: log.info(m))
+    _check_config(cfg)
     preset = ann.preset
     V, P = ann.xy.shape[:2]
     W, H = ann.width, ann.height
     f0 = focal_guess(preset, W, cfg.focal_guess)
-    bins = BinCameras(ann, cfg, masks)
+    bins = bins if bins is not None else BinCameras(ann, cfg)
     az = bins.azimuth_deg
     bins_R, bins_t, _, dists = bins.at(f0)
     problems = list(ann.problems)
     if dists is not None:
         problems.extend(dists.notes(ann.view_ids))
-        if dists.estimated.any():
-            e = dists.distance[dists.estimated]
-            say(f"pose-bin distances from the masks of {int(dists.estimated.sum())} views: {e.min():.2f}-{e.max():.2f} (median {np.median(e):.2f})")
     if cfg.method == "bins" and not ann.has_pose_bins:
         raise UsageError(f"--method bins needs {ann.folder}/annotations/pose_bins.parquet: annotate pose bins, or use --method auto")
     if cfg.method == "sfm" and not ann.has_keypoints:

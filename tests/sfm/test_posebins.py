@@ -214,3 +214,16 @@ def test_a_keypoint_solution_takes_the_scale_of_the_per_view_distances():
     assert abs(np.median(d[3:] / target[3:]) - 1) < 1e-9
     frame = to_object_frame(sim.points(scene.points), R_w, t_w, get_preset("car"), distance=np.full(12, np.nan))
     assert abs(np.median(cameras.to_azimuth_elevation(*frame.cameras(R_w, t_w))[2]) - 4.0) < 1e-9
+
+
+def test_a_bad_distance_is_a_one_line_error():
+    from g3d.errors import UsageError
+    from g3d.sfm.run import solve
+    from g3d.sfm.synthetic import make_scene, scene_annotations
+
+    ann = scene_annotations(make_scene(seed=2, views=8), keypoints=False)
+    for bad in (0.0, -4.0, float("nan")):
+        with pytest.raises(UsageError, match="must be a positive number of object units"):
+            solve(ann, SfmConfig(folder=Path("."), method="bins", distance=bad))
+    sol = solve(ann, SfmConfig(folder=Path("."), method="bins", distance=6.0))  # a given distance: every pose-bin camera at it
+    np.testing.assert_allclose(np.linalg.norm(sol.t, axis=1), 6.0)
