@@ -39,6 +39,10 @@ class ClassPreset:
     crop: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) rows/cols kept from
     # a real checkpoint's square output; None keeps the full image
     extra_coco_categories: tuple[str, ...] = field(default=())  # accepted on request (car: truck)
+    # (width along x, height along y, length along z) of a typical object in object-frame units (the
+    # units of `distance`), centred on the origin: the box whose projection estimates each view's
+    # pose-bin distance from its masks (g3d.sfm.posebins.estimate_distances); None = the preset distance
+    reference_size: tuple[float, float, float] | None = None
 
     @property
     def keypoint_index(self) -> dict[str, int]:
@@ -135,6 +139,10 @@ PRESETS: dict[str, ClassPreset] = {
         fov_deg=40.0,
         crop=(64, 448, 0, 512),
         extra_coco_categories=("truck",),
+        # The built-in car's mean box (g3d.synth.builtin: width 0.78-0.92, length 1.75-2.15, height
+        # clearance + body + cabin 0.56-0.88; means at truncation 0.7: 0.85, 0.73, 1.95): the unit in
+        # which the preset distance 4.0 frames a car.
+        reference_size=(0.85, 0.72, 1.95),
     ),
     "horse": ClassPreset(
         name="horse",
@@ -147,6 +155,7 @@ PRESETS: dict[str, ClassPreset] = {
         pose_bins=azimuth_bins(12),
         distance=4.0,
         fov_deg=40.0,
+        reference_size=(0.5, 1.8, 2.0),  # rough proportions (head and legs included), length 2 as the car's
     ),
     "bird": ClassPreset(
         name="bird",
@@ -159,6 +168,7 @@ PRESETS: dict[str, ClassPreset] = {
         pose_bins=azimuth_bins(12),
         distance=4.0,
         fov_deg=40.0,
+        reference_size=(0.6, 1.1, 1.6),  # rough proportions of a perched songbird, tail included
     ),
 }
 

@@ -7,7 +7,8 @@ which applies one fallback policy:
 2. else the generator's truth (built-in datasets: each image row carries its K, R, t);
 3. else ``annotations/pose_bins.parquet``, through the same validating reader ``g3d sfm-init`` uses
    (:func:`g3d.datasets.annotations.read_annotations`): a view whose bin is missing or rejected gets no
-   camera and is marked unusable, never azimuth 0 or NaN.
+   camera and is marked unusable, never azimuth 0 or NaN; each camera at its view's distance estimated
+   from its mask boxes (:func:`read_mask_boxes`, :func:`g3d.sfm.posebins.estimate_distances`).
 
 A camera belongs to a **view** (every image of view v shares camera v: the frozen viewpoint codes of
 g3d synth) or to an **image** (one per (sample_id, view_id): datasets whose images have random
@@ -224,26 +225,96 @@ def read_true_cameras(folder: Path, manifest: Manifest) -> DatasetCameras | None
     return out
 
 
+@dataclass
+class MaskBoxes:
+    """Each view's mask box, the median over its objects, from the shards' ``bbox`` column. V views:
+    ``boxes`` float64 [V, 4] x0, y0, x1, y1 in pixels (x1, y1 exclusive; NaN rows: no usable mask);
+    ``objects`` int64 [V]: the masks each median is over; ``why`` [V]: why a view has none (None: it has)."""
+
+    boxes: np.ndarray
+    objects: np.ndarray
+    why: list[str | None]
+
+
+def read_mask_boxes(folder: Path, manifest: Manifest) -> MaskBoxes:
+    """The median mask box of every view, reading only ``view_id``, ``bbox`` and ``keep`` of each shard.
+
+    Rows the filters rejected (``keep`` false), rows without a mask and masks that touch the image's
+    left or right border (cut: their width says nothing about the distance) or are narrower than
+    :data:`g3d.sfm.posebins.MIN_MASK_WIDTH_PX` do not count; a view left with none says why. A folder
+    without shards, or whose shards have no ``bbox`` column, gives every view the reason."""
+    import pandas as pd
+
+    from g3d.sfm.posebins import MIN_MASK_WIDTH_PX
+
+    folder = Path(folder)
+    V, W = manifest.views, manifest.width
+    boxes = np.full((V, 4), np.nan)
+    objects = np.zeros(V, np.int64)
+    shards = shard_paths(folder)
+    if not shards:
+        return MaskBoxes(boxes, objects, ["no image shards to measure masks in"] * V)
+    parts = []
+    for p in shards:
+        names = set(read_shard(p, schema_only=True, folder=folder).names)
+        if "bbox" not in names:
+            return MaskBoxes(boxes, objects, [f"{p.name} has no bbox column (mask boxes)"] * V)
+        parts.append(read_shard(p, ["view_id", "bbox"] + (["keep"] if "keep" in names else []), folder=folder).to_pandas())
+    df = pd.concat(parts, ignore_index=True)
+    df = df[(df.view_id >= 0) & (df.view_id < V)]
+    kept = df.keep.fillna(True).astype(bool).to_numpy() if "keep" in df else np.ones(len(df), bool)
+    has = df.bbox.notna().to_numpy()
+    b = np.full((len(df), 4), np.nan)
+    if has.any():
+        b[has] = np.stack([np.asarray(x, np.float64) for x in df.bbox[has]])
+    cut = has & ((b[:, 0] <= 0) | (b[:, 2] >= W))
+    thin = has & ~cut & (b[:, 2] - b[:, 0] < MIN_MASK_WIDTH_PX)
+    good = kept & has & ~cut & ~thin
+    vid = df.view_id.to_numpy().astype(np.int64)
+    why: list[str | None] = [None] * V
+    for v in range(V):
+        at = vid == v
+        if not at.any():
+            why[v] = "no image rows"
+            continue
+        use = at & good
+        objects[v] = int(use.sum())
+        if objects[v]:
+            boxes[v] = np.median(b[use], axis=0)
+            continue
+        counts = [(int((at & ~kept).sum()), "rejected by the filters"), (int((at & kept & ~has).sum()), "without a mask"),
+                  (int((at & kept & cut).sum()), "cut by the left or right border"),
+                  (int((at & kept & thin).sum()), f"narrower than {MIN_MASK_WIDTH_PX:g} px")]
+        why[v] = f"no usable mask (of {int(at.sum())} images: " + ", ".join(f"{n} {what}" for n, what in counts if n) + ")"
+    return MaskBoxes(boxes, objects, why)
+
+
 def read_pose_bin_cameras(folder: Path, manifest: Manifest) -> DatasetCameras:
     """One camera per view from ``annotations/pose_bins.parquet``, validated as ``g3d sfm-init`` does:
     rejected views and views without a (valid) bin are unusable and say why; bad rows are named in
-    ``problems``. The camera: the bin's azimuth and elevation at the class preset's distance and fov."""
+    ``problems``. The camera: the bin's azimuth and elevation, the preset's fov, and the view's distance
+    estimated from its masks (:func:`g3d.sfm.posebins.estimate_distances` over :func:`read_mask_boxes`),
+    or the preset's where a view has no usable mask (named in ``problems``)."""
     from g3d import cameras
     from g3d.classes import get_preset
     from g3d.datasets.annotations import read_annotations
+    from g3d.sfm.posebins import bin_width_deg, estimate_distances, pose_bin_cameras
 
     ann = read_annotations(folder, keypoints=False)
     preset = get_preset(manifest.class_name)
     V = manifest.views
     ok = ann.has_bin
-    az = np.where(ok, ann.bin_azimuth_deg, 0.0)
-    el = np.where(ok, ann.bin_elevation_deg, 0.0)
-    R, t = cameras.from_azimuth_elevation(az, el, np.full(V, preset.distance))
     K = cameras.intrinsics(manifest.width, manifest.height, preset.fov_deg)
+    az = np.where(ok, ann.bin_azimuth_deg, np.nan)
+    el = np.where(ok, ann.bin_elevation_deg, np.nan)
+    masks = read_mask_boxes(folder, manifest)
+    dist = estimate_distances(az, el, masks.boxes, K, preset.reference_size, preset.distance, bin_width_deg(preset) / 2.0, masks.why)
+    # Views without a bin: placeholders (azimuth 0, the preset distance) that nobody may use.
+    R, t = pose_bin_cameras(np.where(ok, az, 0.0), np.where(ok, el, 0.0), np.where(ok, dist.distance, preset.distance))
     why = [None if ok[v] else ("rejected by the annotator" if ann.rejected[v] else "no pose bin") for v in range(V)]
-    return DatasetCameras(np.broadcast_to(K, (V, 3, 3)).copy(), np.asarray(R, np.float64), np.asarray(t, np.float64),
+    return DatasetCameras(np.broadcast_to(K, (V, 3, 3)).copy(), R, t,
                           np.arange(V, dtype=np.int64), ["pose_bin" if o else None for o in ok], ok.copy(), FROM_POSE_BINS, None, why,
-                          list(ann.problems))
+                          list(ann.problems) + dist.notes())
 
 
 def has_pose_bins(folder: Path) -> bool:

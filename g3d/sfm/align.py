@@ -11,7 +11,9 @@ cameras). The object frame is recovered from the keypoints' meaning:
 - up (+y): forward x lateral;
 - origin: the centre of the keypoints' bounding box in those axes;
 - scale: the median camera distance set to the preset's pose-bin distance (``"distance"``, so
-  azimuth, elevation and distance mean what the pose bins mean), or the keypoints' longest
+  azimuth, elevation and distance mean what the pose bins mean; with per-view pose-bin distances,
+  the median ratio of those to the reconstruction's, so a view's keypoint camera and another view's
+  pose-bin camera share one scale), or the keypoints' longest
   bounding-box side set to 1 (``"unit_box"``), or a given object length along +z (a float).
 
 Using all front versus all rear points instead of matching parts tilts the frame (the front lights
@@ -122,7 +124,8 @@ def to_object_frame(
     t: np.ndarray,  # float64 [V, 3]
     preset: ClassPreset,
     scale: str | float = "distance",  # "distance", "unit_box" or an object length along +z
-    distance: float | None = None,  # target median camera distance for "distance"; None = preset's
+    distance=None,  # "distance": the target median camera distance (float; None = preset's), or float64 [V]
+    # per-view target distances (NaN: none; no registered view with one: the preset's median)
 ) -> Similarity:
     """The similarity that puts a reconstruction into the object frame (see the module docstring)."""
     rot, how = object_axes(points, preset)
@@ -138,11 +141,16 @@ def to_object_frame(
         s = 1.0 / extent if extent > 1e-12 else 1.0
     elif scale == "distance":
         reg = np.isfinite(R).all(axis=(1, 2)) & np.isfinite(t).all(axis=1)
-        c = cameras.center_of(R[reg], t[reg])
-        d = np.linalg.norm(c - origin, axis=1)
-        target = preset.distance if distance is None else float(distance)
-        med = float(np.median(d)) if len(d) else 0.0
-        s = target / med if med > 1e-12 else 1.0
+        d_all = np.full(len(reg), np.nan)
+        d_all[reg] = np.linalg.norm(cameras.center_of(R[reg], t[reg]) - origin, axis=1)
+        per_view = distance is not None and np.ndim(distance) == 1
+        both = reg & np.isfinite(distance) & (d_all > 1e-12) if per_view else np.zeros(len(reg), bool)
+        if both.any():  # the reconstruction's distances onto the per-view ones
+            s = float(np.median(np.asarray(distance, np.float64)[both] / d_all[both]))
+        else:
+            target = float(distance) if distance is not None and not per_view else preset.distance
+            med = float(np.median(d_all[reg])) if reg.any() else 0.0
+            s = target / med if med > 1e-12 else 1.0
     else:
         raise ValueError(f"scale must be 'distance', 'unit_box' or a length, got {scale!r}")
     return Similarity(rotation=rot, origin=origin, scale=s, method=how)

@@ -1,6 +1,7 @@
 """``g3d sfm-init``: one camera per view from pose bins and keypoints, in the object's frame.
 
-:func:`run_sfm_init` reads a dataset folder's annotations, makes the pose-bin cameras, refines them
+:func:`run_sfm_init` reads a dataset folder's annotations and mask boxes, makes the pose-bin cameras
+(each view at the distance its masks give, :class:`BinCameras`), refines them
 from the keypoints through COLMAP (both routes of :mod:`g3d.sfm.colmap`, the better kept), brings
 the result into the object frame (:mod:`g3d.sfm.align`), checks every view
 (:mod:`g3d.sfm.checks`), falls back to the pose-bin camera where a check fails, and writes
@@ -24,7 +25,7 @@ from g3d.sfm.align import AlignmentError, Similarity, angle_difference_deg, rota
 from g3d.datasets.annotations import Annotations, read_annotations
 from g3d.sfm.solution import METHODS, ROUTES, RouteSummary, SfmConfig, SfmReport, Solution  # noqa: F401 (METHODS, ROUTES: the CLI's choices)
 from g3d.sfm.report import write_preview
-from g3d.sfm.posebins import bin_width_deg, focal_guess, pose_bin_cameras
+from g3d.sfm.posebins import ViewDistances, bin_width_deg, estimate_distances, focal_guess, pose_bin_cameras
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,47 @@ PREVIEW = "sfm_cameras.png"
 SINGLE_ELEVATION_TOLERANCE_DEG = 45.0  # bins that all share one elevation say nothing finer about it
 
 
-def _align(route, ann_preset, bins_R, bins_t, cfg: SfmConfig) -> tuple[Similarity | None, str]:
-    """Object-frame similarity of a route's result: from keypoint semantics, else fitted to the bin cameras."""
+class BinCameras:
+    """The pose-bin cameras of one solve, at any focal length (:meth:`at`).
+
+    Each view's distance: ``cfg.distance`` when given (the user knows it), else estimated from the
+    view's masks (:func:`g3d.sfm.posebins.estimate_distances`, ``masks`` from
+    :func:`g3d.datasets.cameras.read_mask_boxes`) at that focal length (the distance that frames a
+    mask grows with it), else the preset's (no masks given: an in-memory solve)."""
+
+    def __init__(self, ann: Annotations, cfg: SfmConfig, masks=None):
+        self.ann, self.cfg, self.masks = ann, cfg, masks
+        self.azimuth_deg = np.where(ann.has_bin, ann.bin_azimuth_deg, np.nan)
+        self._cache: dict[float, tuple] = {}
+
+    def at(self, focal: float) -> tuple[np.ndarray, np.ndarray, object, ViewDistances | None]:
+        """``(R [V, 3, 3], t [V, 3], target, distances)``: NaN rows where a view has no bin; ``target``
+        the scale of a keypoint solution (:func:`to_object_frame`'s ``distance``: a float, float64 [V]
+        with NaN where not estimated, or None for the preset's); ``distances`` None unless estimated."""
+        key = float(focal)
+        if key not in self._cache:
+            ann, cfg, preset = self.ann, self.cfg, self.ann.preset
+            dists = None
+            if cfg.distance is not None:
+                d, target = float(cfg.distance), float(cfg.distance)
+            elif self.masks is None:
+                d, target = preset.distance, None
+            else:
+                K = np.array([[key, 0.0, ann.width / 2.0], [0.0, key, ann.height / 2.0], [0.0, 0.0, 1.0]])
+                dists = estimate_distances(self.azimuth_deg, ann.bin_elevation_deg, self.masks.boxes, K, preset.reference_size,
+                                           preset.distance, bin_width_deg(preset) / 2.0, self.masks.why)
+                d, target = dists.distance, np.where(dists.estimated, dists.distance, np.nan)
+            R, t = pose_bin_cameras(self.azimuth_deg, ann.bin_elevation_deg, d)
+            self._cache[key] = (R, t, target, dists)
+        return self._cache[key]
+
+
+def _align(route, ann_preset, bins: BinCameras, cfg: SfmConfig) -> tuple[Similarity | None, str]:
+    """Object-frame similarity of a route's result: from keypoint semantics, else fitted to the bin cameras
+    (both at the pose-bin distances of the route's focal length, so the routes share one scale)."""
+    bins_R, bins_t, target, _ = bins.at(route.focal)
     try:
-        sim = to_object_frame(route.points, route.R, route.t, ann_preset, scale=cfg.scale, distance=cfg.distance)
+        sim = to_object_frame(route.points, route.R, route.t, ann_preset, scale=cfg.scale, distance=target)
         return sim, sim.method
     except AlignmentError as exc:
         reason = str(exc)
@@ -51,10 +89,10 @@ def _align(route, ann_preset, bins_R, bins_t, cfg: SfmConfig) -> tuple[Similarit
     return None, f"none ({reason}, and fewer than 3 views have a bin to fit it to)"
 
 
-def _evaluate(route, ann: Annotations, bins_R, bins_t, f0: float, cfg: SfmConfig):
+def _evaluate(route, ann: Annotations, bins: BinCameras, f0: float, cfg: SfmConfig):
     """Align a route's result and check every view: (R, t, points, flags, frame text, model flag)."""
     V = len(ann.view_ids)
-    sim, frame = _align(route, ann.preset, bins_R, bins_t, cfg)
+    sim, frame = _align(route, ann.preset, bins, cfg)
     if sim is None:  # checks without the bins (no frame to compare them in), and the model rejected
         R, t, pts = route.R, route.t, route.points
         has_bin = np.zeros(V, bool)
@@ -107,8 +145,11 @@ def _trusted_score(sol: Solution) -> tuple[int, float]:
     return len(trusted), err
 
 
-def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> Solution:
+def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None, masks=None) -> Solution:
     """Cameras for every view of ``ann`` (see the module docstring); never raises for bad keypoints.
+
+    ``masks``: the views' mask boxes (:func:`g3d.datasets.cameras.read_mask_boxes`), from which each
+    pose-bin camera's distance is estimated (:class:`BinCameras`); None: the preset's distance.
 
     When keypoints were clicked on several objects (``ann.by_object``), the views share one camera but
     the objects' shapes differ, so one solve mixing them fits worse than either alone. Each object is
@@ -116,14 +157,20 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
     solution kept places the most views from the keypoints (within one view, or 5%, of the best) and,
     among those, fits them best.
     """
+    _check_config(cfg)
+    bins = BinCameras(ann, cfg, masks)  # one for every solve below: the bins and masks are the same
+    dists = bins.at(focal_guess(ann.preset, ann.width, cfg.focal_guess))[3]
+    if dists is not None and dists.estimated.any():
+        e = dists.distance[dists.estimated]
+        (log_fn or log.info)(f"pose-bin distances from the masks of {int(dists.estimated.sum())} views: {e.min():.2f}-{e.max():.2f} (median {np.median(e):.2f})")
     if len(ann.by_object) < 2 or cfg.method == "bins":
-        return _solve_one(ann, cfg, log_fn)
+        return _solve_one(ann, cfg, log_fn, bins)
     from dataclasses import replace
 
-    tried = [("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn))]
+    tried = [("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn, bins))]
     for s, xy in ann.by_object.items():
         if (np.isfinite(xy[..., 0]).sum(1) >= 3).sum() >= 2:
-            tried.append((f"object {s} alone", _solve_one(replace(ann, xy=xy, sample_ids=[s] * len(ann.view_ids), problems=list(ann.problems)), cfg, log_fn)))
+            tried.append((f"object {s} alone", _solve_one(replace(ann, xy=xy, sample_ids=[s] * len(ann.view_ids), problems=list(ann.problems)), cfg, log_fn, bins)))
     scores = [_trusted_score(sol) for _, sol in tried]
     most = max(n for n, _ in scores)
     near = [i for i, (n, _) in enumerate(scores) if n >= most - max(1, int(0.05 * most))]
@@ -137,9 +184,8 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
     return sol
 
 
-def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) -> Solution:
-    """:func:`solve` for one set of keypoints (``ann.xy``)."""
-    say = log_fn or (lambda m: log.info(m))
+def _check_config(cfg: SfmConfig) -> None:
+    """One-line :class:`UsageError` for a bad option."""
     if cfg.method not in METHODS:
         raise UsageError(f"--method {cfg.method!r} is not one of {', '.join(METHODS)}")
     if cfg.route not in ROUTES:
@@ -148,14 +194,24 @@ def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] |
         raise UsageError(f"--focal-guess {cfg.focal_guess} must be a positive number of pixels")
     if not cfg.max_reproj_px > 0:
         raise UsageError(f"--max-reproj-px {cfg.max_reproj_px} must be positive")
+    if cfg.distance is not None and not (np.isfinite(cfg.distance) and cfg.distance > 0):
+        raise UsageError(f"distance {cfg.distance} must be a positive number of object units")
+
+
+def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None = None, bins: BinCameras | None = None) -> Solution:
+    """:func:`solve` for one set of keypoints (``ann.xy``); ``bins``: its pose-bin cameras (None: at the preset's distance)."""
+    say = log_fn or (lambda m: log.info(m))
+    _check_config(cfg)
     preset = ann.preset
     V, P = ann.xy.shape[:2]
     W, H = ann.width, ann.height
     f0 = focal_guess(preset, W, cfg.focal_guess)
-    dist = preset.distance if cfg.distance is None else float(cfg.distance)
-    az = np.where(ann.has_bin, ann.bin_azimuth_deg, np.nan)
-    bins_R, bins_t = pose_bin_cameras(az, ann.bin_elevation_deg, dist)
+    bins = bins if bins is not None else BinCameras(ann, cfg)
+    az = bins.azimuth_deg
+    bins_R, bins_t, _, dists = bins.at(f0)
     problems = list(ann.problems)
+    if dists is not None:
+        problems.extend(dists.notes(ann.view_ids))
     if cfg.method == "bins" and not ann.has_pose_bins:
         raise UsageError(f"--method bins needs {ann.folder}/annotations/pose_bins.parquet: annotate pose bins, or use --method auto")
     if cfg.method == "sfm" and not ann.has_keypoints:
@@ -202,7 +258,7 @@ def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] |
             if not res.ok:
                 routes.append(RouteSummary(name, 0, 0, float("nan"), float("nan"), res.seconds, "-", res.messages))
                 continue
-            R, t, pts, flags, frame, model_flag, swaps = _evaluate(res, ann, bins_R, bins_t, f0, cfg)
+            R, t, pts, flags, frame, model_flag, swaps = _evaluate(res, ann, bins, f0, cfg)
             # Views that contradict the others (mirrored labels, a wrong bin pulling them) bend the
             # model a little: solve once more without them; they stay flagged.
             excl = [v for v in range(V) if res.registered[v] and any(f.code in chk.INCONSISTENT for f in flags[v])]
@@ -223,7 +279,7 @@ def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] |
                     res2.seconds += res.seconds
                     res2.reestimated = sorted(set(res.reestimated) | set(res2.reestimated))
                     first_flags = flags
-                    R2, t2, pts2, flags2, frame2, model_flag2, swaps2 = _evaluate(res2, ann, bins_R, bins_t, f0, cfg)
+                    R2, t2, pts2, flags2, frame2, model_flag2, swaps2 = _evaluate(res2, ann, bins, f0, cfg)
                     if model_flag2 is None:
                         for v in excl:
                             flags2[v] = flags2[v] or first_flags[v]
@@ -294,6 +350,7 @@ def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] |
                         if err is not None:
                             reproj[v] = err
         problems.extend(chk.global_problems(flags, res.registered))
+    bins_R, bins_t, _, _ = bins.at(focal)  # the pose-bin cameras written, at the focal written
     if want_refine and (npts == 0).any():
         empty = [int(ann.view_ids[v]) for v in range(V) if npts[v] == 0 and not ann.rejected[v]]
         if empty:
@@ -429,7 +486,13 @@ def run_sfm_init(cfg: SfmConfig, log_fn: Callable[[str], None] | None = None) ->
     start = time.perf_counter()
     folder = Path(cfg.folder)
     ann = read_annotations(folder)
-    sol = solve(ann, cfg, log_fn)
+    masks = None
+    if cfg.distance is None:  # a given distance needs no masks
+        from g3d.datasets.cameras import read_mask_boxes
+        from g3d.datasets.manifest import read_manifest
+
+        masks = read_mask_boxes(folder, read_manifest(folder))
+    sol = solve(ann, cfg, log_fn, masks)
     if not sol.has_camera.any():
         causes = "; ".join((sol.problems + [r.messages[-1] for r in sol.routes if r.messages])[:4]) or "no view has a pose bin or enough keypoints"
         raise DatasetError(f"no camera could be made for any of the {len(ann.view_ids)} views of {folder} ({causes}): annotate pose bins for the views (g3d annotate push poses)")

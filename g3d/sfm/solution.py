@@ -33,8 +33,9 @@ class SfmConfig:
     min_keypoints: int = chk.MIN_KEYPOINTS  # views with fewer fitted keypoints keep their pose-bin camera
     bin_tolerance_deg: float | None = None  # allowed refined-vs-bin difference; None = one azimuth bin width
     # (elevation: the same when the bins carry several elevations, else 45 deg)
-    distance: float | None = None  # pose-bin camera distance (and the scale of the output); None = the preset's
-    scale: str | float = "distance"  # "distance" (median camera distance = distance), "unit_box", or an object length
+    distance: float | None = None  # every pose-bin camera's distance (and the scale of the output); None = each view's
+    # from its masks (g3d.sfm.posebins.estimate_distances), the preset's where a view has none
+    scale: str | float = "distance"  # "distance" (camera distances = the pose-bin ones, median ratio), "unit_box", or an object length
     preview: bool = True  # write previews/sfm_cameras.png
     seed: int = 0  # RANSAC seed
 
