@@ -139,10 +139,10 @@ PRESETS: dict[str, ClassPreset] = {
         fov_deg=40.0,
         crop=(64, 448, 0, 512),
         extra_coco_categories=("truck",),
-        # The built-in car's mean box (g3d.synth.builtin: width 0.78-0.92, length 1.75-2.15, height
-        # clearance + body + cabin 0.56-0.88; means at truncation 0.7: 0.85, 0.73, 1.95): the unit in
-        # which the preset distance 4.0 frames a car.
-        reference_size=(0.85, 0.72, 1.95),
+        # About the built-in car's median box over its seven body types (g3d.synth.builtin v2; bench/shapes.py
+        # prints the medians at truncation 0.7: width 0.90 with the wheels, height 0.74, length 2.09), the width a
+        # little under the mesh's as the masks' edges are (bench/posebins.py): what pose-bin distances are fitted to.
+        reference_size=(0.86, 0.74, 2.09),
     ),
     "horse": ClassPreset(
         name="horse",
