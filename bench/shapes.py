@@ -196,6 +196,26 @@ def measure(G: BuiltinGenerator, n: int, seed: int, batch: int, psi: float) -> N
                 print(f"    {names[k]:<12} {np.median(ext[sel, 2]):.3f} / {np.median(ext[sel, 0]):.3f} / {np.median(ext[sel, 1]):.3f}")
 
 
+def picture(path: str, per_type: int = 6, px: int = 128, seed: int = 0) -> None:
+    """A contact sheet of the body types: one row per type, ``per_type`` cars each from its own random viewpoint."""
+    from PIL import Image
+
+    G = BuiltinGenerator(resolution=px)
+    names = getattr(builtin, "BODY_TYPES", None)
+    if names is None:
+        raise SystemExit("--picture needs a generator with body types")
+    ws = G.mapping(torch.randn(60 * len(names), G.z_dim, generator=torch.Generator().manual_seed(seed)), truncation_psi=0.7)
+    kind = G.parameters_of(ws)["body_type"].long()
+    rows = []
+    for k in range(len(names)):
+        idx = torch.nonzero(kind == k)[:per_type, 0]
+        img = G.synthesis(ws[idx])
+        im = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        rows.append(np.concatenate(list(im), axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    print(f"wrote {path}: rows {', '.join(names)}; {per_type} cars each, {px} px, truncation 0.7, seed {seed}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cars", type=int, default=200)
@@ -204,6 +224,7 @@ def main() -> None:
     ap.add_argument("--truncation", default="0.7,1", help="truncation psi of every ws row, comma-separated: one section each")
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--picture", metavar="PNG", help="also write a contact sheet of the body types (docs/body_types.png)")
     args = ap.parse_args()
     if args.cars < 2:
         ap.error("--cars must be at least 2 (the shuffled pairing needs another car)")
@@ -215,6 +236,8 @@ def main() -> None:
           f"rasterized at {G.ssaa}x, box-filtered and thresholded at 0.5 as the truth is")
     for psi in psis:
         measure(G, args.cars, args.seed, args.batch, psi)
+    if args.picture:
+        picture(args.picture, seed=args.seed)
 
 
 if __name__ == "__main__":
