@@ -21,7 +21,7 @@ estimate's overall scale (median estimate / truth). Measured (2 cores, about 35 
     5     0.0107    0.0285  0.0240 |             0.0096    0.0275  0.0280 | 1.009
 
 The bin centre alone is worse than the one preset distance: a 30 deg bin leaves the width of a car
-seen near its front uncertain by far more than the 3.7-4.5 distances vary. The overall scale
+seen near its front uncertain by far more than the built-in distances vary. The overall scale
 follows the cars drawn (seed 4's are small: 1.025); the view-to-view error stays at 0.8-1.2%. At
 256 px the same seeds give 0.5-1.0% view to view (seed 4 still 3% off overall).
 

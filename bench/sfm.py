@@ -2,7 +2,7 @@
 
 Random layouts, no rendering: each layout is a built-in car shape (its 12 keypoints), V cameras
 drawn like the generator's (azimuth stratified over the circle, elevation 2-28 deg, distance
-3.7-4.5, 40 deg fov, 512 x 384 images, the car preset's crop), visibility from the keypoints'
+the built-in framing distance (2.7-4.3), 40 deg fov, 512 x 384 images, the car preset's crop), visibility from the keypoints'
 outward directions (6-10 of 12 per view), pose bins = the nearest of the preset's 12 bins
 (elevation 0). Cells: V in {39, 22, 8} x click noise {0, 1, 3} px x {0 %, 30 %} of the visible
 keypoints left unclicked. Methods, each measured after a similarity alignment (camera centres)

@@ -28,7 +28,7 @@ from g3d.neural.figures import swap_ws
 from g3d.neural.mapping import NeuralMapping, camera_features
 from g3d.neural.sources import Sources, draw_latents, synthesize
 
-from g3d.synth.builtin import SHAPE_KEYS  # the built-in generator's continuous shape parameters
+from g3d.synth.builtin import SHAPE_KEYS, view_distance  # the continuous shape parameters; the distance of a view
 PAINT_KEYS = ("paint_hue", "paint_saturation", "paint_value", "specular")
 BACKGROUND_KEYS = ("sky_hue", "sky_saturation", "sky_value", "ground_hue", "ground_saturation", "ground_value", "texture_scale", "texture_contrast")
 GROUPS = {"shape": SHAPE_KEYS, "paint": PAINT_KEYS, "background": BACKGROUND_KEYS}
@@ -115,11 +115,11 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
     pm = _params(G, mapped)
     rep.camera["az_views"] = float(np.median(_diff("azimuth_deg", pm["azimuth_deg"], truth["azimuth_deg"])))
     rep.camera["el_views"] = float(np.median(np.abs(pm["elevation_deg"] - truth["elevation_deg"])))
-    # New cameras: uniform azimuth, elevation and distance in the generator's ranges, read by the camera MLP alone.
+    # New cameras: uniform azimuth and elevation, the generator's distance for each, read by the camera MLP alone.
     g = torch.Generator().manual_seed(seed + 17)
     az = torch.rand(n, generator=g).double().numpy() * 360
     el = 2 + 26 * torch.rand(n, generator=g).double().numpy()
-    d = 3.7 + 0.8 * torch.rand(n, generator=g).double().numpy()
+    d = view_distance(torch.from_numpy(az), torch.from_numpy(el), torch.rand(n, generator=g).double()).numpy()  # the generator's distance there
     ws_new = swap_ws(mapping, src, images, views, camera=camera_features(az, el, d).to(images.device))
     pn = _params(G, ws_new)
     rep.camera["az_new"] = float(np.median(_diff("azimuth_deg", pn["azimuth_deg"], az)))

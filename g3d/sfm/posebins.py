@@ -119,7 +119,7 @@ def estimate_distances(
 
     The width alone does not settle the distance: a bin is 30 deg wide, and the car box seen from 4
     units grows 23% wider from azimuth 0 to 15 (its side comes into view), more than the distances of
-    the built-in generator vary (3.7-4.5); matched at the bin's centre, the distances come out worse
+    the built-in generator vary (2.7-4.3, version 2); matched at the bin's centre, the distances come out worse
     than the one preset distance (bench/posebins.py). So the azimuth is searched within the
     bin (``azimuth_tolerance_deg``, 0.25 deg steps); at each azimuth a bisection on log distance finds
     where the box is exactly as wide as the masks (its width falls strictly with the distance), and

@@ -3,7 +3,7 @@
 Tests and ``bench/sfm.py`` measure ``g3d sfm-init`` against truth without rendering images: the 3D
 car keypoints come from :class:`g3d.synth.builtin.BuiltinGenerator` shapes, cameras from a random
 layout drawn like the generator's (azimuth over the full circle, elevation 2-28 deg, distance
-3.7-4.5, 40 deg horizontal field of view), and visibility from each keypoint's outward directions
+the generator's framing distance, 40 deg horizontal field of view), and visibility from each keypoint's outward directions
 (calibrated against the generator's z-buffer: 6-10 of the 12 car keypoints per view, the four roof
 corners almost always, the wheels from the side, the lights from the front half).
 :func:`write_annotations` writes what ``g3d annotate pull`` would: ``annotations/pose_bins.parquet``
@@ -62,11 +62,19 @@ def car_keypoints(seed: int, count: int = 1, truncation: float = 0.7) -> np.ndar
 
 
 def random_layout(rng: np.random.Generator, views: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Azimuth (stratified over the circle), elevation (2-28) and distance (3.7-4.5), each float64 [views]."""
+    """Azimuth (stratified over the circle), elevation (2-28) and distance, each float64 [views].
+
+    The distance is the built-in generator's for that viewpoint (its framing distance times a jitter,
+    :func:`g3d.synth.builtin.view_distance`: 2.7-4.3, front and rear views closer than side views).
+    """
+    import torch
+
+    from g3d.synth.builtin import view_distance
+
     step = 360.0 / views
     az = np.mod((np.arange(views) + rng.uniform(0.0, 1.0, views)) * step + rng.uniform(0.0, 360.0), 360.0)
     el = rng.uniform(2.0, 28.0, views)
-    dist = rng.uniform(3.7, 4.5, views)
+    dist = view_distance(torch.from_numpy(az), torch.from_numpy(el), torch.from_numpy(rng.uniform(0.0, 1.0, views))).numpy()
     return az, el, dist
 
 

@@ -131,6 +131,14 @@ def framing_distance(azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor) -> 
     return need.amax(dim=(1, 2)).to(azimuth_deg.dtype)
 
 
+def view_distance(azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor, jitter01: torch.Tensor) -> torch.Tensor:
+    """The camera distance, float [N], of a view at (azimuth_deg, elevation_deg), each float [N]: its framing
+    distance times ``1 + (DISTANCE_JITTER - 1) * jitter01`` (``jitter01`` float [N] in [0, 1]), as the generator
+    sets it from its camera rows. Tools that draw cameras like the generator's (bench layouts, new cameras for
+    StyleGAN-R) use this, so their distances stay in the generator's range for each viewpoint."""
+    return framing_distance(azimuth_deg, elevation_deg) * (1.0 + (DISTANCE_JITTER - 1.0) * jitter01.to(azimuth_deg.dtype))
+
+
 def _sig(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.sigmoid(x)
 
@@ -253,7 +261,7 @@ class BuiltinGenerator(Generator):
             "ambient": _sig(li[:, 3], 0.3, 0.55),
         }
         prm = out
-        prm["distance"] = framing_distance(prm["azimuth_deg"], prm["elevation_deg"]) * _sig(c[:, 3], 1.0, DISTANCE_JITTER)
+        prm["distance"] = view_distance(prm["azimuth_deg"], prm["elevation_deg"], torch.sigmoid(c[:, 3]))
         return prm
 
     @staticmethod

@@ -105,7 +105,7 @@ def _distances(cams) -> np.ndarray:
 
 
 def test_pose_bin_distances_of_a_built_in_dataset_beat_the_preset_distance(built_in):
-    """The estimate against the generator's distances (3.7-4.5 across views), the preset's 4.0 as the
+    """The estimate against the generator's distances (2.7-4.3 across views), the preset's 4.0 as the
     baseline: median relative error under 0.6 of the baseline's, and so is the error left once each
     set's overall scale is divided out (the view-to-view error, which is what makes silhouettes of one
     mesh disagree between views). The overall scale depends on the cars drawn (the reference box is the
