@@ -17,6 +17,8 @@ Every figure comes with its degenerate answers, measured on the same images in t
   mask) with the true paint colour, each with its swapped-pairing baseline, and for colour the
   ceiling of the input image's own colour inside the mask (shading, glass and tyres keep it below 1).
   Size and colour are averaged over an object's held-out views first: the truth is per object.
+- Per body type (built-in version 2 data): each IoU above over the held-out images of one type, so a
+  network that answers every pickup with a sedan shows where the average hides it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from g3d.train.model import ViewCameras
 
 AXES = ("width", "height", "length")  # mesh extent along x, y, z of the object frame
 PAINT = ("gt_paint_hue", "gt_paint_saturation", "gt_paint_value")
+BODY_TYPE = "gt_body_type"  # the built-in generator's body type (version 2): an index into BODY_TYPES
 
 
 @dataclass
@@ -67,6 +70,7 @@ class EvalReport:
     color_corr_swap: list[float] | None = None
     color_corr_image: list[float] | None = None  # ceiling: the input image's colour in the mask vs paint
     truth_frame: str | None = None  # how the true meshes were put in the cameras' frame (None: the same frame)
+    per_type: dict[str, dict[str, float]] = field(default_factory=dict)  # built-in body type -> images and each answer's IoU
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -89,6 +93,9 @@ class EvalReport:
             f = lambda v: "/".join(f"{x:.2f}" for x in v)  # noqa: E731
             out.append(f"paint colour r (R/G/B) {f(self.color_corr)} | swap {f(self.color_corr_swap)}, "
                        f"ceiling (input image) {f(self.color_corr_image)}")
+        for name, d in self.per_type.items():
+            out.append(f"  {name} ({int(d['images'])} images): IoU {d['iou']:.3f} | swapped {d['swap']:.3f}, mean prediction "
+                       f"{d['mean_pred']:.3f} | true mesh {d['true']:.3f}, mean true mesh {d['mean_true']:.3f}")
         out.append("per view: " + ", ".join(f"v{v} {i:.3f}" for v, i in self.per_view.items()))
         return out
 
@@ -235,6 +242,25 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
 
 
+def per_type_iou(scores: dict[str, np.ndarray], body_type: np.ndarray | None) -> dict[str, dict[str, float]]:
+    """Each answer's mean IoU per built-in body type, in BODY_TYPES order ({} without a ``gt_body_type`` column).
+
+    ``scores``: answer -> float [N] per-image IoU (``iou``, ``swap``, ``mean_pred``, ``true``, ``mean_true``);
+    ``body_type``: float [N] type index per image. A type no held-out image has is left out.
+    """
+    if body_type is None:
+        return {}
+    from g3d.synth.builtin import BODY_TYPES
+
+    kinds = np.asarray(body_type).round().astype(int)
+    out: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(BODY_TYPES):
+        sel = kinds == k
+        if sel.any():
+            out[name] = {"images": float(sel.sum()), **{a: float(scores[a][sel].mean()) for a in ("iou", "swap", "mean_pred", "true", "mean_true")}}
+    return out
+
+
 def derangement(sample_ids: np.ndarray, view_ids: np.ndarray) -> np.ndarray:
     """For each image, the index of an image of *another* object (the next held-out object in id order),
     in the same view where that object has one, else its first image. Identity when there is one object."""
@@ -310,7 +336,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     run = Path(run)
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)
-    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT)
+    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,))
     cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device)
     H, W = data.height, data.width
     N = len(data)
@@ -378,6 +404,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     if true_v is None:
         return rep
     rep.true_iou, rep.mean_true_iou = float(s["true"].mean()), float(s["mean_true"].mean())
+    rep.per_type = per_type_iou(s, data.extra.get(BODY_TYPE))
 
     # 3. Chamfer distances of the outer surfaces (built-in data): per image for the prediction, per
     #    object for the truths (a true mesh depends on its object only).

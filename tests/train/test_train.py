@@ -97,6 +97,19 @@ def test_training_and_eval_at_another_resolution_than_the_dataset(tiny, tmp_path
     assert rep.held_out == [6, 7] and rep.images == 8
     assert rep.true_iou > 0.8 and rep.true_iou > rep.template_iou, rep
     assert rep.mean_true_iou > 0.7
+    # Per body type: the held-out objects' own types, every image counted once, the same IoUs regrouped.
+    import pyarrow.parquet as pq
+
+    from g3d.synth.builtin import BODY_TYPES
+
+    rows = pq.read_table(sorted((tiny / "images").glob("part-*.parquet")), columns=["sample_id", "gt_body_type"]).to_pandas()
+    kinds = rows[rows.sample_id.isin([6, 7])].drop_duplicates("sample_id").gt_body_type
+    assert set(rep.per_type) == {BODY_TYPES[int(k)] for k in kinds}
+    n = sum(d["images"] for d in rep.per_type.values())
+    assert n == rep.images
+    for key, overall in (("iou", rep.iou), ("true", rep.true_iou), ("mean_true", rep.mean_true_iou)):
+        assert abs(sum(d[key] * d["images"] for d in rep.per_type.values()) / n - overall) < 1e-6
+    assert any(line.strip().startswith(next(iter(rep.per_type))) for line in rep.lines())
 
 
 def test_eval_on_another_dataset_uses_its_cameras(tiny, tmp_path):
