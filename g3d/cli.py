@@ -51,7 +51,8 @@ def synth(
     truncation: float = typer.Option(0.7, help="Truncation psi (1 = none)."),
     batch_size: int = typer.Option(32, help="Images per generator call."),
     resolution: Optional[int] = typer.Option(None, help="Image size for generators that allow it (builtin: 32-1024, default 256)."),
-    viewpoints: Optional[Path] = typer.Option(None, help="Use the codes of this viewpoints.parquet instead of proposing new ones."),
+    viewpoints: Optional[Path] = typer.Option(None, help="Use the codes of this viewpoints.parquet instead of proposing new ones; "
+                                              "'random': every image its own viewpoint, drawn from the generator's (a test set from anywhere)."),
     shard: Optional[str] = typer.Option(None, help="i/N: write only worker i's share of N (torchrun's RANK/WORLD_SIZE are used when unset)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different g3d run in --out."),
     samples_per_shard: Optional[int] = typer.Option(None, help="Objects per Parquet shard (default: about 1024 rows per shard)."),
@@ -66,6 +67,11 @@ def synth(
     view and the other rows resampled per object. Writes g3d.json, viewpoints.parquet,
     samples.parquet, images/part-*.parquet and previews/contact_sheet.png. Rerunning the same
     command resumes an interrupted run.
+
+    With --viewpoints random each image gets a viewpoint code of its own (V per object, none shared):
+    photos from anywhere, for scoring a network on viewpoints it never saw. The built-in generator
+    records each image's exact camera; there is no viewpoints.parquet, and annotate, sfm-init and
+    train, which need frozen views, refuse such a folder.
     """
     from g3d.synth.sampling import SynthConfig, run_synth
 

@@ -60,6 +60,7 @@ def read_dataset_info(folder: Path) -> DatasetInfo:
 
     folder = Path(folder)
     manifest = read_manifest(folder)
+    manifest.require_frozen_views(folder, "Label Studio's pose-bin and keypoint tasks (one per view)")
     preset = get_preset(manifest.class_name)
     vp_path = folder / dsf.VIEWPOINTS
     if not vp_path.is_file():

@@ -103,6 +103,7 @@ def read_annotations(folder: Path, keypoints: bool = True) -> Annotations:
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder: pass a dataset folder written by g3d synth")
     man = read_manifest(folder)
+    man.require_frozen_views(folder, "pose bins and keypoints (annotated per view)")
     preset = get_preset(man.class_name)
     width, height, views = man.width, man.height, man.views
     ann_dir = folder / ANNOTATIONS

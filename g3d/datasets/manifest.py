@@ -78,6 +78,17 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def random_viewpoints(self) -> bool:
+        """True for ``g3d synth --viewpoints random``: every image its own viewpoint, no view shared by two objects."""
+        return self.viewpoints_source == "random"
+
+    def require_frozen_views(self, folder, what: str) -> None:
+        """A one-line :class:`DatasetError` where ``what`` (e.g. "pose bins") needs views shared by every object."""
+        if self.random_viewpoints:
+            raise DatasetError(f"{folder} gives every image its own viewpoint (g3d synth --viewpoints random), and {what} "
+                               "need frozen views that every object shares: use a dataset made without --viewpoints random")
+
+    @property
     def has_images(self) -> bool:
         """True for a folder g3d synth wrote (a shard plan and a generator), not an annotation-only one."""
         return self.samples is not None and self.samples_per_shard is not None and self.rows is not None

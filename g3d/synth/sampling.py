@@ -29,7 +29,7 @@ from g3d.datasets import io as dsio
 from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, read_manifest, run_id
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
-from g3d.synth.viewpoints import Viewpoints, check_views, item_seed, load_viewpoints, propose, seeded_z, viewpoints_table
+from g3d.synth.viewpoints import RANDOM, Viewpoints, check_views, item_seed, load_viewpoints, propose, random_codes, seeded_z, viewpoints_table
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
 
@@ -48,7 +48,7 @@ class SynthConfig:
     truncation_cutoff: int | None = None  # truncate only ws rows below this; None = all
     batch_size: int = 32  # images per generator call
     resolution: int | None = None  # output size for generators that allow it (builtin: 256)
-    viewpoints: str | None = None  # a viewpoints.parquet to use instead of proposing
+    viewpoints: str | None = None  # a viewpoints.parquet to use instead of proposing, or "random": a viewpoint per image
     viewpoint_layers: tuple[int, ...] | None = None  # ws rows of the viewpoint code; None = preset's
     candidates: int | None = None  # candidate codes for the proposal; None = max(64, 4 x views)
     shard: str | None = None  # "i/N": write only this worker's shards; None = all (or torchrun's)
@@ -127,7 +127,7 @@ def _fingerprint(cfg: SynthConfig, G, preset, layers, views: int, crop, vp_diges
         "truncation_psi": cfg.truncation,
         "truncation_cutoff": cfg.truncation_cutoff,
         "viewpoint_layers": list(layers),
-        "viewpoints": vp_digest or {"proposed": True, "candidates": cfg.candidates},
+        "viewpoints": vp_digest or ({RANDOM: True} if cfg.viewpoints == RANDOM else {"proposed": True, "candidates": cfg.candidates}),
         **({} if G.batch_invariant else {"batch_size": cfg.batch_size}),  # only where the bytes depend on it
         "samples_per_shard": per_shard,
         "crop": list(crop) if crop else None,
@@ -361,12 +361,15 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
     crop = _resolve_crop(cfg, G, preset)
 
     vp_file: Viewpoints | None = None
-    if cfg.viewpoints is not None:
+    random_views = cfg.viewpoints == RANDOM  # every image its own viewpoint code, drawn like the proposal's candidates
+    if cfg.viewpoints is not None and not random_views:
         vp_file = load_viewpoints(cfg.viewpoints, G.w_dim, layers)
         if cfg.views is not None and cfg.views != vp_file.views:
             raise UsageError(f"--views {cfg.views} but --viewpoints {cfg.viewpoints} holds {vp_file.views} views: drop --views")
     views = vp_file.views if vp_file is not None else (cfg.views if cfg.views is not None else preset.views)
-    if vp_file is None:
+    if random_views and views < 1:
+        raise UsageError(f"--views must be at least 1, got {views}")
+    if vp_file is None and not random_views:
         check_views(views, cfg.candidates)
     per_shard = cfg.samples_per_shard if cfg.samples_per_shard is not None else dsf.default_samples_per_shard(views)
     plan = ShardPlan(cfg.samples, views, per_shard)
@@ -386,9 +389,11 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         manifest = Manifest(
             schema_version=SCHEMA_VERSION, g3d_version=__version__, class_name=preset.name, generator=GeneratorRecord(G.describe()),
             height=h, width=w, views=views, samples=cfg.samples, rows=cfg.samples * views, viewpoint_layers=tuple(layers),
-            viewpoints_source="proposed" if vp_file is None else vp_file.source, truncation_psi=cfg.truncation,
+            viewpoints_source=RANDOM if random_views else "proposed" if vp_file is None else vp_file.source, truncation_psi=cfg.truncation,
             truncation_cutoff=cfg.truncation_cutoff, seed=cfg.seed, num_shards=plan.num_shards, samples_per_shard=per_shard,
             keypoints=tuple(preset.keypoints) if with_truth else (), ground_truth=with_truth, fingerprint=fp,
+            # A viewpoint per image: its truth camera is per image too (g3d.datasets.cameras reads it so).
+            extra={"cameras": "per_image"} if random_views and with_truth else {},
         )
         # Workers started together agree on the run here, before any of them writes anything else.
         claimed = dsf.claim_manifest(out, manifest)
@@ -396,7 +401,9 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         # Viewpoint codes: the run's own when its manifest was there already; otherwise load or propose.
         t_prop = time.perf_counter()
         vp: Viewpoints | None = None
-        if not claimed and (out / dsf.VIEWPOINTS).is_file():
+        if random_views:
+            pass  # no shared codes: each image's is drawn in the loop below (viewpoints.random_codes)
+        elif not claimed and (out / dsf.VIEWPOINTS).is_file():
             vp = load_viewpoints(str(out / dsf.VIEWPOINTS), G.w_dim, layers)
             vp.source = manifest.viewpoints_source
         elif vp_file is not None:
@@ -405,11 +412,11 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
             adv = progress("proposing viewpoints", check_views(views, cfg.candidates)) if progress else None
             vp = propose(G, views, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
                          batch_size=cfg.batch_size, progress=adv)
-        codes = torch.as_tensor(vp.codes, device=G.device)
+        codes = torch.as_tensor(vp.codes, device=G.device) if vp is not None else None
         proposal_s = time.perf_counter() - t_prop
 
         # A run killed after claiming its manifest finishes these on resume.
-        if claimed or not (out / dsf.VIEWPOINTS).is_file():
+        if vp is not None and (claimed or not (out / dsf.VIEWPOINTS).is_file()):
             vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
             dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
         if claimed or not (out / dsf.SAMPLES).is_file():
@@ -432,7 +439,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         sink = _ShardSink(out, schema)
         pipe = _Pipeline(sink, cfg.encode_workers) if cfg.pipelined else _Serial(sink)
         total_rows = sum(plan.rows(k) for k in todo)
-        advance = progress(f"synthesising {preset.name} x {views} views", total_rows) if progress else None
+        advance = progress(f"synthesising {preset.name} x {views} {'random ' if random_views else ''}views", total_rows) if progress else None
         gen_s = 0.0
         written = 0
         try:
@@ -442,10 +449,14 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                 seeds = [item_seed(cfg.seed, i) for i in ids]
                 pipe.begin(k)
                 t0 = time.perf_counter()
+                n_rows = len(ids) * views
                 with torch.no_grad():
                     content = G.mapping(z, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
+                    # Random viewpoints: every row's own code, mapped once per shard like the content (so the
+                    # bytes do not depend on --batch-size).
+                    shard_codes = None if codes is not None else random_codes(
+                        G, cfg.seed, np.repeat(ids, views), np.tile(np.arange(views), len(ids)), layers, cfg.truncation)
                 gen_s += time.perf_counter() - t0
-                n_rows = len(ids) * views
                 for lo in range(0, n_rows, cfg.batch_size):
                     hi = min(n_rows, lo + cfg.batch_size)
                     rows_idx = np.arange(lo, hi)
@@ -453,7 +464,10 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                     t0 = time.perf_counter()
                     with torch.no_grad():
                         ws = content[s_local].clone()
-                        ws[:, list(layers)] = codes[v_ids]
+                        if shard_codes is not None:  # random viewpoints: this image's own code
+                            ws[:, list(layers)] = shard_codes[lo:hi]
+                        else:
+                            ws[:, list(layers)] = codes[v_ids]
                         if with_truth:
                             images, truth = G.synthesis_with_truth(ws, noise_mode="const")
                         else:

@@ -55,6 +55,35 @@ def item_seed(seed: int, index: int, stream: int = 0) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
+RANDOM = "random"  # ``--viewpoints random``: every image its own viewpoint code (the manifest's viewpoints_source)
+RANDOM_STREAM = 3  # the random stream of per-image viewpoint latents (1: proposal candidates, 2: probes)
+
+
+def random_code_z(seed: int, sample_ids, view_ids, z_dim: int) -> torch.Tensor:
+    """z float32 [N, z_dim] of the per-image viewpoint latents of images (sample_ids[i], view_ids[i]).
+
+    A pure function of (run seed, sample, view): the same image gets the same viewpoint on any machine,
+    in any shard and batch, and whatever ``--views`` or ``--samples`` the run has.
+    """
+    out = torch.empty(len(sample_ids), z_dim)
+    for i, (s, v) in enumerate(zip(sample_ids, view_ids)):
+        sub = np.random.SeedSequence([int(seed), RANDOM_STREAM, int(s), int(v)]).generate_state(2, np.uint32)
+        out[i] = torch.randn(z_dim, generator=torch.Generator().manual_seed(int((int(sub[0]) << 31) ^ int(sub[1])) & ((1 << 63) - 1)))
+    return out
+
+
+@torch.no_grad()
+def random_codes(G, seed: int, sample_ids, view_ids, layers: tuple[int, ...], truncation_psi: float = 0.7) -> torch.Tensor:
+    """Per-image viewpoint codes float32 [N, L, w_dim], drawn from the generator's own viewpoint distribution.
+
+    Each is the ``layers`` rows of ``G.mapping(z)`` for a z of its own (:func:`random_code_z`), with the run's
+    truncation, as the proposal draws its candidates: a test set photographed from anywhere, where a frozen
+    proposal gives every object the same V viewpoints.
+    """
+    z = random_code_z(seed, sample_ids, view_ids, G.z_dim).to(G.device)
+    return G.mapping(z, truncation_psi=truncation_psi)[:, list(layers)]
+
+
 def mix(
     content_ws: torch.Tensor,  # float32 [N, num_ws, w_dim]
     codes: torch.Tensor,  # float32 [V, L, w_dim]

@@ -64,6 +64,7 @@ CAMERA_FREEDOM = {**{s: 0.25 for s in dscam.TRUSTED}, dscam.TRUTH: 0.25, "pose_b
 
 def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float) -> ViewSet:
     """One camera per view (:func:`g3d.datasets.cameras.read_cameras`), K scaled by (sx, sy) to the training size."""
+    manifest.require_frozen_views(folder, "g3d train's cameras (one learned per view)")
     cams = dscam.read_cameras(folder, manifest)
     if cams.per_image:
         raise UsageError(f"{folder} has a camera per image, and g3d train learns one camera per view: "
