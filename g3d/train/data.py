@@ -62,16 +62,22 @@ class ViewSet:
 CAMERA_FREEDOM = {**{s: 0.25 for s in dscam.TRUSTED}, dscam.TRUTH: 0.25, "pose_bin": 10.0, "sfm_flagged": 10.0}
 
 
-def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float) -> ViewSet:
-    """One camera per view (:func:`g3d.datasets.cameras.read_cameras`), K scaled by (sx, sy) to the training size."""
-    manifest.require_frozen_views(folder, "g3d train's cameras (one learned per view)")
+def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float, per_image: bool = False) -> tuple[ViewSet, dscam.DatasetCameras]:
+    """The dataset's cameras (:func:`g3d.datasets.cameras.read_cameras`), K scaled by (sx, sy) to the training size.
+
+    One camera per view for training; ``per_image=True`` (evaluation) also takes a camera per image (a
+    ``--viewpoints random`` test set), in the reader's order (``DatasetCameras.index`` finds an image's).
+    """
+    if not per_image:
+        manifest.require_frozen_views(folder, "g3d train's cameras (one learned per view)")
     cams = dscam.read_cameras(folder, manifest)
-    if cams.per_image:
+    if cams.per_image and not per_image:
         raise UsageError(f"{folder} has a camera per image, and g3d train learns one camera per view: "
                          "train on a dataset with per-view cameras (g3d synth's fixed viewpoints)")
     K = np.diag([sx, sy, 1.0]) @ cams.K
     f32 = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    return ViewSet(f32(K), f32(cams.R), f32(cams.t), cams.origin, list(cams.sources), cams.usable.copy(), list(cams.why), list(cams.problems))
+    views = ViewSet(f32(K), f32(cams.R), f32(cams.t), cams.origin, list(cams.sources), cams.usable.copy(), list(cams.why), list(cams.problems))
+    return views, cams
 
 
 def first_test_sample(samples: int, holdout: float) -> int:
@@ -84,7 +90,7 @@ class PairData:
     """Kept images of one split, in memory at the training resolution, served as multi-view pairs."""
 
     def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
-                 max_images: int | None = None, extra_columns: tuple[str, ...] = ()) -> None:
+                 max_images: int | None = None, extra_columns: tuple[str, ...] = (), per_image_cameras: bool = False) -> None:
         import cv2
 
         self.folder = Path(folder)
@@ -93,11 +99,12 @@ class PairData:
         self.width = int(resolution)
         self.height = max(1, round(resolution * H0 / W0))
         sx, sy = self.width / W0, self.height / H0
-        self.cameras = load_cameras(self.folder, manifest, sx, sy)
+        self.cameras, found = load_cameras(self.folder, manifest, sx, sy, per_image=per_image_cameras)
+        self.per_image = found.per_image  # cameras per image (a --viewpoints random test set): camera_ids index them
         self.manifest = manifest
         self.first_test = first_test_sample(manifest.samples, holdout)
         want = (lambda s: s < self.first_test) if split == "train" else (lambda s: s >= self.first_test)
-        imgs, masks, sids, vids = [], [], [], []
+        imgs, masks, sids, vids, cids = [], [], [], [], []
         extra: dict[str, list] = {c: [] for c in extra_columns}
         for path in dsf.shard_paths(self.folder):
             if max_images and len(imgs) >= max_images:
@@ -108,11 +115,11 @@ class PairData:
             t = read_shard(path, cols)
             if t.column("mask").null_count == t.num_rows:
                 raise DatasetError(f"{path.name} has no masks: run `g3d filter {self.folder}` first")
-            usable = self.cameras.usable
             for r in t.to_pylist():
                 if not r["keep"] or not want(r["sample_id"]) or r["mask"] is None:
                     continue
-                if usable is not None and not usable[r["view_id"]]:  # no camera to trust: see ViewSet
+                cam = int(found.index([r["sample_id"]], [r["view_id"]])[0])  # -1: no usable camera
+                if cam < 0:  # no camera to trust: see ViewSet
                     continue
                 try:
                     img = decode_png(r["image"]["bytes"])
@@ -127,6 +134,7 @@ class PairData:
                 masks.append(m)
                 sids.append(r["sample_id"])
                 vids.append(r["view_id"])
+                cids.append(cam)
                 for c in extra:
                     extra[c].append(r.get(c))
                 if max_images and len(imgs) >= max_images:
@@ -137,6 +145,7 @@ class PairData:
         self.masks = torch.from_numpy(np.stack(masks))  # bool [N, H, W]
         self.sample_ids = torch.tensor(sids)
         self.view_ids = torch.tensor(vids)
+        self.camera_ids = torch.tensor(cids)  # each image's row in self.cameras (its view id, for per-view cameras)
         # Extra columns (e.g. gt_* truth) as float64 [N] arrays; absent columns are left out.
         self.extra = {c: np.asarray(v, dtype=np.float64) for c, v in extra.items() if v and v[0] is not None}
         by_sample: dict[int, list[int]] = {}
@@ -166,6 +175,7 @@ class PairData:
         return torch.tensor(i_idx), torch.tensor(j_idx)
 
     def batch(self, idx: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images float [B, 3, H, W] in [0, 1], masks float [B, 1, H, W], view ids int64 [B])."""
+        """(images float [B, 3, H, W] in [0, 1], masks float [B, 1, H, W], camera ids int64 [B]: rows of ``self.cameras``,
+        the view ids for per-view cameras)."""
         img = self.images[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
-        return img, self.masks[idx].to(device)[:, None].float(), self.view_ids[idx].to(device)
+        return img, self.masks[idx].to(device)[:, None].float(), self.camera_ids[idx].to(device)

@@ -17,6 +17,9 @@ Every figure comes with its degenerate answers, measured on the same images in t
   mask) with the true paint colour, each with its swapped-pairing baseline, and for colour the
   ceiling of the input image's own colour inside the mask (shading, glass and tyres keep it below 1).
   Size and colour are averaged over an object's held-out views first: the truth is per object.
+- ``novel``: each answer for image i rendered with the camera of up to NOVEL_VIEWS other images of the same
+  object, against their masks: the 3D shape and size, not just the input view's silhouette. On a
+  ``--viewpoints random`` test set (each image its own camera) this is the figure a photo from anywhere asks.
 - Per body type (built-in version 2 data): each IoU above over the held-out images of one type, so a
   network that answers every pickup with a sedan shows where the average hides it.
 """
@@ -71,6 +74,10 @@ class EvalReport:
     color_corr_image: list[float] | None = None  # ceiling: the input image's colour in the mask vs paint
     truth_frame: str | None = None  # how the true meshes were put in the cameras' frame (None: the same frame)
     per_type: dict[str, dict[str, float]] = field(default_factory=dict)  # built-in body type -> images and each answer's IoU
+    # Novel-view IoU: each answer for image i (iou = the prediction, swap, mean_pred, true, mean_true) rendered with the
+    # camera of another image j of the same object, against j's mask (up to NOVEL_VIEWS such j per image).
+    novel: dict[str, float] = field(default_factory=dict)
+    novel_pairs: int = 0
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -80,6 +87,11 @@ class EvalReport:
             ceil = f" | ceilings: true mesh {self.true_iou:.3f}, mean true mesh {self.mean_true_iou:.3f}"
         out.append(f"2D IoU {self.iou:.3f} | swapped pairing {self.swap_iou:.3f}, mean prediction {self.mean_pred_iou:.3f}, "
                    f"template {self.template_iou:.3f}{ceil}")
+        if self.novel:
+            nv = self.novel
+            ceil_n = f" | ceilings: true mesh {nv['true']:.3f}, mean true mesh {nv['mean_true']:.3f}" if "true" in nv else ""
+            out.append(f"novel-view IoU {nv['iou']:.3f} ({self.novel_pairs} pairs: one image's answer in another view of its object) | "
+                       f"swapped pairing {nv['swap']:.3f}, mean prediction {nv['mean_pred']:.3f}{ceil_n}")
         if self.truth_frame:
             out.append(f"true meshes: {self.truth_frame}")
         if self.chamfer is not None:
@@ -96,7 +108,8 @@ class EvalReport:
         for name, d in self.per_type.items():
             out.append(f"  {name} ({int(d['images'])} images): IoU {d['iou']:.3f} | swapped {d['swap']:.3f}, mean prediction "
                        f"{d['mean_pred']:.3f} | true mesh {d['true']:.3f}, mean true mesh {d['mean_true']:.3f}")
-        out.append("per view: " + ", ".join(f"v{v} {i:.3f}" for v, i in self.per_view.items()))
+        if self.per_view:
+            out.append("per view: " + ", ".join(f"v{v} {i:.3f}" for v, i in self.per_view.items()))
         return out
 
 
@@ -261,6 +274,19 @@ def per_type_iou(scores: dict[str, np.ndarray], body_type: np.ndarray | None) ->
     return out
 
 
+NOVEL_VIEWS = 5  # other images of its object each image's answer is rendered in (the next ones, cyclically)
+
+
+def novel_view_pairs(sample_ids: np.ndarray, k: int = NOVEL_VIEWS) -> np.ndarray:
+    """int64 [M, 2]: (i, j) image pairs of one object, i != j, each image i with up to ``k`` others: the ones after it in
+    its object's list, cyclically (deterministic; every image is a source and a target equally often)."""
+    by: dict[int, list[int]] = defaultdict(list)
+    for i, s in enumerate(np.asarray(sample_ids).tolist()):
+        by[int(s)].append(i)
+    out = [(g[a], g[(a + d) % len(g)]) for g in by.values() for a in range(len(g)) for d in range(1, min(k, len(g) - 1) + 1)]
+    return np.asarray(out, np.int64).reshape(-1, 2)
+
+
 def derangement(sample_ids: np.ndarray, view_ids: np.ndarray) -> np.ndarray:
     """For each image, the index of an image of *another* object (the next held-out object in id order),
     in the same view where that object has one, else its first image. Identity when there is one object."""
@@ -319,7 +345,7 @@ def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData
     own = Path(cfg.folder).resolve() == folder.resolve()
     if not own:
         c = data.cameras
-        return ViewCameras(c.K, c.R, c.t, learn=False).to(device), "dataset"
+        return ViewCameras(c.K, c.R, c.t, learn=False).to(device), "dataset, one per image" if data.per_image else "dataset"
     V = cams.K.shape[0]
     if int(data.view_ids.max()) >= V or data.manifest.views != V:
         raise UsageError(f"{folder} has {data.manifest.views} views but run {run} learned cameras for {V}: "
@@ -336,7 +362,9 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     run = Path(run)
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)
-    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,))
+    own = Path(cfg.folder).resolve() == folder.resolve()
+    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,),
+                    per_image_cameras=not own)  # another dataset may be a --viewpoints random test set
     cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device)
     H, W = data.height, data.width
     N = len(data)
@@ -391,8 +419,9 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
             scores[k].append(_hard_iou(v.contiguous(), f, K, R, t, H, W, mask).cpu())
     s = {k: torch.cat(v).numpy() for k, v in scores.items()}
     per_view: dict[int, list[float]] = defaultdict(list)
-    for v, i in zip(vids, s["iou"]):
-        per_view[int(v)].append(float(i))
+    if not data.per_image:  # a random-view test set has no views to group by
+        for v, i in zip(vids, s["iou"]):
+            per_view[int(v)].append(float(i))
     rep = EvalReport(
         images=N, objects=len(objs), cameras=cam_kind,
         iou=float(s["iou"].mean()), swap_iou=float(s["swap"].mean()), mean_pred_iou=float(s["mean_pred"].mean()),
@@ -401,6 +430,24 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         held_out=[int(o) for o in objs],
         truth_frame=truth_frame,
     )
+    # 2b. Novel views: the answer for image i rendered with the cameras of other images of the same object.
+    pairs = novel_view_pairs(sids)
+    if len(pairs):
+        ns: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for lo in range(0, len(pairs), batch):
+            i, j = (torch.as_tensor(x) for x in pairs[lo:lo + batch].T)
+            _, mask, view = data.batch(j, device)
+            K, R, t = cams(view)
+            B = len(i)
+            answers = {"iou": (verts_all[i], tpl.faces), "swap": (verts_all[torch.as_tensor(other[i.numpy()])], tpl.faces),
+                       "mean_pred": (mean_pred.expand(B, -1, -1), tpl.faces)}
+            if true_v is not None:
+                answers["true"] = (true_v[i], tfaces)
+                answers["mean_true"] = (mean_true.expand(B, -1, -1), tfaces)
+            for k, (v, f) in answers.items():
+                ns[k].append(_hard_iou(v.contiguous(), f, K, R, t, H, W, mask).cpu())
+        rep.novel = {k: float(torch.cat(v).mean()) for k, v in ns.items()}
+        rep.novel_pairs = len(pairs)
     if true_v is None:
         return rep
     rep.true_iou, rep.mean_true_iou = float(s["true"].mean()), float(s["mean_true"].mean())
