@@ -105,6 +105,8 @@ class EvalReport:
             f = lambda v: "/".join(f"{x:.2f}" for x in v)  # noqa: E731
             out.append(f"paint colour r (R/G/B) {f(self.color_corr)} | swap {f(self.color_corr_swap)}, "
                        f"ceiling (input image) {f(self.color_corr_image)}")
+        if self.per_type:
+            out.append("per body type (IoU in the input view):")
         for name, d in self.per_type.items():
             out.append(f"  {name} ({int(d['images'])} images): IoU {d['iou']:.3f} | swapped {d['swap']:.3f}, mean prediction "
                        f"{d['mean_pred']:.3f} | true mesh {d['true']:.3f}, mean true mesh {d['mean_true']:.3f}")
