@@ -110,6 +110,41 @@ def fov_of(K, width: int) -> float:
     return float(np.rad2deg(2.0 * np.arctan(width / 2.0 / np.asarray(K)[0, 0])))
 
 
+def object_box(bbox, margin: float = 0.15) -> tuple[int, int, int]:
+    """The square crop ``(x0, y0, side)`` in whole pixels around an object's box ``bbox = (x0, y0, x1, y1)``
+    (pixels, x1/y1 exclusive, as the shards' ``bbox`` column): centred on the box, its longer side plus
+    ``margin`` of it on each side. It may reach past the image: :func:`crop_image` pads there."""
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"object box {bbox} is empty")
+    side = int(np.ceil(max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)))
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0)), side
+
+
+def crop_intrinsics(K, box: tuple[int, int, int], size: int) -> np.ndarray:
+    """``K`` [..., 3, 3] of the crop ``box = (x0, y0, side)`` resampled to ``size`` x ``size`` pixels.
+
+    Exact under the pixel convention above: a point at pixel coordinate u in the photo lands at
+    ``(u - x0) * size / side`` in the crop (pixel centres map to pixel centres), so the returned camera,
+    with the photo's R and t, projects the object onto the crop exactly as the photo's camera projects
+    it onto the photo. The inverse, :func:`uncrop_intrinsics`, turns a camera of the crop back into the
+    photo's.
+    """
+    x0, y0, side = box
+    s = size / float(side)
+    A = np.array([[s, 0.0, -s * x0], [0.0, s, -s * y0], [0.0, 0.0, 1.0]])
+    return A @ np.asarray(K, np.float64)
+
+
+def uncrop_intrinsics(K_crop, box: tuple[int, int, int], size: int) -> np.ndarray:
+    """The photo's ``K`` [..., 3, 3] from a camera ``K_crop`` of its crop ``box`` at ``size`` px (inverse of :func:`crop_intrinsics`)."""
+    x0, y0, side = box
+    s = size / float(side)
+    A_inv = np.array([[1.0 / s, 0.0, x0], [0.0, 1.0 / s, y0], [0.0, 0.0, 1.0]])
+    return A_inv @ np.asarray(K_crop, np.float64)
+
+
 def project(points, K, R, t) -> tuple[np.ndarray, np.ndarray]:
     """Project world points [..., P, 3] to pixels.
 
