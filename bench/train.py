@@ -140,7 +140,7 @@ def silhouette_fit(data_dir: Path, sigmas=(1.0 / 7000, 1.0 / 30000, 1e-5), objec
 
     data = PairData(data_dir, resolution, "train", 0.2)
     idx = torch.cat([torch.nonzero(data.sample_ids == o)[:, 0] for o in range(objects)])
-    _, mask, view = data.batch(idx, "cpu")
+    _, mask, view, _ = data.batch(idx, "cpu")
     obj = data.sample_ids[idx]
     K, R, t = data.cameras.K[view], data.cameras.R[view], data.cameras.t[view]
     tpl = build_template(level)
@@ -226,7 +226,7 @@ def where_the_3d_error_is(run: Path) -> None:
     from g3d.train.loop import load_run
 
     cfg, model, _, tpl, _ = load_run(run)
-    data = PairData(cfg.folder, cfg.resolution, "test", cfg.holdout)
+    data = PairData(cfg.folder, cfg.resolution, "test", cfg.holdout, crop=cfg.crop)
     verts = torch.cat([model(data.batch(torch.arange(lo, min(len(data), lo + 64)), "cpu")[0])[0] for lo in range(0, len(data), 64)])
     sids = data.sample_ids.numpy()
     objs, first = np.unique(sids, return_index=True)
@@ -244,7 +244,7 @@ def where_the_3d_error_is(run: Path) -> None:
           f"{d[y < -0.2].sum() / d.sum():.0%} of it on {np.mean(y < -0.2):.0%} of the surface")
     # The same figures on training objects (how much of the per-car shape is learned at all, and how much
     # carries to new cars), on the whole outer surface and on the part a camera above the ground sees.
-    train_data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout)
+    train_data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, crop=cfg.crop)
     t_objs, t_first = np.unique(train_data.sample_ids.numpy(), return_index=True)
     t_objs, t_first = t_objs[:30], t_first[:30]
     tv = model(train_data.batch(torch.as_tensor(t_first), "cpu")[0])[0]

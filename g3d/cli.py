@@ -186,6 +186,8 @@ def train(
     vgg_weights: Optional[Path] = typer.Option(None, help="torchvision VGG-16 state dict for the perceptual loss (off without it)."),
     backbone_weights: Optional[Path] = typer.Option(None, help="torchvision ResNet-18 state dict (e.g. ImageNet), with --backbone resnet18."),
     warmup_steps: int = typer.Option(0, help="Steps before the perceptual loss joins."),
+    crop: bool = typer.Option(False, "--crop", help="Train on square crops round each mask (each with its exact intrinsics): "
+                              "the network cannot read a car's size from where it sits in a view."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
@@ -209,7 +211,7 @@ def train(
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
-                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps,
+                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop=crop,
                       seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)

@@ -101,6 +101,9 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
         raise UsageError(f"--inverse {run} is not an inverse-graphics run (no config.json or checkpoints/last.pt): "
                          f"pass a folder written by `g3d train DATASET --out RUN`")
     cfg, inverse, cams, tpl, _ = load_run(run, device)
+    if cfg.crop:
+        raise UsageError(f"--inverse {run} was trained on crops round each object's mask (g3d train --crop), and the neural renderer "
+                         "reads whole views: pass a run trained without --crop")
     folder = Path(cfg.folder)
     manifest = read_manifest(folder)
     gen = manifest.generator

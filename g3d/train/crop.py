@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CROP_MARGIN = 0.15  # the square crop's margin round the object's box, each side, as a fraction of its longer side
+
 
 def crop_image(image: np.ndarray, box: tuple[int, int, int], size: int, mask: bool = False) -> np.ndarray:
     """The square ``box = (x0, y0, side)`` of ``image`` (uint8 [H, W, 3], or bool/uint8 [H, W] with ``mask``)

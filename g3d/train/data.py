@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -62,6 +63,21 @@ class ViewSet:
 CAMERA_FREEDOM = {**{s: 0.25 for s in dscam.TRUSTED}, dscam.TRUTH: 0.25, "pose_bin": 10.0, "sfm_flagged": 10.0}
 
 
+class Batch(NamedTuple):
+    """Images of one batch: ``images`` float [B, 3, H, W] in [0, 1], ``masks`` float [B, 1, H, W], ``cameras`` int64 [B]
+    (rows of the data's cameras), ``crop`` float [B, 3, 3] (an image's K is ``crop @ K`` of its camera)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    cameras: torch.Tensor
+    crop: torch.Tensor
+
+    def cameras_from(self, cams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(K [B, 3, 3], R, t) of these images from a camera module (``ViewCameras``: rows -> K, R, t)."""
+        K, R, t = cams(self.cameras)
+        return self.crop.to(K.dtype) @ K, R, t
+
+
 def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float, per_image: bool = False) -> tuple[ViewSet, dscam.DatasetCameras]:
     """The dataset's cameras (:func:`g3d.datasets.cameras.read_cameras`), K scaled by (sx, sy) to the training size.
 
@@ -90,21 +106,29 @@ class PairData:
     """Kept images of one split, in memory at the training resolution, served as multi-view pairs."""
 
     def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
-                 max_images: int | None = None, extra_columns: tuple[str, ...] = (), per_image_cameras: bool = False) -> None:
+                 max_images: int | None = None, extra_columns: tuple[str, ...] = (), per_image_cameras: bool = False,
+                 crop: bool = False) -> None:
         import cv2
+
+        from g3d import cameras as camlib
+        from g3d.train.crop import CROP_MARGIN, crop_image, mask_box
 
         self.folder = Path(folder)
         manifest = read_manifest(self.folder)
         H0, W0 = manifest.height, manifest.width
         self.width = int(resolution)
-        self.height = max(1, round(resolution * H0 / W0))
+        self.height = self.width if crop else max(1, round(resolution * H0 / W0))
+        self.crop = bool(crop)
         sx, sy = self.width / W0, self.height / H0
         self.cameras, found = load_cameras(self.folder, manifest, sx, sy, per_image=per_image_cameras)
         self.per_image = found.per_image  # cameras per image (a --viewpoints random test set): camera_ids index them
         self.manifest = manifest
         self.first_test = first_test_sample(manifest.samples, holdout)
         want = (lambda s: s < self.first_test) if split == "train" else (lambda s: s >= self.first_test)
-        imgs, masks, sids, vids, cids = [], [], [], [], []
+        imgs, masks, sids, vids, cids, crops = [], [], [], [], [], []
+        # Crops: each image's square box around its mask, resampled to resolution; its intrinsics are
+        # M_i @ K with K the camera's at the training scale (sx, sy) and M_i the box's (cameras.crop_intrinsics).
+        unscale = np.diag([1.0 / sx, 1.0 / sy, 1.0])
         extra: dict[str, list] = {c: [] for c in extra_columns}
         for path in dsf.shard_paths(self.folder):
             if max_images and len(imgs) >= max_images:
@@ -127,7 +151,13 @@ class PairData:
                 except ValueError:
                     raise DatasetError(f"{path.name}: the image or mask of sample {r['sample_id']} view {r['view_id']} does not "
                                        f"decode: run `g3d filter {self.folder}` (it rejects corrupt images)") from None
-                if img.shape[:2] != (self.height, self.width):
+                if crop:
+                    if not m.any():  # nothing to centre on
+                        continue
+                    box = camlib.object_box(mask_box(m), CROP_MARGIN)
+                    img, m = crop_image(img, box, self.width), crop_image(m, box, self.width, mask=True)
+                    crops.append(camlib.crop_intrinsics(np.eye(3), box, self.width) @ unscale)
+                elif img.shape[:2] != (self.height, self.width):
                     img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
                     m = cv2.resize(m.astype(np.float32), (self.width, self.height), interpolation=cv2.INTER_AREA) >= 0.5
                 imgs.append(img)
@@ -146,6 +176,8 @@ class PairData:
         self.sample_ids = torch.tensor(sids)
         self.view_ids = torch.tensor(vids)
         self.camera_ids = torch.tensor(cids)  # each image's row in self.cameras (its view id, for per-view cameras)
+        # float32 [N, 3, 3]: each image's intrinsics are crop_mats[i] @ its camera's K (identity without crops).
+        self.crop_mats = torch.tensor(np.stack(crops), dtype=torch.float32) if crop else torch.eye(3).expand(len(imgs), 3, 3)
         # Extra columns (e.g. gt_* truth) as float64 [N] arrays; absent columns are left out.
         self.extra = {c: np.asarray(v, dtype=np.float64) for c, v in extra.items() if v and v[0] is not None}
         by_sample: dict[int, list[int]] = {}
@@ -174,8 +206,8 @@ class PairData:
             j_idx.append(grp[b])
         return torch.tensor(i_idx), torch.tensor(j_idx)
 
-    def batch(self, idx: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, device) -> "Batch":
         """(images float [B, 3, H, W] in [0, 1], masks float [B, 1, H, W], camera ids int64 [B]: rows of ``self.cameras``,
-        the view ids for per-view cameras)."""
+        the view ids for per-view cameras; crop float [B, 3, 3]: K of image i is crop[i] @ its camera's K)."""
         img = self.images[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
-        return img, self.masks[idx].to(device)[:, None].float(), self.camera_ids[idx].to(device)
+        return Batch(img, self.masks[idx].to(device)[:, None].float(), self.camera_ids[idx].to(device), self.crop_mats[idx].to(device))

@@ -366,7 +366,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     folder = Path(folder or cfg.folder)
     own = Path(cfg.folder).resolve() == folder.resolve()
     data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,),
-                    per_image_cameras=not own)  # another dataset may be a --viewpoints random test set
+                    per_image_cameras=not own, crop=cfg.crop)  # another dataset may be a --viewpoints random test set
     cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device)
     H, W = data.height, data.width
     N = len(data)
@@ -378,9 +378,10 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     P_verts, P_col, I_col = [], [], []
     for lo in range(0, N, batch):
         idx = torch.arange(lo, min(N, lo + batch))
-        img, mask, view = data.batch(idx, device)
+        b = data.batch(idx, device)
+        img, mask = b.images, b.masks
         verts, tex, _ = model(img)
-        K, R, t = cams(view)
+        K, R, t = b.cameras_from(cams)
         o = render(verts, tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex, silhouette=False)
         both = (o.fragments.mask[:, None] & (mask > 0.5)).float()
         P_col.append((o.image * both).sum((2, 3)) / both.sum((2, 3)).clamp(min=1))
@@ -409,8 +410,9 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     scores: dict[str, list[torch.Tensor]] = defaultdict(list)
     for lo in range(0, N, batch):
         idx = torch.arange(lo, min(N, lo + batch))
-        _, mask, view = data.batch(idx, device)
-        K, R, t = cams(view)
+        b = data.batch(idx, device)
+        mask = b.masks
+        K, R, t = b.cameras_from(cams)
         B = len(idx)
         answers = {"iou": (verts_all[idx], tpl.faces), "swap": (verts_all[torch.as_tensor(other[idx.numpy()])], tpl.faces),
                    "mean_pred": (mean_pred.expand(B, -1, -1), tpl.faces), "template": (model.template_verts(B), tpl.faces)}
@@ -438,8 +440,9 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         ns: dict[str, list[torch.Tensor]] = defaultdict(list)
         for lo in range(0, len(pairs), batch):
             i, j = (torch.as_tensor(x) for x in pairs[lo:lo + batch].T)
-            _, mask, view = data.batch(j, device)
-            K, R, t = cams(view)
+            b = data.batch(j, device)
+            mask = b.masks
+            K, R, t = b.cameras_from(cams)  # image j's camera, in j's crop when the run crops
             B = len(i)
             answers = {"iou": (verts_all[i], tpl.faces), "swap": (verts_all[torch.as_tensor(other[i.numpy()])], tpl.faces),
                        "mean_pred": (mean_pred.expand(B, -1, -1), tpl.faces)}

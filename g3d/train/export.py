@@ -100,6 +100,9 @@ def export_mesh(run: str | Path, image_path: str | Path, out: str | Path, device
     if not Path(image_path).is_file():
         raise UsageError(f"{image_path}: no such image file: pass the path of a PNG or JPEG")
     cfg, model, _, tpl, _ = load_run(run, device)
+    if cfg.crop:
+        raise UsageError(f"{run} was trained on crops round each object's mask (g3d train --crop), and export-mesh reads a whole "
+                         "photo with no mask: export from a run trained without --crop")
     img = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if img is None:
         raise UsageError(f"{image_path} is not a readable image: pass a PNG or JPEG")

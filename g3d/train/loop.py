@@ -65,6 +65,7 @@ class TrainConfig:
     preview_every: int = 500
     checkpoint_every: int = 250
     max_images: int | None = None  # cap on images kept in memory
+    crop: bool = False  # square crops round each mask, each with its exact intrinsics (train/crop.py), instead of whole views
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -211,11 +212,12 @@ def sigma_at(cfg: "TrainConfig", step: int) -> float:
 
 def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int):
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
-    img_i, mask_i, view_i = data_i
-    img_j, mask_j, view_j = data_j
+    img_i, mask_i, view_i, crop_i = data_i
+    img_j, mask_j, view_j, crop_j = data_j
     verts, tex, offsets = model(img_i)
     views = torch.cat([view_i, view_j])
-    K, R, t = cams(views)
+    K, R, t = cams(views)  # one call for both (DDP)
+    K = torch.cat([crop_i, crop_j]).to(K.dtype) @ K  # each image's own intrinsics (identity without crops)
     out = render(torch.cat([verts, verts]).float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=torch.cat([tex, tex]).float(),
                  sigma=sigma_at(cfg, step))
     target = torch.cat([img_i, img_j])
@@ -261,7 +263,7 @@ def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: in
     from g3d.datasets.schema import encode_png
 
     idx = preview_indices(data, n)
-    img, _, view = data.batch(idx, device)
+    img, _, view, crop = data.batch(idx, device)
     V = cams.K.shape[0]
     show = torch.linspace(0, V - 1, 4).round().long().to(device)
     was_training = model.training
@@ -272,6 +274,7 @@ def _preview(path: Path, model, cams, tpl, data: PairData, device, H: int, W: in
             cells = [img.permute(0, 2, 3, 1).cpu()]
             for v in show:
                 K, R, t = cams(v.repeat(len(idx)))
+                K = crop @ K  # each input's crop, seen from view v
                 o = render(verts.float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex.float(), silhouette=False)
                 cells.append((o.image + (1 - o.fragments.mask[:, None].float())).permute(0, 2, 3, 1).cpu())
     finally:
@@ -307,7 +310,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         run.refuse_other_settings(old, new, _RESUMABLE, fix="choose another --out, or add --overwrite to start this one again")
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     check_fits(cfg)
-    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images)
+    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images, crop=cfg.crop)
     if data.resized and rank == 0:
         log(f"note: images are resized to {data.width}x{data.height} for training")
     H, W = data.height, data.width

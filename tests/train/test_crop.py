@@ -53,3 +53,48 @@ def test_a_true_mesh_lands_on_its_cropped_mask_only_with_the_crop_camera():
             hard = render(mesh.verts[n:n + 1].float(), mesh.faces, f(K), f(truth.R[n]), f(truth.t[n]), 48, 48, silhouette=False).fragments.mask[0].numpy()
             scores[name] = (hard & crop).sum() / (hard | crop).sum()
         assert scores["crop"] > 0.95 and scores["rescaled"] < scores["crop"] - 0.1, scores
+
+
+def test_crop_training_data_puts_each_car_in_the_middle_at_one_scale_with_its_own_camera(tiny):
+    """PairData(crop=True): every image a square crop round its mask; the true mesh through the batch's cameras (the view's
+    camera with the image's crop) lands on the cropped mask; the whole-view data (the baseline) has cars of every size."""
+    from g3d.train.data import PairData
+    from g3d.train.evaluate import TrueMeshes, _hard_iou
+    from g3d.train.model import ViewCameras
+
+    truth = TrueMeshes.load(tiny)
+    extent = {}
+    for crop in (False, True):
+        data = PairData(tiny, 24, "train", 0.25, crop=crop)  # from 32 px: the crop's K also undoes the training scale
+        assert (data.height, data.width) == (24, 24)
+        cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=False)
+        idx = torch.arange(len(data))
+        b = data.batch(idx, "cpu")
+        K, R, t = b.cameras_from(cams)
+        iou = _hard_iou(truth.verts(data.sample_ids.tolist()).contiguous(), truth.faces, K, R, t, 24, 24, b.masks)
+        assert iou.min() > 0.8 and iou.mean() > 0.9, (crop, iou)
+        boxes = np.array([mask_box(m) for m in data.masks.numpy()])
+        extent[crop] = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    # In the crop the car's longer side is 1/1.3 of the crop (24 px -> 18-19), whatever its size in the view.
+    assert np.abs(extent[True] - 24 / 1.3).max() <= 2.0, extent[True]  # whole-pixel boxes at the 32 px source
+    assert np.ptp(extent[False]) > 3 * np.ptp(extent[True]), extent
+
+
+def test_a_crop_run_trains_evaluates_on_crops_and_whole_photo_readers_refuse_it(tiny, tmp_path):
+    from g3d.errors import UsageError
+    from g3d.train.evaluate import evaluate
+    from g3d.train.export import export_mesh
+    from g3d.train.loop import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(folder=str(tiny), out=str(run), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.25, crop=True,
+                      preview_every=1, checkpoint_every=2))
+    assert (run / "previews" / "step_0000002.png").is_file()
+    rep = evaluate(run)
+    assert rep.true_iou > 0.85 and rep.novel["true"] > 0.85, (rep.true_iou, rep.novel)
+    photo = tmp_path / "photo.png"
+    import cv2
+
+    cv2.imwrite(str(photo), np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(UsageError, match="--crop"):
+        export_mesh(run, photo, tmp_path / "car.glb")
