@@ -389,6 +389,7 @@ def main() -> None:
                     help="also evaluate the main run on new cars seen from new viewpoints (a fresh dataset, seed 7)")
     ap.add_argument("--random-views", action="store_true",
                     help="also evaluate the main run on new cars from random viewpoints (g3d synth --viewpoints random, seed 7, 6 a car)")
+    ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
     ap.add_argument("--shape-weights", default=None, help="the main run's flatten,laplacian,move weights, e.g. 5,5,2.5 (the paper's)")
     args = ap.parse_args()
@@ -410,6 +411,8 @@ def main() -> None:
         rep = None
         if not args.no_main:
             main_kw = {} if args.sigma is None else {"sigma": args.sigma}
+            if args.crop:
+                main_kw["crop"] = True
             if args.shape_weights:
                 main_kw["shape_weights"] = dict(zip(("flatten", "laplacian", "move"), map(float, args.shape_weights.split(","))))
             secs, rep = train_and_eval(data, Path(tmp) / "run", steps, **main_kw)
