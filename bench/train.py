@@ -390,6 +390,7 @@ def main() -> None:
     ap.add_argument("--random-views", action="store_true",
                     help="also evaluate the main run on new cars from random viewpoints (g3d synth --viewpoints random, seed 7, 6 a car)")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
+    ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
     ap.add_argument("--shape-weights", default=None, help="the main run's flatten,laplacian,move weights, e.g. 5,5,2.5 (the paper's)")
     args = ap.parse_args()
@@ -413,6 +414,8 @@ def main() -> None:
             main_kw = {} if args.sigma is None else {"sigma": args.sigma}
             if args.crop:
                 main_kw["crop"] = True
+            if args.camera_head:
+                main_kw["camera_head"] = True
             if args.shape_weights:
                 main_kw["shape_weights"] = dict(zip(("flatten", "laplacian", "move"), map(float, args.shape_weights.split(","))))
             secs, rep = train_and_eval(data, Path(tmp) / "run", steps, **main_kw)

@@ -188,6 +188,8 @@ def train(
     warmup_steps: int = typer.Option(0, help="Steps before the perceptual loss joins."),
     crop: bool = typer.Option(False, "--crop", help="Train on square crops round each mask (each with its exact intrinsics): "
                               "the network cannot read a car's size from where it sits in a view."),
+    camera_head: bool = typer.Option(False, "--camera-head", help="Also predict the camera's azimuth and elevation from the photo, "
+                                     "supervised by each image's camera (g3d eval then scores the camera it gives)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
@@ -211,7 +213,7 @@ def train(
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
-                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop=crop,
+                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop=crop, camera_head=camera_head,
                       seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)

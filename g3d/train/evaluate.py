@@ -38,6 +38,7 @@ from g3d.datasets import folder as dsf
 from g3d.datasets.manifest import read_manifest
 from g3d.errors import UsageError
 from g3d.render.dibr import render
+from g3d.train.camera import head_to_angles, view_direction
 from g3d.train.data import PairData
 from g3d.train.loop import load_run
 from g3d.train.model import ViewCameras
@@ -78,6 +79,9 @@ class EvalReport:
     # camera of another image j of the same object, against j's mask (up to NOVEL_VIEWS such j per image).
     novel: dict[str, float] = field(default_factory=dict)
     novel_pairs: int = 0
+    # The network's own camera (--camera-head): median azimuth / elevation error (deg) and relative distance error, each
+    # beside a constant camera (the median true direction); input-view IoU through the camera it gives.
+    camera: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -92,6 +96,12 @@ class EvalReport:
             ceil_n = f" | ceilings: true mesh {nv['true']:.3f}, mean true mesh {nv['mean_true']:.3f}" if "true" in nv else ""
             out.append(f"novel-view IoU {nv['iou']:.3f} ({self.novel_pairs} pairs: one image's answer in another view of its object) | "
                        f"swapped pairing {nv['swap']:.3f}, mean prediction {nv['mean_pred']:.3f}{ceil_n}")
+        if self.camera:
+            c = self.camera
+            out.append(f"predicted camera: azimuth error {c['az_deg']:.1f} deg, elevation {c['el_deg']:.1f} deg (median) | "
+                       f"a constant camera {c['az_deg_const']:.1f} / {c['el_deg_const']:.1f} deg; distance error {100 * c['distance_rel']:.1f}%; "
+                       f"input-view IoU through it {c['iou']:.3f} (through the true camera {self.iou:.3f}); azimuth off by > 90 deg: "
+                       f"{100 * c['flipped']:.1f}%")
         if self.truth_frame:
             out.append(f"true meshes: {self.truth_frame}")
         if self.chamfer is not None:
@@ -276,6 +286,40 @@ def per_type_iou(scores: dict[str, np.ndarray], body_type: np.ndarray | None) ->
     return out
 
 
+def camera_figures(pred: np.ndarray, true: np.ndarray, K: np.ndarray, verts: torch.Tensor, faces: torch.Tensor, data: PairData,
+                   H: int, W: int) -> dict[str, float]:
+    """The figures of the network's camera. ``pred`` float [N, 2] (azimuth, elevation rad) from the head, ``true`` [N, 3]
+    (azimuth, elevation rad, distance) of each image's camera, ``K`` [N, 3, 3] each image's intrinsics, ``verts`` [N, V, 3]
+    the predicted meshes. The camera is completed from each image's mask box (:func:`solve_camera`)."""
+    from g3d.train.camera import solve_camera
+    from g3d.train.crop import mask_box
+
+    d_az = np.abs((np.rad2deg(pred[:, 0] - true[:, 0]) + 180.0) % 360.0 - 180.0)
+    d_el = np.abs(np.rad2deg(pred[:, 1] - true[:, 1]))
+    const_az = np.angle(np.exp(1j * true[:, 0]).mean())  # the circular mean direction: the constant answer
+    c_az = np.abs((np.rad2deg(const_az - true[:, 0]) + 180.0) % 360.0 - 180.0)
+    c_el = np.abs(np.rad2deg(np.median(true[:, 1]) - true[:, 1]))
+    v = verts.detach().cpu().double().numpy()
+    masks = data.masks.numpy()
+    Rs, ts, dist = [], [], []
+    for i in range(len(pred)):
+        if not masks[i].any():
+            Rs.append(np.eye(3)), ts.append(np.array([0.0, 0.0, 1e3])), dist.append(np.inf)
+            continue
+        R, t = solve_camera(v[i], float(np.rad2deg(pred[i, 0])), float(np.rad2deg(pred[i, 1])), K[i], mask_box(masks[i]))
+        Rs.append(R), ts.append(t), dist.append(float(np.linalg.norm(R.T @ t)))
+    f32 = lambda a: torch.as_tensor(np.stack(a), dtype=torch.float32)  # noqa: E731
+    Rt, tt, Kt = f32(Rs), f32(ts), torch.as_tensor(K, dtype=torch.float32)
+    ious = []
+    for lo in range(0, len(pred), 32):
+        sl = slice(lo, lo + 32)
+        m = data.masks[sl][:, None].float()
+        ious.append(_hard_iou(verts[sl].detach().float().cpu().contiguous(), faces.cpu(), Kt[sl], Rt[sl], tt[sl], H, W, m))
+    return {"az_deg": float(np.median(d_az)), "el_deg": float(np.median(d_el)), "az_deg_const": float(np.median(c_az)),
+            "el_deg_const": float(np.median(c_el)), "distance_rel": float(np.median(np.abs(np.asarray(dist) / true[:, 2] - 1.0))),
+            "iou": float(torch.cat(ious).mean()), "flipped": float(np.mean(d_az > 90.0))}
+
+
 NOVEL_VIEWS = 5  # other images of its object each image's answer is rendered in (the next ones, cyclically)
 
 
@@ -375,13 +419,20 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     other = derangement(sids, vids)
 
     # 1. Predictions for every held-out image.
-    P_verts, P_col, I_col = [], [], []
+    P_verts, P_col, I_col, P_cam, T_dir, T_K = [], [], [], [], [], []
     for lo in range(0, N, batch):
         idx = torch.arange(lo, min(N, lo + batch))
         b = data.batch(idx, device)
         img, mask = b.images, b.masks
-        verts, tex, _ = model(img)
         K, R, t = b.cameras_from(cams)
+        if cfg.camera_head:
+            verts, tex, _, cam_out = model(img, with_camera=True)
+            P_cam.append(torch.stack(head_to_angles(cam_out), -1).cpu())
+            c = -(R.transpose(1, 2) @ t[..., None])[..., 0]
+            T_dir.append(torch.stack([*view_direction(R, t), c.norm(dim=-1)], -1).cpu())  # true az, el (rad), distance
+            T_K.append(K.cpu())
+        else:
+            verts, tex, _ = model(img)
         o = render(verts, tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex, silhouette=False)
         both = (o.fragments.mask[:, None] & (mask > 0.5)).float()
         P_col.append((o.image * both).sum((2, 3)) / both.sum((2, 3)).clamp(min=1))
@@ -434,6 +485,12 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         held_out=[int(o) for o in objs],
         truth_frame=truth_frame,
     )
+    # 2a. The camera the network gives (--camera-head): its direction against the image's camera, the rest solved from
+    #     the mask box (train/camera.solve_camera), and the input-view IoU through that camera.
+    if P_cam:
+        rep.camera = camera_figures(torch.cat(P_cam).double().numpy(), torch.cat(T_dir).double().numpy(), torch.cat(T_K).double().numpy(),
+                                    verts_all, tpl.faces, data, H, W)
+
     # 2b. Novel views: the answer for image i rendered with the cameras of other images of the same object.
     pairs = novel_view_pairs(sids)
     if len(pairs):

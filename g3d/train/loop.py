@@ -28,6 +28,7 @@ from g3d.datasets.cameras import FROM_TRUTH
 from g3d.errors import UsageError
 from g3d.render.dibr import SIGMA, render
 from g3d.runfolder import MetricsLog, RunFolder, TrainingError, check_every, due, is_run, load_checkpoint, start_ranks
+from g3d.train.camera import camera_loss, view_direction
 from g3d.train.data import PairData
 from g3d.train.losses import LossWeights, Perceptual, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
@@ -66,6 +67,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_images: int | None = None  # cap on images kept in memory
     crop: bool = False  # square crops round each mask, each with its exact intrinsics (train/crop.py), instead of whole views
+    camera_head: bool = False  # the network also predicts the camera's direction, supervised by each image's camera (train/camera.py)
+    camera_weight: float = 1.0  # weight of that supervision beside the render losses
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -85,6 +88,8 @@ class TrainConfig:
         check_every(log_every=self.log_every, preview_every=self.preview_every, checkpoint_every=self.checkpoint_every)
         if self.tex_res < 16 or self.tex_res & (self.tex_res - 1):
             raise UsageError(f"--tex-res {self.tex_res}: give a power of two >= 16")
+        if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
+            raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
         if self.resolution < 16:
             raise UsageError(f"--resolution {self.resolution}: give at least 16 pixels")
 
@@ -179,7 +184,7 @@ def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet,
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
-                               color_readout=cfg.color_readout, symmetric=cfg.symmetric).to(device)
+                               color_readout=cfg.color_readout, symmetric=cfg.symmetric, camera_head=cfg.camera_head).to(device)
     cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data), freedom=data.cameras.freedom()).to(device)
     return model, cams
 
@@ -214,7 +219,10 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
-    verts, tex, offsets = model(img_i)
+    if cfg.camera_head:
+        verts, tex, offsets, cam_out = model(img_i, with_camera=True)
+    else:
+        verts, tex, offsets = model(img_i)
     views = torch.cat([view_i, view_j])
     K, R, t = cams(views)  # one call for both (DDP)
     K = torch.cat([crop_i, crop_j]).to(K.dtype) @ K  # each image's own intrinsics (identity without crops)
@@ -231,6 +239,11 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         "move": move_loss(offsets.float()),
     }
     total = w.color * terms["color"] + w.iou * terms["iou"] + w.flatten * terms["flatten"] + w.laplacian * terms["laplacian"] + w.move * terms["move"]
+    if cfg.camera_head:  # supervised by view i's camera as training has it (detached: the head does not move the cameras)
+        B = img_i.shape[0]
+        az, el = view_direction(R[:B].detach().float(), t[:B].detach().float())
+        terms["camera"] = camera_loss(cam_out.float(), az, el)
+        total = total + cfg.camera_weight * terms["camera"]
     if percept is not None and step >= cfg.warmup_steps:
         comp = out.image * mask + target * (1 - mask)  # compare the object region only
         terms["percept"] = percept(comp, target)
@@ -414,7 +427,8 @@ def load_run(run: str | Path, device="cpu"):
     cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()), run)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
-    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric)
+    model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric,
+                               camera_head=cfg.camera_head)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:

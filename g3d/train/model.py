@@ -130,6 +130,7 @@ class InverseGraphicsNet(nn.Module):
         max_offset: float = 0.3,  # offsets are max_offset * tanh(.)
         color_readout: bool = True,  # the per-image colour path (False: the UV decoder alone, as before issue #10)
         symmetric: bool = True,  # left-right symmetric shapes (offsets averaged with their mirror image)
+        camera_head: bool = False,  # also predict where the camera sits, seen from the object (train/camera.py)
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -166,8 +167,11 @@ class InverseGraphicsNet(nn.Module):
             nn.init.zeros_(ups[-1].weight)
             nn.init.zeros_(ups[-1].bias)
         self.tex_dec = nn.Sequential(*ups)
+        # (sin, cos) of the camera's azimuth and its elevation / 30 deg, from the image feature (train/camera.py)
+        self.camera_head = nn.Sequential(nn.Linear(D, 256), nn.LeakyReLU(0.2), nn.Linear(256, 3)) if camera_head else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, with_camera: bool = False):
+        """(verts, texture, offsets), and the camera head's output float [B, 3] last with ``with_camera``."""
         B = images.shape[0]
         feat = self.encoder(images)
         out = self.shape_head(feat)
@@ -181,6 +185,10 @@ class InverseGraphicsNet(nn.Module):
         if self.color_head is not None:
             detail = detail + self.color_head(feat)[:, :, None, None]
         tex = torch.sigmoid(detail)
+        if with_camera:
+            if self.camera_head is None:
+                raise ValueError("this network has no camera head (trained without --camera-head)")
+            return verts, tex, offsets, self.camera_head(feat)
         return verts, tex, offsets
 
     def template_verts(self, batch: int) -> torch.Tensor:
