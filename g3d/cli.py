@@ -259,6 +259,29 @@ def export_mesh(
 
 
 @app.command()
+def predict(
+    run: Path = typer.Argument(..., help="A run trained with g3d train --crop --camera-head."),
+    photos: list[Path] = typer.Argument(..., help="Photos of one car each (PNG or JPEG, any size, the car anywhere in it)."),
+    mask: Optional[list[Path]] = typer.Option(None, "--mask", help="The car's mask of each photo (PNG, car pixels > 127), once per photo, in order."),
+    out: Path = typer.Option(..., help="Folder for NAME.glb, NAME.json (K, R, t, azimuth, elevation, distance, size) and NAME_sheet.png."),
+    fov: Optional[float] = typer.Option(None, help="The photos' horizontal field of view in degrees (default: the run's cameras')."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """One photo from anywhere -> its textured mesh (GLB, object frame) and the photo's own camera.
+
+    The photo is cut round its mask as the run was trained; the network gives the mesh, texture and the
+    camera's direction; distance and aim are solved from the mask so that K, R, t (world-to-camera, OpenCV
+    axes) are the photo's for its own pixels. NAME.json's mask_iou is the mesh through that camera against
+    the mask. The sheet shows the photo, the predicted silhouette over it and the mesh turned round.
+    """
+    from g3d.train.predict import predict as _predict
+
+    for p in _predict(run, list(photos), list(mask or []), out, fov, device):
+        typer.echo(f"{p.name}: azimuth {p.azimuth_deg:.1f} deg, elevation {p.elevation_deg:.1f} deg, distance {p.distance:.2f}; "
+                   f"mask IoU {p.mask_iou:.3f} -> {p.glb}, {p.json}, {p.sheet}")
+
+
+@app.command()
 def info(folder: Path = typer.Argument(..., help="A dataset folder written by g3d synth.")) -> None:
     """Print what a dataset folder holds: class, generator, counts, shards, columns."""
     from g3d.datasets.summary import summarize

@@ -73,19 +73,63 @@ def test_an_off_centre_car_in_a_larger_photo_gets_its_own_camera(cars):
     assert iou > 0.9 and iou0 < iou - 0.3, (iou, iou0)
 
 
+HEAD_RUN = dict(resolution=32, batch_size=4, tex_res=16, holdout=0.25, crop=True, lr=1e-3, preview_every=10**6, checkpoint_every=10**6)
+
+
+@pytest.fixture(scope="module")
+def head_run(tiny, tmp_path_factory):
+    """A short --crop --camera-head run on the tiny built-in set (120 steps)."""
+    from g3d.train.loop import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("head") / "cam"
+    train(TrainConfig(folder=str(tiny), out=str(out), steps=120, camera_head=True, **HEAD_RUN))
+    return out
+
+
 @pytest.mark.slow
-def test_a_camera_head_run_learns_the_direction_and_eval_scores_its_camera(tiny, tmp_path):
+def test_a_camera_head_run_learns_the_direction_and_eval_scores_its_camera(tiny, head_run, tmp_path):
     """--camera-head on crops: after a short run the held-out azimuth error is far below a constant camera's, and eval
     prints the camera it completes; a run without the head (the baseline) has no camera to score."""
     from g3d.train.evaluate import evaluate
     from g3d.train.loop import TrainConfig, train
 
-    kw = dict(folder=str(tiny), resolution=32, batch_size=4, tex_res=16, holdout=0.25, crop=True, lr=1e-3,
-              preview_every=10**6, checkpoint_every=10**6)
-    train(TrainConfig(out=str(tmp_path / "cam"), steps=120, camera_head=True, **kw))
-    rep = evaluate(tmp_path / "cam")
+    kw = dict(folder=str(tiny), **HEAD_RUN)
+    rep = evaluate(head_run)
     c = rep.camera
     assert c["az_deg"] < 0.5 * c["az_deg_const"] and c["az_deg_const"] > 30, c
     assert 0 < c["iou"] <= 1 and any(line.startswith("predicted camera") for line in rep.lines())
     train(TrainConfig(out=str(tmp_path / "plain"), steps=1, **kw))
     assert evaluate(tmp_path / "plain").camera == {}
+
+
+@pytest.mark.slow
+def test_predict_a_larger_photo_with_the_car_off_centre(tiny, head_run, tmp_path):
+    """g3d predict on a held-out car's photo at 2x its size, the car pushed off-centre in a wider canvas: the returned
+    camera puts the returned mesh on the mask (its own pixel grid); the files are written; a photo with no mask is one line."""
+    import json
+
+    import cv2
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from g3d.cli import app
+    from g3d.datasets.schema import decode_png
+    from g3d.train.export import write_glb  # noqa: F401  (the GLB writer predict uses)
+    from g3d.train.predict import predict
+
+    row = pq.read_table(sorted((tiny / "images").glob("part-*.parquet"))[-1], columns=["sample_id", "image", "mask"]).to_pylist()[-1]
+    img = cv2.resize(decode_png(row["image"]["bytes"]), (64, 64), interpolation=cv2.INTER_LINEAR)
+    m = cv2.resize((decode_png(row["mask"]["bytes"], grey=True) == 255).astype(np.uint8) * 255, (64, 64), interpolation=cv2.INTER_LINEAR)
+    photo = np.zeros((80, 120, 3), np.uint8) + img[:1, :1]  # a wider photo, the car 40 px right of its centre
+    mask = np.zeros((80, 120), np.uint8)
+    photo[8:72, 48:112], mask[8:72, 48:112] = img, m
+    cv2.imwrite(str(tmp_path / "car.png"), photo[..., ::-1])
+    cv2.imwrite(str(tmp_path / "car_mask.png"), mask)
+    (p,) = predict(head_run, [tmp_path / "car.png"], [tmp_path / "car_mask.png"], tmp_path / "out")
+    rec = json.loads(p.json.read_text())
+    assert p.glb.is_file() and p.sheet.is_file() and np.asarray(rec["K"]).shape == (3, 3) and rec["width"] == 120
+    assert rec["K"][0][2] == 60.0 and rec["mask_iou"] == p.mask_iou
+    # the camera is the photo's: it places the mesh where the car is, 40 px right of centre
+    assert p.mask_iou > 0.75, p.mask_iou
+    res = CliRunner().invoke(app, ["predict", str(head_run), str(tmp_path / "car.png"), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "--mask" in res.output and len(res.output.strip().splitlines()) == 1, res.output

@@ -1,0 +1,181 @@
+"""``g3d predict``: one photo of a car from anywhere -> its textured mesh and the photo's own camera.
+
+The photo (any size, the car anywhere in it) is cut round its mask (:func:`g3d.cameras.object_box`) as the
+run was trained (``g3d train --crop --camera-head``); the network gives the mesh, its texture and the
+camera's direction; the rest of the camera (distance, and the turn towards where the car stands in the
+photo) is solved from the mask's box with the photo's intrinsics (:func:`g3d.train.camera.solve_camera`), so
+K, R, t are the photo's, for its own pixel grid (pixel centres at +0.5, OpenCV axes, world-to-camera).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from g3d import cameras as camlib
+from g3d.datasets import io as dsio
+from g3d.errors import UsageError
+
+
+@dataclass
+class Prediction:
+    """What ``g3d predict`` wrote for one photo."""
+
+    name: str
+    glb: Path
+    json: Path
+    sheet: Path
+    azimuth_deg: float
+    elevation_deg: float
+    distance: float
+    mask_iou: float  # the returned mesh through the returned camera against the mask: the self-check
+
+
+def _read_photo(path: Path) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such image file: pass the path of a PNG or JPEG")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UsageError(f"{path} is not a readable image: pass a PNG or JPEG")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise UsageError(f"--mask {path}: no such file: pass a PNG whose object pixels are non-zero")
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        raise UsageError(f"--mask {path} is not a readable image: pass a PNG whose object pixels are non-zero")
+    if m.shape != shape:
+        raise UsageError(f"--mask {path} is {m.shape[1]}x{m.shape[0]} px but its photo is {shape[1]}x{shape[0]}: give the photo's own mask")
+    mask = m > 127
+    if not mask.any():
+        raise UsageError(f"--mask {path} marks no pixel (none above 127): give the object's mask")
+    return mask
+
+
+def photo_intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """K [3, 3] of a photo: principal point at its centre, focal from the horizontal field of view."""
+    return camlib.intrinsics(width, height, fov_deg)
+
+
+def run_fov(cams, resolution: int) -> float:
+    """The horizontal field of view (deg) of the run's first camera: what a photo is assumed to have unless told."""
+    return camlib.fov_of(cams.K[0].detach().cpu().double().numpy(), resolution)
+
+
+@torch.no_grad()
+def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] | None, out: str | Path,
+            fov_deg: float | None = None, device: str = "cpu") -> list[Prediction]:
+    """Predict the car in each photo (its mask given, one per photo) and write ``NAME.glb``, ``NAME.json`` and
+    ``NAME_sheet.png`` into ``out``. See the module docstring."""
+    from g3d.devices import check_device
+    from g3d.train.camera import head_to_angles, solve_camera
+    from g3d.train.crop import crop_image, mask_box
+    from g3d.train.export import write_glb
+    from g3d.train.loop import load_run
+
+    check_device(device)
+    photos = [Path(p) for p in photos]
+    if not masks:
+        raise UsageError(f"{photos[0]}: no mask: pass --mask MASK.png for each photo (the car's pixels non-zero), in the photos' order")
+    if len(masks) != len(photos):
+        raise UsageError(f"{len(photos)} photos but {len(masks)} --mask files: give one mask per photo, in the same order")
+    if fov_deg is not None and not (0 < fov_deg < 180):
+        raise UsageError(f"--fov {fov_deg}: give the photo's horizontal field of view in degrees, between 0 and 180")
+    cfg, model, cams, tpl, _ = load_run(run, device)
+    if not (cfg.crop and cfg.camera_head):
+        raise UsageError(f"{run} was trained without {' and '.join(o for o, on in (('--crop', cfg.crop), ('--camera-head', cfg.camera_head)) if not on)}: "
+                         "g3d predict needs a run trained with g3d train --crop --camera-head")
+    fov = fov_deg if fov_deg is not None else run_fov(cams, cfg.resolution)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create it ({exc.strerror}): choose a writable folder") from None
+    res = cfg.resolution
+    results = []
+    for photo, mpath in zip(photos, masks):
+        img = _read_photo(photo)
+        H, W = img.shape[:2]
+        mask = _read_mask(Path(mpath), (H, W))
+        box_m = mask_box(mask)
+        box = camlib.object_box(box_m)
+        crop = crop_image(img, box, res)
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().to(device) / 255.0
+        verts, tex, _, cam_out = model(x, with_camera=True)
+        az, el = (float(np.rad2deg(a.item())) for a in head_to_angles(cam_out))
+        v = verts[0].double().cpu().numpy()
+        K = photo_intrinsics(W, H, fov)
+        R, t = solve_camera(v, az, el, K, box_m)
+        iou = _mask_iou(verts[0], tpl.faces, K, R, t, mask)
+        texture = (tex[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+        name = photo.stem
+        glb = out / f"{name}.glb"
+        write_glb(glb, v.astype(np.float32), tpl.faces.cpu().numpy(), tpl.face_uvs.cpu().numpy(), texture)
+        az_c, el_c, dist = camlib.to_azimuth_elevation(R, t)
+        lo, hi = np.percentile(v, 2, axis=0), np.percentile(v, 98, axis=0)
+        record = {
+            "photo": str(photo), "mask": str(mpath), "width": W, "height": H,
+            "K": K.tolist(), "R": R.tolist(), "t": t.tolist(),
+            "azimuth_deg": float(az_c), "elevation_deg": float(el_c), "distance": float(dist),
+            "size": {"width": float(hi[0] - lo[0]), "height": float(hi[1] - lo[1]), "length": float(hi[2] - lo[2])},
+            "fov_deg": float(fov), "fov_assumed": fov_deg is None,
+            "mask_iou": iou, "run": str(run),
+            "convention": "world-to-camera, OpenCV axes, object frame (y up, front +z), pixel centres at +0.5",
+        }
+        js = out / f"{name}.json"
+        dsio.write_json(js, record)
+        sheet = out / f"{name}_sheet.png"
+        _write_sheet(sheet, img, mask, verts[0], tex[0], tpl, K, R, t)
+        results.append(Prediction(name, glb, js, sheet, float(az_c), float(el_c), float(dist), iou))
+    return results
+
+
+def _mask_iou(verts: torch.Tensor, faces: torch.Tensor, K: np.ndarray, R: np.ndarray, t: np.ndarray, mask: np.ndarray) -> float:
+    from g3d.render.dibr import render
+
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)[None]  # noqa: E731
+    H, W = mask.shape
+    hard = render(verts[None].float().cpu(), faces.cpu(), f(K), f(R), f(t), H, W, silhouette=False).fragments.mask[0].numpy()
+    return float((hard & mask).sum() / max(1, (hard | mask).sum()))
+
+
+def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, verts, tex, tpl, K, R, t, size: int = 192) -> None:
+    """The photo, the predicted silhouette over it (outline), and the mesh turned round in 4 views."""
+    import cv2
+
+    from g3d.datasets.previews import grid
+    from g3d.datasets.schema import encode_png
+    from g3d.render.dibr import render
+
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)[None]  # noqa: E731
+    H, W = mask.shape
+    hard = render(verts[None].float().cpu(), tpl.faces.cpu(), f(K), f(R), f(t), H, W, silhouette=False).fragments.mask[0].numpy()
+    over = img.copy()
+    edge = hard ^ cv2.erode(hard.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    over[edge] = (255, 40, 40)
+    over[mask & ~hard] = (over[mask & ~hard] * 0.5 + np.array([0, 0, 255]) * 0.5).astype(np.uint8)
+    side = max(H, W)
+    def fit(a):  # noqa: E306
+        canvas = np.full((side, side, 3), 255, np.uint8)
+        canvas[(side - H) // 2:(side - H) // 2 + H, (side - W) // 2:(side - W) // 2 + W] = a
+        return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+    cells = [fit(img), fit(over)]
+    Kv = camlib.intrinsics(size, size, 40.0)
+    for az in (30.0, 120.0, 210.0, 300.0):
+        Rv, tv = camlib.from_azimuth_elevation(az, 15.0, 4.5)
+        o = render(verts[None].float().cpu(), tpl.faces.cpu(), f(Kv), f(Rv), f(tv), size, size, face_uvs=tpl.face_uvs.cpu(),
+                   texture=tex[None].float().cpu(), silhouette=False)
+        rgb = o.image[0].permute(1, 2, 0).numpy() + (1 - o.fragments.mask[0].numpy()[..., None])
+        cells.append((rgb.clip(0, 1) * 255).round().astype(np.uint8))
+    sheet = grid(np.stack(cells)[None], ["photo", "predicted silhouette", "az 30", "az 120", "az 210", "az 300"])
+    dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
