@@ -84,8 +84,6 @@ def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float, per_ima
     One camera per view for training; ``per_image=True`` (evaluation) also takes a camera per image (a
     ``--viewpoints random`` test set), in the reader's order (``DatasetCameras.index`` finds an image's).
     """
-    if not per_image:
-        manifest.require_frozen_views(folder, "g3d train's cameras (one learned per view)")
     cams = dscam.read_cameras(folder, manifest)
     if cams.per_image and not per_image:
         raise UsageError(f"{folder} has a camera per image, and g3d train learns one camera per view: "

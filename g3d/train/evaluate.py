@@ -393,6 +393,11 @@ def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData
         c = data.cameras
         return ViewCameras(c.K, c.R, c.t, learn=False).to(device), "dataset, one per image" if data.per_image else "dataset"
     V = cams.K.shape[0]
+    if data.per_image:  # a camera per image, the run's as it trained (never refined)
+        if len(data.cameras.K) != V:
+            raise UsageError(f"{folder} has {len(data.cameras.K)} images with cameras but run {run} trained with {V}: "
+                             f"the dataset changed since training; train again")
+        return cams, "run, one per image"
     if int(data.view_ids.max()) >= V or data.manifest.views != V:
         raise UsageError(f"{folder} has {data.manifest.views} views but run {run} learned cameras for {V}: "
                          f"the dataset changed since training; train again, or evaluate a copy of it under another path")
@@ -408,9 +413,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     run = Path(run)
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)
-    own = Path(cfg.folder).resolve() == folder.resolve()
     data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,),
-                    per_image_cameras=not own, crop=cfg.crop)  # another dataset may be a --viewpoints random test set
+                    per_image_cameras=True, crop=cfg.crop)  # a --viewpoints random set: a camera per image
     cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device)
     H, W = data.height, data.width
     N = len(data)

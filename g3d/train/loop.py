@@ -323,7 +323,10 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         run.refuse_other_settings(old, new, _RESUMABLE, fix="choose another --out, or add --overwrite to start this one again")
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     check_fits(cfg)
-    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images, crop=cfg.crop)
+    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images, crop=cfg.crop, per_image_cameras=True)
+    if data.per_image and learns_cameras(cfg, data):  # a camera per image (a --viewpoints random set with its truth)
+        raise UsageError(f"{cfg.folder} has a camera per image, and g3d train refines cameras only per view: "
+                         "train with --fixed-cameras (its cameras are the generator's truth), or on a dataset of frozen views")
     if data.resized and rank == 0:
         log(f"note: images are resized to {data.width}x{data.height} for training")
     H, W = data.height, data.width

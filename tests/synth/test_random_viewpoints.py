@@ -10,7 +10,7 @@ import pytest
 from g3d.datasets import folder as dsf
 from g3d.datasets.cameras import read_cameras
 from g3d.datasets.manifest import read_manifest
-from g3d.errors import DatasetError
+from g3d.errors import DatasetError, UsageError
 from g3d.synth.sampling import SynthConfig, run_synth
 
 ARGS = dict(samples=24, views=4, resolution=32, batch_size=8, samples_per_shard=8, candidates=16)
@@ -74,10 +74,27 @@ def test_stages_that_need_frozen_views_refuse_in_one_line(random_set, tmp_path):
     from g3d.datasets.annotations import read_annotations
     from g3d.train.data import PairData
 
-    for call in (lambda: read_dataset_info(random_set), lambda: read_annotations(random_set), lambda: PairData(random_set, 32)):
+    for call in (lambda: read_dataset_info(random_set), lambda: read_annotations(random_set)):
         with pytest.raises(DatasetError, match=r"its own viewpoint \(g3d synth --viewpoints random\).*without --viewpoints random") as e:
             call()
         assert "\n" not in str(e.value)
+    # Per-view training data refuses a camera per image; g3d train takes them (fixed: the generator's truth).
+    with pytest.raises(UsageError, match="a camera per image"):
+        PairData(random_set, 32)
+
+
+def test_training_on_random_viewpoints_with_their_exact_cameras(random_set, tmp_path):
+    """The built-in-only ceiling of the "any photo" issue: g3d train on a random-view set, each image with its own exact
+    camera (never refined), and eval of that run with those cameras; asking to refine them is one line."""
+    from g3d.train.evaluate import evaluate
+    from g3d.train.loop import TrainConfig, train
+
+    kw = dict(folder=str(random_set), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.25, preview_every=1, checkpoint_every=2)
+    train(TrainConfig(out=str(tmp_path / "run"), **kw))
+    rep = evaluate(tmp_path / "run")
+    assert rep.cameras == "run, one per image" and rep.objects == 6 and rep.true_iou > 0.85 and rep.novel["true"] > 0.85
+    with pytest.raises(UsageError, match="--fixed-cameras"):
+        train(TrainConfig(out=str(tmp_path / "learn"), learn_cameras=True, **kw))
 
 
 def test_a_resume_of_a_random_run_keeps_its_shards_and_a_frozen_run_is_another_run(random_set, tmp_path):
