@@ -391,6 +391,8 @@ def main() -> None:
                     help="also evaluate the main run on new cars from random viewpoints (g3d synth --viewpoints random, seed 7, 6 a car)")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
+    ap.add_argument("--train-random-views", action="store_true",
+                    help="the main run's data: each car from --views random viewpoints with exact per-image cameras (the built-in ceiling)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
     ap.add_argument("--shape-weights", default=None, help="the main run's flatten,laplacian,move weights, e.g. 5,5,2.5 (the paper's)")
     args = ap.parse_args()
@@ -407,8 +409,10 @@ def main() -> None:
             tmp = str(args.workdir)
             args.workdir.mkdir(parents=True, exist_ok=True)
         data = Path(tmp) / "car"
-        run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=64, seed=1))
-        print(f"\ndata: built-in cars, {samples} objects x {views} views, 64 px, seed 1; {round(samples * 0.2)} objects held out")
+        run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=64, seed=1,
+                              viewpoints="random" if args.train_random_views else None))
+        print(f"\ndata: built-in cars, {samples} objects x {views} {'random ' if args.train_random_views else ''}views, 64 px, seed 1; "
+              f"{round(samples * 0.2)} objects held out")
         rep = None
         if not args.no_main:
             main_kw = {} if args.sigma is None else {"sigma": args.sigma}
