@@ -218,6 +218,51 @@ def random_views(run: Path, out: Path, samples: int = 300, views: int = 6) -> No
         print("  " + line)
 
 
+def predict_picture(run: Path, test_set: Path, out: Path, n: int = 4) -> None:
+    """`g3d predict` on ``n`` held-out cars of a random-view test set, each photo made 2x larger and pushed off-centre
+    in a wider canvas (the camera must be the photo's own): prints each returned camera against the truth and the mask
+    IoU of the returned mesh through it; stacks the sheets into ``out``."""
+    import json
+
+    import cv2
+    import pyarrow.parquet as pq
+
+    from g3d import cameras
+    from g3d.datasets.schema import decode_png, encode_png
+    from g3d.train.predict import predict
+
+    rows = pq.read_table(sorted((test_set / "images").glob("part-*.parquet"))[-1],
+                         columns=["sample_id", "view_id", "image", "mask", "R", "t", "K"]).to_pylist()
+    picks = [r for r in rows if r["view_id"] == 0][-n:]
+    work = out.parent / (out.stem + "_work")
+    work.mkdir(parents=True, exist_ok=True)
+    sheets, ious = [], []
+    for k, r in enumerate(picks):
+        img, m = decode_png(r["image"]["bytes"]), decode_png(r["mask"]["bytes"], grey=True) == 255
+        h, w = img.shape[:2]
+        big = cv2.resize(img, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+        bm = cv2.resize(m.astype(np.uint8) * 255, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+        dx = (w // 2) * (1 if k % 2 else -1) // 2  # off-centre, left or right
+        canvas = np.empty((2 * h + h // 2, 3 * w, 3), np.uint8)
+        canvas[:] = big[:1, :1]
+        mask = np.zeros(canvas.shape[:2], np.uint8)
+        y0, x0 = h // 4, w // 2 + dx
+        canvas[y0:y0 + 2 * h, x0:x0 + 2 * w], mask[y0:y0 + 2 * h, x0:x0 + 2 * w] = big, bm
+        cv2.imwrite(str(work / f"car{k}.png"), canvas[..., ::-1])
+        cv2.imwrite(str(work / f"car{k}_mask.png"), mask)
+        (p,) = predict(run, [work / f"car{k}.png"], [work / f"car{k}_mask.png"], work)
+        az, el, d = cameras.to_azimuth_elevation(np.reshape(r["R"], (3, 3)), np.asarray(r["t"]))
+        print(f"  car {r['sample_id']}: predicted azimuth {p.azimuth_deg:.1f} / true {float(az):.1f}, elevation {p.elevation_deg:.1f} / "
+              f"{float(el):.1f}, distance {p.distance:.2f} / {float(d):.2f} (in the 2x photo the same camera stands at that distance); "
+              f"mask IoU of the returned mesh through the returned camera {p.mask_iou:.3f}")
+        ious.append(p.mask_iou)
+        sheets.append(cv2.imread(str(p.sheet))[..., ::-1])
+    print(f"  mask IoU over the {len(ious)} photos: mean {np.mean(ious):.3f}, lowest {np.min(ious):.3f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(encode_png(np.ascontiguousarray(np.concatenate(sheets, 0))))
+    print(f"picture: {out}")
+
+
 @torch.no_grad()
 def where_the_3d_error_is(run: Path) -> None:
     """How much of the held-out 3D error is a bias every car shares, and where on the car it sits."""
@@ -391,6 +436,8 @@ def main() -> None:
                     help="also evaluate the main run on new cars from random viewpoints (g3d synth --viewpoints random, seed 7, 6 a car)")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
+    ap.add_argument("--predict-picture", type=Path, default=None,
+                    help="with --random-views and a --crop --camera-head run: g3d predict on 4 test photos made 2x and off-centre; their sheets here")
     ap.add_argument("--train-random-views", action="store_true",
                     help="the main run's data: each car from --views random viewpoints with exact per-image cameras (the built-in ceiling)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")
@@ -434,6 +481,8 @@ def main() -> None:
             new_views(Path(tmp) / "run", Path(tmp) / "new_views")
         if args.random_views and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
             random_views(Path(tmp) / "run", Path(tmp) / "random_views")
+            if args.predict_picture:
+                predict_picture(Path(tmp) / "run", Path(tmp) / "random_views", args.predict_picture)
         if args.where and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
             where_the_3d_error_is(Path(tmp) / "run")
         if args.fit:
