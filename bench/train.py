@@ -250,10 +250,12 @@ def predict_picture(run: Path, test_set: Path, out: Path, n: int = 4) -> None:
         canvas[y0:y0 + 2 * h, x0:x0 + 2 * w], mask[y0:y0 + 2 * h, x0:x0 + 2 * w] = big, bm
         cv2.imwrite(str(work / f"car{k}.png"), canvas[..., ::-1])
         cv2.imwrite(str(work / f"car{k}_mask.png"), mask)
-        (p,) = predict(run, [work / f"car{k}.png"], [work / f"car{k}_mask.png"], work)
+        # The photo's own field of view: the 2x image's focal over the wider canvas (what a user passes as --fov).
+        fov = float(np.rad2deg(2 * np.arctan(canvas.shape[1] / 2 / (2 * np.reshape(r["K"], (3, 3))[0, 0]))))
+        (p,) = predict(run, [work / f"car{k}.png"], [work / f"car{k}_mask.png"], work, fov_deg=fov)
         az, el, d = cameras.to_azimuth_elevation(np.reshape(r["R"], (3, 3)), np.asarray(r["t"]))
         print(f"  car {r['sample_id']}: predicted azimuth {p.azimuth_deg:.1f} / true {float(az):.1f}, elevation {p.elevation_deg:.1f} / "
-              f"{float(el):.1f}, distance {p.distance:.2f} / {float(d):.2f} (in the 2x photo the same camera stands at that distance); "
+              f"{float(el):.1f}, distance {p.distance:.2f} / {float(d):.2f}; "
               f"mask IoU of the returned mesh through the returned camera {p.mask_iou:.3f}")
         ious.append(p.mask_iou)
         sheets.append(cv2.imread(str(p.sheet))[..., ::-1])
