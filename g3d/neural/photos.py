@@ -10,6 +10,7 @@ import torch
 
 from g3d.errors import UsageError
 from g3d.neural.sources import Sources
+from g3d.train.predict import read_photo
 
 
 def parse_photo_spec(spec: str, views: int) -> tuple[Path | None, int | None, int]:
@@ -29,18 +30,6 @@ def parse_photo_spec(spec: str, views: int) -> tuple[Path | None, int | None, in
     if not 0 <= view < views:
         raise UsageError(f"{spec!r}: view {view} is outside the dataset's 0..{views - 1}")
     return (Path(head) if sample is None else None), sample, view
-
-
-def read_photo(path: Path) -> np.ndarray:
-    """A PNG or JPEG file as uint8 [H, W, 3] RGB; a missing or unreadable file is a :class:`UsageError`."""
-    import cv2
-
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file: pass an image file (PNG or JPEG)")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise UsageError(f"{path} is not an image cv2 can read: pass a PNG or JPEG photo")
-    return img[:, :, ::-1]
 
 
 def dataset_image(folder: Path, sample: int, view: int) -> np.ndarray:

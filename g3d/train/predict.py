@@ -35,14 +35,15 @@ class Prediction:
     mask_iou: float  # the returned mesh through the returned camera against the mask: the self-check
 
 
-def _read_photo(path: Path) -> np.ndarray:
+def read_photo(path: Path) -> np.ndarray:
+    """A PNG or JPEG file as uint8 [H, W, 3] RGB; a missing or unreadable file is a :class:`UsageError`."""
     import cv2
 
     if not path.is_file():
-        raise UsageError(f"{path}: no such image file: pass the path of a PNG or JPEG")
+        raise UsageError(f"{path}: no such file: pass an image file (PNG or JPEG)")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise UsageError(f"{path} is not a readable image: pass a PNG or JPEG")
+        raise UsageError(f"{path} is not an image cv2 can read: pass a PNG or JPEG photo")
     return np.ascontiguousarray(img[..., ::-1])
 
 
@@ -104,7 +105,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
     res = cfg.resolution
     results = []
     for photo, mpath in zip(photos, masks):
-        img = _read_photo(photo)
+        img = read_photo(photo)
         H, W = img.shape[:2]
         mask = _read_mask(Path(mpath), (H, W))
         box_m = mask_box(mask)
