@@ -1,4 +1,5 @@
-"""Training data: kept images with masks, one camera per view, multi-view pairs of one object.
+"""Training data: kept images with masks, each with its camera (one per view, or per image) and optionally cropped
+round its mask, served as multi-view pairs of one object.
 
 The split is by object (sample_id), never by image: the last ``holdout`` fraction of the sample ids
 is held out. Images are decoded once, resized to the training resolution and kept in memory as
@@ -81,8 +82,8 @@ class Batch(NamedTuple):
 def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float, per_image: bool = False) -> tuple[ViewSet, dscam.DatasetCameras]:
     """The dataset's cameras (:func:`g3d.datasets.cameras.read_cameras`), K scaled by (sx, sy) to the training size.
 
-    One camera per view for training; ``per_image=True`` (evaluation) also takes a camera per image (a
-    ``--viewpoints random`` test set), in the reader's order (``DatasetCameras.index`` finds an image's).
+    One camera per view by default; ``per_image=True`` (g3d train and eval) also takes a camera per image (a
+    ``--viewpoints random`` set), in the reader's order (``DatasetCameras.index`` finds an image's).
     """
     cams = dscam.read_cameras(folder, manifest)
     if cams.per_image and not per_image:
