@@ -80,7 +80,7 @@ class EvalReport:
     novel: dict[str, float] = field(default_factory=dict)
     novel_pairs: int = 0
     # The network's own camera (--camera-head): median azimuth / elevation error (deg) and relative distance error, each
-    # beside a constant camera (the median true direction); input-view IoU through the camera it gives.
+    # beside a constant camera (the circular mean azimuth, the median elevation); input-view IoU through the camera it gives.
     camera: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
