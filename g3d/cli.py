@@ -70,8 +70,8 @@ def synth(
 
     With --viewpoints random each image gets a viewpoint code of its own (V per object, none shared):
     photos from anywhere, for scoring a network on viewpoints it never saw. The built-in generator
-    records each image's exact camera; there is no viewpoints.parquet, and annotate, sfm-init and
-    train, which need frozen views, refuse such a folder.
+    records each image's exact camera; there is no viewpoints.parquet, annotate and sfm-init, which
+    need frozen views, refuse such a folder, and train takes it only with those exact cameras.
     """
     from g3d.synth.sampling import SynthConfig, run_synth
 
