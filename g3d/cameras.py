@@ -128,21 +128,12 @@ def crop_intrinsics(K, box: tuple[int, int, int], size: int) -> np.ndarray:
     Exact under the pixel convention above: a point at pixel coordinate u in the photo lands at
     ``(u - x0) * size / side`` in the crop (pixel centres map to pixel centres), so the returned camera,
     with the photo's R and t, projects the object onto the crop exactly as the photo's camera projects
-    it onto the photo. The inverse, :func:`uncrop_intrinsics`, turns a camera of the crop back into the
-    photo's.
+    it onto the photo.
     """
     x0, y0, side = box
     s = size / float(side)
     A = np.array([[s, 0.0, -s * x0], [0.0, s, -s * y0], [0.0, 0.0, 1.0]])
     return A @ np.asarray(K, np.float64)
-
-
-def uncrop_intrinsics(K_crop, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """The photo's ``K`` [..., 3, 3] from a camera ``K_crop`` of its crop ``box`` at ``size`` px (inverse of :func:`crop_intrinsics`)."""
-    x0, y0, side = box
-    s = size / float(side)
-    A_inv = np.array([[1.0 / s, 0.0, x0], [0.0, 1.0 / s, y0], [0.0, 0.0, 1.0]])
-    return A_inv @ np.asarray(K_crop, np.float64)
 
 
 def project(points, K, R, t) -> tuple[np.ndarray, np.ndarray]:

@@ -49,9 +49,9 @@ def seeded_z(seed: int, index: int, z_dim: int, stream: int = 0) -> torch.Tensor
     return torch.randn(z_dim, generator=torch.Generator().manual_seed(sub))
 
 
-def item_seed(seed: int, index: int, stream: int = 0) -> int:
-    """A 63-bit seed derived from (run seed, stream, item index)."""
-    state = np.random.SeedSequence([int(seed), int(stream), int(index)]).generate_state(2, np.uint32)
+def item_seed(seed: int, index: int, stream: int = 0, *more: int) -> int:
+    """A 63-bit seed derived from (run seed, stream, item index[, more indices])."""
+    state = np.random.SeedSequence([int(seed), int(stream), int(index), *map(int, more)]).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
@@ -65,11 +65,8 @@ def random_code_z(seed: int, sample_ids, view_ids, z_dim: int) -> torch.Tensor:
     A pure function of (run seed, sample, view): the same image gets the same viewpoint on any machine,
     in any shard and batch, and whatever ``--views`` or ``--samples`` the run has.
     """
-    out = torch.empty(len(sample_ids), z_dim)
-    for i, (s, v) in enumerate(zip(sample_ids, view_ids)):
-        sub = np.random.SeedSequence([int(seed), RANDOM_STREAM, int(s), int(v)]).generate_state(2, np.uint32)
-        out[i] = torch.randn(z_dim, generator=torch.Generator().manual_seed(int((int(sub[0]) << 31) ^ int(sub[1])) & ((1 << 63) - 1)))
-    return out
+    gens = (torch.Generator().manual_seed(item_seed(seed, s, RANDOM_STREAM, v)) for s, v in zip(sample_ids, view_ids))
+    return torch.stack([torch.randn(z_dim, generator=g) for g in gens]).reshape(-1, z_dim)
 
 
 @torch.no_grad()

@@ -58,21 +58,17 @@ def solve_camera(verts: np.ndarray, azimuth_deg: float, elevation_deg: float, K:
     size_m, centre_m = np.array([x1 - x0, y1 - y0]), np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     d = camlib.camera_center(azimuth_deg, elevation_deg, 1.0)
     Kinv = np.linalg.inv(K)
-    aim = centre_m.copy()  # the pixel the object's origin should land on
-    s = float(distance)
-    for _ in range(iterations):
+
+    def pose(s: float, aim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The camera at distance ``s`` on the direction, turned so the object's origin lands on pixel ``aim``."""
         c = s * d
-        R0, _ = camlib.look_at(c)
         ray = Kinv @ np.array([aim[0], aim[1], 1.0])
-        R = _rotation_between(np.array([0.0, 0.0, 1.0]), ray / np.linalg.norm(ray)) @ R0
-        t = -R @ c
-        uv, _ = camlib.project(verts, K, R, t)
-        size_p = uv.max(0) - uv.min(0)
-        centre_p = (uv.max(0) + uv.min(0)) / 2
-        s *= float(np.sqrt(np.prod(size_p / np.maximum(size_m, 1e-6))))  # size ~ 1 / distance
-        aim = aim + (centre_m - centre_p)
-    c = s * d
-    R0, _ = camlib.look_at(c)
-    ray = Kinv @ np.array([aim[0], aim[1], 1.0])
-    R = _rotation_between(np.array([0.0, 0.0, 1.0]), ray / np.linalg.norm(ray)) @ R0
-    return R, -R @ c
+        R = _rotation_between(np.array([0.0, 0.0, 1.0]), ray / np.linalg.norm(ray)) @ camlib.look_at(c)[0]
+        return R, -R @ c
+
+    aim, s = centre_m.copy(), float(distance)
+    for _ in range(iterations):
+        uv, _ = camlib.project(verts, K, *pose(s, aim))
+        s *= float(np.sqrt(np.prod((uv.max(0) - uv.min(0)) / np.maximum(size_m, 1e-6))))  # size ~ 1 / distance
+        aim = aim + (centre_m - (uv.max(0) + uv.min(0)) / 2)
+    return pose(s, aim)

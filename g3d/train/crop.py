@@ -2,8 +2,7 @@
 
 A photo of any size with the object anywhere becomes a ``size`` x ``size`` crop around the object's mask
 box (:func:`g3d.cameras.object_box`); the crop's intrinsics follow exactly from the box
-(:func:`g3d.cameras.crop_intrinsics`), and a camera found for the crop turns back into the photo's
-(:func:`g3d.cameras.uncrop_intrinsics`). Pixels outside the photo are filled with the edge colour for
+(:func:`g3d.cameras.crop_intrinsics`). Pixels outside the photo are filled with the edge colour for
 images and 0 for masks.
 """
 

@@ -9,7 +9,6 @@ K, R, t are the photo's, for its own pixel grid (pixel centres at +0.5, OpenCV a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +62,6 @@ def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def photo_intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """K [3, 3] of a photo: principal point at its centre, focal from the horizontal field of view."""
-    return camlib.intrinsics(width, height, fov_deg)
-
-
 def run_fov(cams, resolution: int) -> float:
     """The horizontal field of view (deg) of the run's first camera: what a photo is assumed to have unless told."""
     return camlib.fov_of(cams.K[0].detach().cpu().double().numpy(), resolution)
@@ -115,9 +109,10 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         verts, tex, _, cam_out = model(x, with_camera=True)
         az, el = (float(np.rad2deg(a.item())) for a in head_to_angles(cam_out))
         v = verts[0].double().cpu().numpy()
-        K = photo_intrinsics(W, H, fov)
+        K = camlib.intrinsics(W, H, fov)  # the photo's: principal point at its centre
         R, t = solve_camera(v, az, el, K, box_m)
-        iou = _mask_iou(verts[0], tpl.faces, K, R, t, mask)
+        hard = _silhouette(verts[0], tpl.faces, K, R, t, H, W)
+        iou = float((hard & mask).sum() / max(1, (hard | mask).sum()))
         texture = (tex[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
         name = photo.stem
         glb = out / f"{name}.glb"
@@ -136,21 +131,20 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         js = out / f"{name}.json"
         dsio.write_json(js, record)
         sheet = out / f"{name}_sheet.png"
-        _write_sheet(sheet, img, mask, verts[0], tex[0], tpl, K, R, t)
+        _write_sheet(sheet, img, mask, hard, verts[0], tex[0], tpl)
         results.append(Prediction(name, glb, js, sheet, float(az_c), float(el_c), float(dist), iou))
     return results
 
 
-def _mask_iou(verts: torch.Tensor, faces: torch.Tensor, K: np.ndarray, R: np.ndarray, t: np.ndarray, mask: np.ndarray) -> float:
+def _silhouette(verts: torch.Tensor, faces: torch.Tensor, K: np.ndarray, R: np.ndarray, t: np.ndarray, H: int, W: int) -> np.ndarray:
+    """bool [H, W]: the mesh ``verts`` [V, 3] through the camera (K, R, t) in an H x W photo."""
     from g3d.render.dibr import render
 
     f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)[None]  # noqa: E731
-    H, W = mask.shape
-    hard = render(verts[None].float().cpu(), faces.cpu(), f(K), f(R), f(t), H, W, silhouette=False).fragments.mask[0].numpy()
-    return float((hard & mask).sum() / max(1, (hard | mask).sum()))
+    return render(verts[None].float().cpu(), faces.cpu(), f(K), f(R), f(t), H, W, silhouette=False).fragments.mask[0].numpy()
 
 
-def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, verts, tex, tpl, K, R, t, size: int = 192) -> None:
+def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray, verts, tex, tpl, size: int = 192) -> None:
     """The photo, the predicted silhouette over it (outline), and the mesh turned round in 4 views."""
     import cv2
 
@@ -160,7 +154,6 @@ def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, verts, tex, tpl,
 
     f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)[None]  # noqa: E731
     H, W = mask.shape
-    hard = render(verts[None].float().cpu(), tpl.faces.cpu(), f(K), f(R), f(t), H, W, silhouette=False).fragments.mask[0].numpy()
     over = img.copy()
     edge = hard ^ cv2.erode(hard.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     over[edge] = (255, 40, 40)

@@ -11,15 +11,9 @@ from g3d.train.crop import mask_box
 
 @pytest.fixture(scope="module")
 def cars():
-    from g3d.synth.builtin import BuiltinGenerator
+    from .conftest import builtin_cars
 
-    G = BuiltinGenerator(resolution=128)
-    z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(11))
-    with torch.no_grad():
-        ws = G.mapping(z, 0.7)
-        _, truth = G.synthesis_with_truth(ws)
-        mesh, _, _ = G.build_mesh(G.parameters_of(ws))
-    return truth, mesh
+    return builtin_cars(6, seed=11)
 
 
 def test_view_direction_and_the_head_read_the_convention():
