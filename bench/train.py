@@ -437,6 +437,9 @@ def main() -> None:
     ap.add_argument("--random-views", action="store_true",
                     help="also evaluate the main run on new cars from random viewpoints (g3d synth --viewpoints random, seed 7, 6 a car)")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
+    ap.add_argument("--fov-crop", action="store_true", help="the main run trains on crops of the views' field of view (g3d train --fov-crop)")
+    ap.add_argument("--sfm-cameras", action="store_true",
+                    help="the StyleGAN user's cameras: data at 128 px, g3d sfm-init on scripted keypoints of 2 cars (1 px noise), trained at 64 px")
     ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
     ap.add_argument("--predict-picture", type=Path, default=None,
                     help="with --random-views and a --crop --camera-head run: g3d predict on 4 test photos made 2x and off-centre; their sheets here")
@@ -458,15 +461,25 @@ def main() -> None:
             tmp = str(args.workdir)
             args.workdir.mkdir(parents=True, exist_ok=True)
         data = Path(tmp) / "car"
-        run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=64, seed=1,
-                              viewpoints="random" if args.train_random_views else None))
-        print(f"\ndata: built-in cars, {samples} objects x {views} {'random ' if args.train_random_views else ''}views, 64 px, seed 1; "
+        px = 128 if args.sfm_cameras else 64
+        if not (data / "g3d.json").is_file():
+            run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=px, seed=1,
+                                  viewpoints="random" if args.train_random_views else None))
+        print(f"\ndata: built-in cars, {samples} objects x {views} {'random ' if args.train_random_views else ''}views, {px} px, seed 1; "
               f"{round(samples * 0.2)} objects held out")
+        if args.sfm_cameras and not (data / "cameras.parquet").is_file():
+            from g3d.sfm.run import SfmConfig, run_sfm_init
+            from g3d.sfm.synthetic import annotations_from_dataset
+
+            annotations_from_dataset(data, sample_id=[0, 1], noise_px=1.0, seed=1)
+            t0 = time.perf_counter()
+            rep_sfm = run_sfm_init(SfmConfig(folder=data, preview=False))
+            print(f"cameras: g3d sfm-init from keypoints scripted on cars 0 and 1 (1 px noise), {time.perf_counter() - t0:.0f} s: {rep_sfm.lines()[0]}")
         rep = None
         if not args.no_main:
             main_kw = {} if args.sigma is None else {"sigma": args.sigma}
-            if args.crop:
-                main_kw["crop"] = True
+            if args.crop or args.fov_crop:
+                main_kw["crop"] = "fov" if args.fov_crop else True
             if args.camera_head:
                 main_kw["camera_head"] = True
             if args.shape_weights:

@@ -122,6 +122,18 @@ def object_box(bbox, margin: float = 0.15) -> tuple[int, int, int]:
     return int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0)), side
 
 
+def fov_box(bbox, side: float, margin: float = 0.15) -> tuple[int, int, int]:
+    """The square crop ``(x0, y0, side)`` in whole pixels centred on an object's box ``bbox = (x0, y0, x1, y1)`` with
+    a fixed ``side`` (pixels; the caller's fixed field of view: the object keeps its apparent size), widened to the
+    box's longer side plus ``margin`` each side where the object would not fit. It may reach past the image."""
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"object box {bbox} is empty")
+    side = int(max(round(float(side)), np.ceil(max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin))))
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0)), side
+
+
 def crop_intrinsics(K, box: tuple[int, int, int], size: int) -> np.ndarray:
     """``K`` [..., 3, 3] of the crop ``box = (x0, y0, side)`` resampled to ``size`` x ``size`` pixels.
 

@@ -188,6 +188,8 @@ def train(
     warmup_steps: int = typer.Option(0, help="Steps before the perceptual loss joins."),
     crop: bool = typer.Option(False, "--crop", help="Train on square crops round each mask (each with its exact intrinsics): "
                               "the network cannot read a car's size from where it sits in a view."),
+    fov_crop: bool = typer.Option(False, "--fov-crop", help="Train on crops of the views' own field of view centred on each mask (exact "
+                                  "intrinsics): a car keeps its apparent size, as in a photo; g3d predict cuts photos alike."),
     camera_head: bool = typer.Option(False, "--camera-head", help="Also predict the camera's azimuth and elevation from the photo, "
                                      "supervised by each image's camera (g3d eval then scores the camera it gives)."),
     seed: int = typer.Option(0),
@@ -210,10 +212,12 @@ def train(
 
     if not 0 <= seed < 2**63:
         _fail(G3DError(f"--seed {seed}: give a whole number from 0 to 2**63 - 1"))
+    if crop and fov_crop:
+        _fail(G3DError("--crop and --fov-crop are two ways to cut the views: give one"))
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
-                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop=crop, camera_head=camera_head,
+                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, camera_head=camera_head,
                       seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
@@ -260,23 +264,32 @@ def export_mesh(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="A run trained with g3d train --crop --camera-head."),
+    run: Path = typer.Argument(..., help="A run trained with g3d train --fov-crop (or --crop) --camera-head."),
     photos: list[Path] = typer.Argument(..., help="Photos of one car each (PNG or JPEG, any size, the car anywhere in it)."),
     mask: Optional[list[Path]] = typer.Option(None, "--mask", help="The car's mask of each photo (PNG, car pixels > 127), once per photo, in order."),
     out: Path = typer.Option(..., help="Folder for NAME.glb, NAME.json (K, R, t, azimuth, elevation, distance, size) and NAME_sheet.png."),
     fov: Optional[float] = typer.Option(None, help="The photos' horizontal field of view in degrees (default: the run's cameras')."),
+    segmenter: Optional[str] = typer.Option(None, help="Find each photo's mask instead of --mask: torchvision or detectron2 (its best car, as g3d filter picks it)."),
+    weights: Optional[str] = typer.Option(None, help="The segmenter's weights: torchvision 'coco' (default) or a state-dict PATH; detectron2: the model PATH."),
+    config_file: Optional[Path] = typer.Option(None, help="detectron2 config (Mask R-CNN or PointRend)."),
+    accept: list[str] = typer.Option([], help="Extra COCO classes that count as the car (e.g. --accept truck)."),
+    min_score: float = typer.Option(0.5, help="The segmenter's instance must score at least this."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", help="Refine the camera by render and compare against the mask (from the head's "
+                                "direction and the opposite one); --no-refine: the head's direction, distance and aim from the mask box."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """One photo from anywhere -> its textured mesh (GLB, object frame) and the photo's own camera.
 
-    The photo is cut round its mask as the run was trained; the network gives the mesh, texture and the
-    camera's direction; distance and aim are solved from the mask so that K, R, t (world-to-camera, OpenCV
-    axes) are the photo's for its own pixels. NAME.json's mask_iou is the mesh through that camera against
-    the mask. The sheet shows the photo, the predicted silhouette over it and the mesh turned round.
+    The photo is cut round its mask (--mask, or --segmenter) as the run was trained; the network gives the
+    mesh, texture and the camera's direction; distance and aim are solved from the mask, and the camera is
+    refined by render and compare, so that K, R, t (world-to-camera, OpenCV axes) are the photo's for its own
+    pixels. NAME.json's mask_iou is the mesh through that camera against the mask. The sheet shows the photo,
+    the predicted silhouette over it and the mesh turned round.
     """
     from g3d.train.predict import predict as _predict
 
-    for p in _predict(run, list(photos), list(mask or []), out, fov, device):
+    for p in _predict(run, list(photos), list(mask or []), out, fov, device, refine=refine, segmenter=segmenter, segmenter_weights=weights,
+                      segmenter_config=str(config_file) if config_file else None, labels=("car", *accept), min_score=min_score):
         typer.echo(f"{p.name}: azimuth {p.azimuth_deg:.1f} deg, elevation {p.elevation_deg:.1f} deg, distance {p.distance:.2f}; "
                    f"mask IoU {p.mask_iou:.3f} -> {p.glb}, {p.json}, {p.sheet}")
 

@@ -72,3 +72,93 @@ def solve_camera(verts: np.ndarray, azimuth_deg: float, elevation_deg: float, K:
         s *= float(np.sqrt(np.prod((uv.max(0) - uv.min(0)) / np.maximum(size_m, 1e-6))))  # size ~ 1 / distance
         aim = aim + (centre_m - (uv.max(0) + uv.min(0)) / 2)
     return pose(s, aim)
+
+
+def _rodrigues(w: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices float [B, 3, 3] of axis-angle vectors ``w`` [B, 3] (differentiable, also at 0)."""
+    theta = torch.sqrt((w * w).sum(-1, keepdim=True) + 1e-12)[..., None]  # [B, 1, 1]
+    k = w / theta[..., 0]
+    z = torch.zeros_like(k[:, 0])
+    Kx = torch.stack([z, -k[:, 2], k[:, 1], k[:, 2], z, -k[:, 0], -k[:, 1], k[:, 0], z], -1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(Kx)
+    return eye + torch.sin(theta) * Kx + (1 - torch.cos(theta)) * Kx @ Kx
+
+
+REFINE_STEPS = 40  # render-and-compare steps of refine_cameras
+REFINE_SIGMA = 1e-4  # its soft silhouette's sigma: wider than training's final 1e-5, for a basin that reaches a few pixels
+
+
+def refine_cameras(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, masks: torch.Tensor,
+                   steps: int = REFINE_STEPS, lr: float = 0.02) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render and compare: each camera moved so the mesh's silhouette covers its mask.
+
+    verts float [B, V, 3] (fixed), faces int64 [F, 3], K float [B, 3, 3], R [B, 3, 3], t [B, 3] (the start: the head's
+    direction completed by :func:`solve_camera`), masks bool [B, H, W]. The object turns about its origin (the camera
+    orbits it: azimuth, elevation, roll) and shifts in the camera frame (where it stands, how far), by Adam on
+    1 - soft IoU. Returns (R, t, hard IoU float [B]) of the best step seen for each image (never worse than the start)."""
+    from g3d.render.dibr import render
+
+    verts, K, R0, t0 = (a.detach().float() for a in (verts, K, R, t))
+    m = masks.float()
+    H, W = m.shape[-2:]
+    w = torch.zeros(len(R0), 3, requires_grad=True)
+    d = torch.zeros(len(R0), 3, requires_grad=True)
+    opt = torch.optim.Adam([w, d], lr=lr)
+    scale = t0[:, 2:3].abs().clamp(min=1e-3)  # shifts in units of the distance
+    best_iou = torch.full((len(R0),), -1.0)
+    best_R, best_t = R0.clone(), t0.clone()
+    for k in range(steps + 1):
+        with torch.enable_grad():  # also under no_grad (eval, predict)
+            R = R0 @ _rodrigues(w)
+            tt = t0 + d * scale
+            out = render(verts, faces, K, R, tt, H, W, sigma=REFINE_SIGMA, silhouette=k < steps)
+        with torch.no_grad():
+            hard = out.fragments.mask.float()
+            iou = (hard * m).flatten(1).sum(1) / ((hard + m) > 0).float().flatten(1).sum(1).clamp(min=1)
+            better = iou > best_iou
+            best_iou = torch.where(better, iou, best_iou)
+            best_R[better], best_t[better] = R[better].detach(), tt[better].detach()
+        if k == steps:
+            break
+        with torch.enable_grad():
+            a = out.alpha[:, 0]
+            soft_iou = (a * m).flatten(1).sum(1) / (a + m - a * m).flatten(1).sum(1).clamp(min=1e-6)
+            opt.zero_grad()
+            (1 - soft_iou).sum().backward()
+        opt.step()
+    return best_R, best_t, best_iou
+
+
+def predicted_cameras(verts: torch.Tensor, faces: torch.Tensor, azimuth_deg, elevation_deg, K: torch.Tensor, masks: torch.Tensor,
+                      refine: bool = True, flips: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The camera of each photo from the network's answer: the head's direction (azimuth_deg, elevation_deg float [B])
+    completed from the mask box (:func:`solve_camera`), then, with ``refine``, moved by render and compare
+    (:func:`refine_cameras`); with ``flips`` also from the opposite azimuth (the head's commonest large error: front
+    and back of a car), keeping whichever covers the mask better. verts float [B, V, 3], K [B, 3, 3] (the images'),
+    masks bool [B, H, W]. Returns (R [B, 3, 3], t [B, 3], IoU float [B] of the mesh through that camera)."""
+    from g3d.train.crop import mask_box
+
+    v = verts.detach().cpu().double().numpy()
+    Kn = K.detach().cpu().double().numpy()
+    starts = [0.0, 180.0] if (refine and flips) else [0.0]
+    best = None
+    for turn in starts:
+        Rs, ts = [], []
+        for i in range(len(v)):
+            if not masks[i].any():
+                Rs.append(np.eye(3)), ts.append(np.array([0.0, 0.0, 1e3]))
+                continue
+            Ri, ti = solve_camera(v[i], float(azimuth_deg[i]) + turn, float(elevation_deg[i]), Kn[i], mask_box(masks[i].cpu().numpy()))
+            Rs.append(Ri), ts.append(ti)
+        R = torch.as_tensor(np.stack(Rs), dtype=torch.float32)
+        t = torch.as_tensor(np.stack(ts), dtype=torch.float32)
+        if refine:
+            R, t, iou = refine_cameras(verts, faces, K, R, t, masks, steps=REFINE_STEPS)
+        else:
+            R, t, iou = refine_cameras(verts, faces, K, R, t, masks, steps=0)
+        if best is None:
+            best = (R, t, iou)
+        else:
+            better = iou > best[2]
+            best = (torch.where(better[:, None, None], R, best[0]), torch.where(better[:, None], t, best[1]), torch.maximum(iou, best[2]))
+    return best

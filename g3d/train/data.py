@@ -102,24 +102,32 @@ def first_test_sample(samples: int, holdout: float) -> int:
 
 
 class PairData:
-    """Kept images of one split, in memory at the training resolution, served as multi-view pairs."""
+    """Kept images of one split, in memory at the training resolution, served as multi-view pairs.
+
+    ``crop``: False (whole views), True or "box", or "fov" (:mod:`g3d.train.crop`); ``span``: the fov crop's side
+    over the focal length (default: this dataset's width over its focal length; a run's own when it reads other data).
+    """
 
     def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
                  max_images: int | None = None, extra_columns: tuple[str, ...] = (), per_image_cameras: bool = False,
-                 crop: bool = False) -> None:
+                 crop: bool | str = False, span: float | None = None) -> None:
         import cv2
 
         from g3d import cameras as camlib
-        from g3d.train.crop import CROP_MARGIN, crop_image, mask_box
+        from g3d.train.crop import crop_box, crop_image, crop_mode, mask_box
 
         self.folder = Path(folder)
         manifest = read_manifest(self.folder)
         H0, W0 = manifest.height, manifest.width
         self.width = int(resolution)
+        self.crop_mode = crop_mode(crop)
+        self.crop = crop = self.crop_mode != "none"
         self.height = self.width if crop else max(1, round(resolution * H0 / W0))
-        self.crop = bool(crop)
         sx, sy = self.width / W0, self.height / H0
         self.cameras, found = load_cameras(self.folder, manifest, sx, sy, per_image=per_image_cameras)
+        # The fov crop's side over the focal length: the views' own width over their (median usable) focal length.
+        fx = found.K[:, 0, 0][found.usable] if found.usable.any() else found.K[:, 0, 0]
+        self.span = float(W0 / np.median(fx)) if span is None else float(span)  # a run's own (eval, on other data)
         self.per_image = found.per_image  # cameras per image (a --viewpoints random test set): camera_ids index them
         self.manifest = manifest
         self.first_test = first_test_sample(manifest.samples, holdout)
@@ -153,7 +161,7 @@ class PairData:
                 if crop:
                     if not m.any():  # nothing to centre on
                         continue
-                    box = camlib.object_box(mask_box(m), CROP_MARGIN)
+                    box = crop_box(self.crop_mode, mask_box(m), self.span, float(found.K[cam][0, 0]))
                     img, m = crop_image(img, box, self.width), crop_image(m, box, self.width, mask=True)
                     crops.append(camlib.crop_intrinsics(np.eye(3), box, self.width) @ unscale)
                 elif img.shape[:2] != (self.height, self.width):

@@ -29,6 +29,7 @@ from g3d.errors import UsageError
 from g3d.render.dibr import SIGMA, render
 from g3d.runfolder import MetricsLog, RunFolder, TrainingError, check_every, due, is_run, load_checkpoint, start_ranks
 from g3d.train.camera import camera_loss, view_direction
+from g3d.train.crop import CROP_MODES
 from g3d.train.data import PairData
 from g3d.train.losses import LossWeights, Perceptual, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
@@ -66,7 +67,7 @@ class TrainConfig:
     preview_every: int = 500
     checkpoint_every: int = 250
     max_images: int | None = None  # cap on images kept in memory
-    crop: bool = False  # square crops round each mask, each with its exact intrinsics (train/crop.py), instead of whole views
+    crop: bool | str = False  # "box" (or True) / "fov": square crops round each mask, each with its exact intrinsics (train/crop.py), instead of whole views
     camera_head: bool = False  # the network also predicts the camera's direction, supervised by each image's camera (train/camera.py)
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
 
@@ -78,6 +79,8 @@ class TrainConfig:
             raise UsageError(f"--backbone {self.backbone}: choose one of {', '.join(BACKBONES)}")
         if self.backbone_weights and self.backbone != "resnet18":
             raise UsageError("--backbone-weights is a ResNet-18 state dict: add --backbone resnet18")
+        if self.crop not in (True, False, None) and self.crop not in CROP_MODES:
+            raise UsageError(f"crop {self.crop!r}: choose one of {', '.join(CROP_MODES)}")
         lr_factor(self.lr_schedule, 0, self.steps)  # an unknown schedule is a UsageError
         if not (math.isfinite(self.sigma) and self.sigma > 0):
             raise UsageError(f"--sigma {self.sigma}: give a positive number (DIB-R's default is {SIGMA:.3g})")

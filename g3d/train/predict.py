@@ -1,10 +1,12 @@
 """``g3d predict``: one photo of a car from anywhere -> its textured mesh and the photo's own camera.
 
 The photo (any size, the car anywhere in it) is cut round its mask (:func:`g3d.cameras.object_box`) as the
-run was trained (``g3d train --crop --camera-head``); the network gives the mesh, its texture and the
-camera's direction; the rest of the camera (distance, and the turn towards where the car stands in the
-photo) is solved from the mask's box with the photo's intrinsics (:func:`g3d.train.camera.solve_camera`), so
-K, R, t are the photo's, for its own pixel grid (pixel centres at +0.5, OpenCV axes, world-to-camera).
+run was trained (``g3d train --fov-crop`` or ``--crop``, with ``--camera-head``); the network gives the mesh, its
+texture and the camera's direction; the rest of the camera (distance, and the turn towards where the car stands
+in the photo) is solved from the mask's box with the photo's intrinsics (:func:`g3d.train.camera.solve_camera`),
+then refined by render and compare against the mask, from the head's direction and the opposite one
+(:func:`g3d.train.camera.predicted_cameras`), so K, R, t are the photo's, for its own pixel grid (pixel centres
+at +0.5, OpenCV axes, world-to-camera).
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def _segment(seg, img: np.ndarray, photo: Path, labels: tuple[str, ...], min_score: float) -> np.ndarray:
+    """bool [H, W]: the segmenter's best instance of ``labels`` in ``img`` (uint8 [H, W, 3]), as g3d filter picks it."""
+    from g3d.filters.rules import FilterConfig, measure
+
+    m = measure(seg.segment(img[None], [{}])[0], img.shape[:2], FilterConfig(labels=tuple(labels), min_score=min_score))
+    if m.mask is None:
+        raise UsageError(f"{photo}: the {seg.name} segmenter found no {' or '.join(labels)} scoring >= {min_score}: "
+                         "pass --mask MASK.png, or a lower --min-score")
+    return np.asarray(m.mask, bool)
+
+
 def run_fov(cams, resolution: int) -> float:
     """The horizontal field of view (deg) of the run's first camera: what a photo is assumed to have unless told."""
     return camlib.fov_of(cams.K[0].detach().cpu().double().numpy(), resolution)
@@ -69,27 +82,37 @@ def run_fov(cams, resolution: int) -> float:
 
 @torch.no_grad()
 def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] | None, out: str | Path,
-            fov_deg: float | None = None, device: str = "cpu") -> list[Prediction]:
-    """Predict the car in each photo (its mask given, one per photo) and write ``NAME.glb``, ``NAME.json`` and
-    ``NAME_sheet.png`` into ``out``. See the module docstring."""
+            fov_deg: float | None = None, device: str = "cpu", refine: bool = True, segmenter: str | None = None,
+            segmenter_weights: str | None = None, segmenter_config: str | None = None, labels: tuple[str, ...] = ("car",),
+            min_score: float = 0.5) -> list[Prediction]:
+    """Predict the car in each photo and write ``NAME.glb``, ``NAME.json``, ``NAME_mask.png`` (the mask used) and
+    ``NAME_sheet.png`` into ``out``. Each photo's mask is given (``masks``, one per photo) or found by ``segmenter``
+    (``torchvision`` or ``detectron2``, :func:`g3d.filters.segmenters.make_segmenter`: its best instance of ``labels``
+    scoring at least ``min_score``, as g3d filter picks it). See the module docstring."""
     from g3d.devices import check_device
-    from g3d.train.camera import head_to_angles, solve_camera
-    from g3d.train.crop import crop_image, mask_box
+    from g3d.train.camera import head_to_angles, predicted_cameras
+    from g3d.train.crop import crop_box, crop_image, crop_mode, mask_box, run_span
     from g3d.train.export import write_glb
     from g3d.train.loop import load_run
 
     check_device(device)
     photos = [Path(p) for p in photos]
-    if not masks:
-        raise UsageError(f"{photos[0]}: no mask: pass --mask MASK.png for each photo (the car's pixels non-zero), in the photos' order")
-    if len(masks) != len(photos):
+    if not masks and not segmenter:
+        raise UsageError(f"{photos[0]}: no mask: pass --mask MASK.png for each photo (the car's pixels non-zero), in the photos' order, "
+                         "or --segmenter torchvision (or detectron2) to find it")
+    if masks and segmenter:
+        raise UsageError("--mask and --segmenter both give the masks: pass one of them")
+    if segmenter == "ground-truth":
+        raise UsageError("--segmenter ground-truth reads g3d synth's own masks, and a photo has none: use torchvision or detectron2, or pass --mask")
+    if masks and len(masks) != len(photos):
         raise UsageError(f"{len(photos)} photos but {len(masks)} --mask files: give one mask per photo, in the same order")
     if fov_deg is not None and not (0 < fov_deg < 180):
         raise UsageError(f"--fov {fov_deg}: give the photo's horizontal field of view in degrees, between 0 and 180")
     cfg, model, cams, tpl, _ = load_run(run, device)
     if not (cfg.crop and cfg.camera_head):
-        raise UsageError(f"{run} was trained without {' and '.join(o for o, on in (('--crop', cfg.crop), ('--camera-head', cfg.camera_head)) if not on)}: "
-                         "g3d predict needs a run trained with g3d train --crop --camera-head")
+        raise UsageError(f"{run} was trained without {' and '.join(o for o, on in (('--crop or --fov-crop', cfg.crop), ('--camera-head', cfg.camera_head)) if not on)}: "
+                         "g3d predict needs a run trained with g3d train --fov-crop (or --crop) --camera-head")
+    mode, span = crop_mode(cfg.crop), run_span(cams.K, cfg.resolution)
     fov = fov_deg if fov_deg is not None else run_fov(cams, cfg.resolution)
     out = Path(out)
     try:
@@ -97,35 +120,52 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot create it ({exc.strerror}): choose a writable folder") from None
     res = cfg.resolution
+    seg = None
+    if segmenter:
+        from g3d.filters.segmenters import make_segmenter
+
+        seg = make_segmenter(segmenter, weights=segmenter_weights, config_file=segmenter_config, device=device)
     results = []
-    for photo, mpath in zip(photos, masks):
+    for k, photo in enumerate(photos):
         img = read_photo(photo)
         H, W = img.shape[:2]
-        mask = _read_mask(Path(mpath), (H, W))
+        mpath = masks[k] if masks else None
+        mask = _read_mask(Path(mpath), (H, W)) if mpath else _segment(seg, img, photo, labels, min_score)
         box_m = mask_box(mask)
-        box = camlib.object_box(box_m)
+        K = camlib.intrinsics(W, H, fov)  # the photo's: principal point at its centre
+        box = crop_box(mode, box_m, span, float(K[0, 0]))
         crop = crop_image(img, box, res)
+        crop_mask = torch.from_numpy(crop_image(mask, box, res, mask=True))[None]
+        K_crop = torch.as_tensor(camlib.crop_intrinsics(K, box, res), dtype=torch.float32)[None]
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().to(device) / 255.0
         verts, tex, _, cam_out = model(x, with_camera=True)
         az, el = (float(np.rad2deg(a.item())) for a in head_to_angles(cam_out))
         v = verts[0].double().cpu().numpy()
-        K = camlib.intrinsics(W, H, fov)  # the photo's: principal point at its centre
-        R, t = solve_camera(v, az, el, K, box_m)
+        # the head's direction completed from the mask box, then render and compare in the crop (same R, t as the photo's)
+        R, t, _ = predicted_cameras(verts.float().cpu(), tpl.faces.cpu(), [az], [el], K_crop, crop_mask, refine=refine)
+        R, t = R[0].double().numpy(), t[0].double().numpy()
         hard = _silhouette(verts[0], tpl.faces, K, R, t, H, W)
         iou = float((hard & mask).sum() / max(1, (hard | mask).sum()))
         texture = (tex[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
         name = photo.stem
+        from g3d.datasets.schema import encode_png
+
+        dsio.write_bytes(out / f"{name}_mask.png", encode_png(mask.astype(np.uint8) * 255))
+        edge = int(mask[0].sum() + mask[-1].sum() + mask[1:-1, 0].sum() + mask[1:-1, -1].sum())
         glb = out / f"{name}.glb"
         write_glb(glb, v.astype(np.float32), tpl.faces.cpu().numpy(), tpl.face_uvs.cpu().numpy(), texture)
         az_c, el_c, dist = camlib.to_azimuth_elevation(R, t)
         lo, hi = np.percentile(v, 2, axis=0), np.percentile(v, 98, axis=0)
         record = {
-            "photo": str(photo), "mask": str(mpath), "width": W, "height": H,
+            "photo": str(photo), "mask": str(mpath) if mpath else f"{segmenter} segmenter: {name}_mask.png", "width": W, "height": H,
             "K": K.tolist(), "R": R.tolist(), "t": t.tolist(),
             "azimuth_deg": float(az_c), "elevation_deg": float(el_c), "distance": float(dist),
             "size": {"width": float(hi[0] - lo[0]), "height": float(hi[1] - lo[1]), "length": float(hi[2] - lo[2])},
             "fov_deg": float(fov), "fov_assumed": fov_deg is None,
+            "head": {"azimuth_deg": az, "elevation_deg": el}, "refined": bool(refine),
             "mask_iou": iou, "run": str(run),
+            # a car cut by the photo's border: its box (and so distance and aim) is the visible part's, not the car's
+            "mask_touches_border": edge > 0,
             "convention": "world-to-camera, OpenCV axes, object frame (y up, front +z), pixel centres at +0.5",
         }
         js = out / f"{name}.json"

@@ -52,14 +52,17 @@ def test_a_true_mesh_lands_on_its_cropped_mask_only_with_the_crop_camera():
 
 def test_crop_training_data_puts_each_car_in_the_middle_at_one_scale_with_its_own_camera(tiny):
     """PairData(crop=True): every image a square crop round its mask; the true mesh through the batch's cameras (the view's
-    camera with the image's crop) lands on the cropped mask; the whole-view data (the baseline) has cars of every size."""
+    camera with the image's crop) lands on the cropped mask; the whole-view data (the baseline) has cars of every size.
+    crop="fov": crops of the views' own field of view centred on the mask: exact cameras too, and each car keeps the size
+    it has in its whole view (a farther car looks smaller), centred where the whole view has it anywhere."""
     from g3d.train.data import PairData
     from g3d.train.evaluate import TrueMeshes, _hard_iou
     from g3d.train.model import ViewCameras
 
     truth = TrueMeshes.load(tiny)
     extent = {}
-    for crop in (False, True):
+    centre = {}
+    for crop in (False, True, "fov"):
         data = PairData(tiny, 24, "train", 0.25, crop=crop)  # from 32 px: the crop's K also undoes the training scale
         assert (data.height, data.width) == (24, 24)
         cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=False)
@@ -70,9 +73,12 @@ def test_crop_training_data_puts_each_car_in_the_middle_at_one_scale_with_its_ow
         assert iou.min() > 0.8 and iou.mean() > 0.9, (crop, iou)
         boxes = np.array([mask_box(m) for m in data.masks.numpy()])
         extent[crop] = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        centre[crop] = np.abs((boxes[:, :2] + boxes[:, 2:]) / 2 - 12).max(1)
     # In the crop the car's longer side is 1/1.3 of the crop (24 px -> 18-19), whatever its size in the view.
     assert np.abs(extent[True] - 24 / 1.3).max() <= 2.0, extent[True]  # whole-pixel boxes at the 32 px source
     assert np.ptp(extent[False]) > 3 * np.ptp(extent[True]), extent
+    assert np.abs(extent["fov"] - extent[False]).max() <= 1.0, (extent["fov"], extent[False])
+    assert centre["fov"].max() <= 1.0 < centre[False].max(), (centre["fov"], centre[False])
 
 
 def test_a_crop_run_trains_evaluates_on_crops_and_whole_photo_readers_refuse_it(tiny, tmp_path):
