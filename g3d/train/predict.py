@@ -82,13 +82,14 @@ def run_fov(cams, resolution: int) -> float:
 
 @torch.no_grad()
 def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] | None, out: str | Path,
-            fov_deg: float | None = None, device: str = "cpu", refine: bool = True, segmenter: str | None = None,
+            fov_deg: float | None = None, device: str = "cpu", refine: bool = True, segmenter=None,
             segmenter_weights: str | None = None, segmenter_config: str | None = None, labels: tuple[str, ...] = ("car",),
             min_score: float = 0.5) -> list[Prediction]:
     """Predict the car in each photo and write ``NAME.glb``, ``NAME.json``, ``NAME_mask.png`` (the mask used) and
     ``NAME_sheet.png`` into ``out``. Each photo's mask is given (``masks``, one per photo) or found by ``segmenter``
-    (``torchvision`` or ``detectron2``, :func:`g3d.filters.segmenters.make_segmenter`: its best instance of ``labels``
-    scoring at least ``min_score``, as g3d filter picks it). See the module docstring."""
+    (``torchvision`` or ``detectron2``, :func:`g3d.filters.segmenters.make_segmenter`, or any
+    :class:`g3d.filters.segmenters.Segmenter`: its best instance of ``labels`` scoring at least ``min_score``, as g3d
+    filter picks it). See the module docstring."""
     from g3d.devices import check_device
     from g3d.train.camera import head_to_angles, predicted_cameras
     from g3d.train.crop import crop_box, crop_image, crop_mode, mask_box, run_span
@@ -120,8 +121,8 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot create it ({exc.strerror}): choose a writable folder") from None
     res = cfg.resolution
-    seg = None
-    if segmenter:
+    seg = segmenter
+    if isinstance(segmenter, str):
         from g3d.filters.segmenters import make_segmenter
 
         seg = make_segmenter(segmenter, weights=segmenter_weights, config_file=segmenter_config, device=device)
@@ -157,7 +158,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         az_c, el_c, dist = camlib.to_azimuth_elevation(R, t)
         lo, hi = np.percentile(v, 2, axis=0), np.percentile(v, 98, axis=0)
         record = {
-            "photo": str(photo), "mask": str(mpath) if mpath else f"{segmenter} segmenter: {name}_mask.png", "width": W, "height": H,
+            "photo": str(photo), "mask": str(mpath) if mpath else f"{seg.name} segmenter: {name}_mask.png", "width": W, "height": H,
             "K": K.tolist(), "R": R.tolist(), "t": t.tolist(),
             "azimuth_deg": float(az_c), "elevation_deg": float(el_c), "distance": float(dist),
             "size": {"width": float(hi[0] - lo[0]), "height": float(hi[1] - lo[1]), "length": float(hi[2] - lo[2])},

@@ -159,3 +159,38 @@ def test_predict_a_larger_photo_with_the_car_off_centre(tiny, head_run, tmp_path
     assert p.mask_iou > 0.75, p.mask_iou
     res = CliRunner().invoke(app, ["predict", str(head_run), str(tmp_path / "car.png"), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 2 and "--mask" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.mark.slow
+def test_predict_finds_the_mask_with_a_segmenter(tiny, head_run, tmp_path):
+    """--segmenter instead of --mask: a segmenter's best car is the mask predict uses (the same answer as passing that
+    mask); torchvision's real Mask R-CNN with random weights finds no car, a one-line error naming --mask; the
+    ground-truth segmenter has nothing to read in a photo."""
+    import cv2
+    import pyarrow.parquet as pq
+
+    from g3d.datasets.schema import decode_png
+    from g3d.errors import UsageError
+    from g3d.filters.segmenters import Instance, Segmenter
+    from g3d.train.predict import predict
+
+    row = pq.read_table(sorted((tiny / "images").glob("part-*.parquet"))[-1], columns=["image", "mask"]).to_pylist()[-1]
+    img, m = decode_png(row["image"]["bytes"]), decode_png(row["mask"]["bytes"], grey=True) == 255
+    cv2.imwrite(str(tmp_path / "car.png"), img[..., ::-1])
+    cv2.imwrite(str(tmp_path / "mask.png"), m.astype(np.uint8) * 255)
+
+    class Found(Segmenter):  # a segmenter that sees the car, and a smaller truck beside it
+        name = "found"
+
+        def segment(self, images, rows):
+            return [[Instance(np.roll(m, 3, 1) & m, "truck", 0.99), Instance(m, "car", 0.9), Instance(m & ~m, "car", 0.2)]]
+
+    (a,) = predict(head_run, [tmp_path / "car.png"], None, tmp_path / "a", segmenter=Found())
+    (b,) = predict(head_run, [tmp_path / "car.png"], [tmp_path / "mask.png"], tmp_path / "b")
+    assert (cv2.imread(str(a.json.parent / "car_mask.png"), 0) > 127).sum() == m.sum()
+    assert a.mask_iou == pytest.approx(b.mask_iou) and a.azimuth_deg == pytest.approx(b.azimuth_deg)
+    with pytest.raises(UsageError, match="found no car scoring >= 0.5: pass --mask") as e:
+        predict(head_run, [tmp_path / "car.png"], None, tmp_path / "c", segmenter="torchvision", segmenter_weights="random")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UsageError, match="ground-truth"):
+        predict(head_run, [tmp_path / "car.png"], None, tmp_path / "d", segmenter="ground-truth")
