@@ -440,6 +440,7 @@ def main() -> None:
     ap.add_argument("--fov-crop", action="store_true", help="the main run trains on crops of the views' field of view (g3d train --fov-crop)")
     ap.add_argument("--sfm-cameras", action="store_true",
                     help="the StyleGAN user's cameras: data at 128 px, g3d sfm-init on scripted keypoints of 2 cars (1 px noise), trained at 64 px")
+    ap.add_argument("--fixed-cameras", action="store_true", help="the main run keeps the dataset's cameras fixed (g3d train --fixed-cameras)")
     ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
     ap.add_argument("--predict-picture", type=Path, default=None,
                     help="with --random-views and a --crop --camera-head run: g3d predict on 4 test photos made 2x and off-centre; their sheets here")
@@ -482,6 +483,8 @@ def main() -> None:
                 main_kw["crop"] = "fov" if args.fov_crop else True
             if args.camera_head:
                 main_kw["camera_head"] = True
+            if args.fixed_cameras:
+                main_kw["learn_cameras"] = False
             if args.shape_weights:
                 main_kw["shape_weights"] = dict(zip(("flatten", "laplacian", "move"), map(float, args.shape_weights.split(","))))
             secs, rep = train_and_eval(data, Path(tmp) / "run", steps, **main_kw)

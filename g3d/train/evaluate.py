@@ -291,7 +291,7 @@ def per_type_iou(scores: dict[str, np.ndarray], body_type: np.ndarray | None) ->
 
 
 def camera_figures(pred: np.ndarray, true: np.ndarray, K: np.ndarray, verts: torch.Tensor, faces: torch.Tensor, data: PairData,
-                   H: int, W: int, batch: int = 32, max_images: int = 720) -> dict:
+                   H: int, W: int, batch: int = 32, max_images: int = 400) -> dict:
     """The figures of the network's camera. ``pred`` float [N, 2] (azimuth, elevation rad) from the head, ``true`` [N, 3]
     (azimuth, elevation rad, distance) of each image's camera, ``K`` [N, 3, 3] each image's intrinsics, ``verts`` [N, V, 3]
     the predicted meshes. The camera g3d predict returns (:func:`g3d.train.camera.predicted_cameras`: the head's direction
