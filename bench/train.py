@@ -202,7 +202,7 @@ def new_views(run: Path, out: Path, samples: int = 300, views: int = 12) -> None
             print("  " + line)
 
 
-def random_views(run: Path, out: Path, samples: int = 300, views: int = 6) -> None:
+def random_views(run: Path, out: Path, samples: int = 300, views: int = 6):
     """The run evaluated on new cars (seed 7), each photographed from 6 viewpoints of its own
     (`g3d synth --viewpoints random`), with each image's exact camera: input-view and novel-view IoU (the
     mesh from one photo in the car's other photos) beside the swapped pairing, the mean prediction, the
@@ -216,6 +216,30 @@ def random_views(run: Path, out: Path, samples: int = 300, views: int = 6) -> No
     print(f"\nthe same run on new cars ({samples} objects, seed 7; its held-out part), {views} random viewpoints each:")
     for line in rep.lines():
         print("  " + line)
+    return rep
+
+
+def same_cars_training_views(run: Path, data: Path, out: Path, random_rep, samples: int = 300) -> None:
+    """The random-view test set's held-out cars (seed 7, the last fifth) photographed from the run's training viewpoints
+    (g3d synth --viewpoints DATA/viewpoints.parquet, only their shard): the gap to the random-view figures of the same
+    cars is what the viewpoint alone costs (the issue's "within 0.01")."""
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.evaluate import evaluate
+
+    n = samples // 5
+    if not (out / "g3d.json").is_file():
+        from g3d.datasets.manifest import read_manifest
+
+        run_synth(SynthConfig(out=out, samples=samples, views=read_manifest(data).views, resolution=64, seed=7, viewpoints=str(data / "viewpoints.parquet"),
+                              samples_per_shard=n, shard="4/5"))
+    rep = evaluate(run, out)
+    print(f"\nthe same {n} new cars from the run's training viewpoints (seed 7, cars {samples - n}-{samples - 1}):")
+    for line in rep.lines()[:4]:
+        print("  " + line)
+    if random_rep is not None:
+        print(f"  side by side, training viewpoints / random viewpoints: input-view IoU {rep.iou:.3f} / {random_rep.iou:.3f} "
+              f"(difference {rep.iou - random_rep.iou:+.3f}), novel-view IoU {rep.novel['iou']:.3f} / {random_rep.novel['iou']:.3f} "
+              f"(difference {rep.novel['iou'] - random_rep.novel['iou']:+.3f}); true mesh {rep.true_iou:.3f} / {random_rep.true_iou:.3f}")
 
 
 def predict_picture(run: Path, test_set: Path, out: Path, n: int = 4) -> None:
@@ -436,6 +460,8 @@ def main() -> None:
                     help="also evaluate the main run on new cars seen from new viewpoints (a fresh dataset, seed 7)")
     ap.add_argument("--random-views", action="store_true",
                     help="also evaluate the main run on new cars from random viewpoints (g3d synth --viewpoints random, seed 7, 6 a car)")
+    ap.add_argument("--same-cars", action="store_true",
+                    help="with --random-views on frozen views: the test set's cars also from the run's training viewpoints, side by side")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--fov-crop", action="store_true", help="the main run trains on crops of the views' field of view (g3d train --fov-crop)")
     ap.add_argument("--sfm-cameras", action="store_true",
@@ -498,7 +524,9 @@ def main() -> None:
         if args.new_views and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
             new_views(Path(tmp) / "run", Path(tmp) / "new_views")
         if args.random_views and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
-            random_views(Path(tmp) / "run", Path(tmp) / "random_views")
+            random_rep = random_views(Path(tmp) / "run", Path(tmp) / "random_views")
+            if args.same_cars and (data / "viewpoints.parquet").is_file():
+                same_cars_training_views(Path(tmp) / "run", data, Path(tmp) / "same_cars", random_rep)
             if args.predict_picture:
                 predict_picture(Path(tmp) / "run", Path(tmp) / "random_views", args.predict_picture)
         if args.where and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
