@@ -422,7 +422,7 @@ def run_frame(cfg, cams: ViewCameras):
     if not folder.is_dir():
         return None
     manifest = read_manifest(folder)
-    viewset, found = load_cameras(folder, manifest, 1.0, 1.0)
+    viewset, found = load_cameras(folder, manifest, 1.0, 1.0, per_image=True)
     if found.origin != dscam.FROM_FILE or cams.K.shape[0] != len(viewset.K):
         return None
     return _fit_frame(folder, manifest, np.flatnonzero(found.usable), viewset, cams)[0]

@@ -92,6 +92,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
     filter picks it). See the module docstring."""
     from g3d.devices import check_device
     from g3d.train.camera import head_to_angles, predicted_cameras
+    from g3d.datasets.schema import encode_png
     from g3d.train.crop import crop_box, crop_image, crop_mode, mask_box, run_span
     from g3d.train.export import write_glb
     from g3d.train.loop import load_run
@@ -149,8 +150,6 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         iou = float((hard & mask).sum() / max(1, (hard | mask).sum()))
         texture = (tex[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
         name = photo.stem
-        from g3d.datasets.schema import encode_png
-
         dsio.write_bytes(out / f"{name}_mask.png", encode_png(mask.astype(np.uint8) * 255))
         edge = int(mask[0].sum() + mask[-1].sum() + mask[1:-1, 0].sum() + mask[1:-1, -1].sum())
         glb = out / f"{name}.glb"

@@ -93,6 +93,11 @@ def test_training_on_random_viewpoints_with_their_exact_cameras(random_set, tmp_
     train(TrainConfig(out=str(tmp_path / "run"), **kw))
     rep = evaluate(tmp_path / "run")
     assert rep.cameras == "run, one per image" and rep.objects == 6 and rep.true_iou > 0.85 and rep.novel["true"] > 0.85
+    import shutil
+
+    shutil.copytree(random_set, tmp_path / "other")  # another dataset (a test set): its own cameras, no frame to fit
+    other = evaluate(tmp_path / "run", tmp_path / "other")
+    assert other.cameras == "dataset, one per image" and other.true_iou == pytest.approx(rep.true_iou, abs=1e-6)
     with pytest.raises(UsageError, match="--fixed-cameras"):
         train(TrainConfig(out=str(tmp_path / "learn"), learn_cameras=True, **kw))
 
