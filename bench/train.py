@@ -16,8 +16,16 @@
 4. ``--picture docs/export_mesh_cars.png``: `g3d export-mesh` on the most yellow and the most blue
    held-out car; the two GLB files read back and rendered in four views beside their input photos.
 
+5. One photo from anywhere (bench/README.md): ``--random-views`` scores the run on new cars from random viewpoints
+   (novel-view IoU, the returned camera), ``--same-cars`` also from the run's training viewpoints, side by side;
+   ``--crop`` / ``--fov-crop``, ``--camera-head``, ``--sfm-cameras`` (sfm-init on scripted keypoints, 1 px noise),
+   ``--fixed-cameras``, ``--train-random-views`` (the ceiling) choose the run; ``--predict-picture PATH``: g3d predict
+   on 4 test photos made 2x and off-centre.
+
     python bench/train.py [--quick] [--steps 4000] [--views 12] [--ablation] [--ablation-steps 2000] [--fit [--fit-px 64] [--fit-level 3]]
                           [--picture PATH] [--no-main] [--no-renderer] [--threads 2] [--sigma S] [--shape-weights F,L,M]
+                          [--random-views [--same-cars] [--predict-picture PATH]] [--crop | --fov-crop] [--camera-head]
+                          [--sfm-cameras] [--fixed-cameras] [--train-random-views] [--workdir DIR]
 """
 
 from __future__ import annotations
