@@ -292,6 +292,9 @@ def predict(
                       segmenter_config=str(config_file) if config_file else None, labels=("car", *accept), min_score=min_score):
         typer.echo(f"{p.name}: azimuth {p.azimuth_deg:.1f} deg, elevation {p.elevation_deg:.1f} deg, distance {p.distance:.2f}; "
                    f"mask IoU {p.mask_iou:.3f} -> {p.glb}, {p.json}, {p.sheet}")
+        if p.touches_border:
+            console.print(f"[yellow]warning[/]: {p.name}'s mask reaches the photo's border: if the car is cut there, its size, distance "
+                          "and aim are the visible part's; give a photo with the whole car in it", highlight=False)
 
 
 @app.command()

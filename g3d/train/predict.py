@@ -34,6 +34,7 @@ class Prediction:
     elevation_deg: float
     distance: float
     mask_iou: float  # the returned mesh through the returned camera against the mask: the self-check
+    touches_border: bool = False  # the mask reaches the photo's border: the car may be cut, its box (and camera) with it
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -172,7 +173,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         dsio.write_json(js, record)
         sheet = out / f"{name}_sheet.png"
         _write_sheet(sheet, img, mask, hard, verts[0], tex[0], tpl)
-        results.append(Prediction(name, glb, js, sheet, float(az_c), float(el_c), float(dist), iou))
+        results.append(Prediction(name, glb, js, sheet, float(az_c), float(el_c), float(dist), iou, edge > 0))
     return results
 
 

@@ -194,3 +194,33 @@ def test_predict_finds_the_mask_with_a_segmenter(tiny, head_run, tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(UsageError, match="ground-truth"):
         predict(head_run, [tmp_path / "car.png"], None, tmp_path / "d", segmenter="ground-truth")
+
+
+@pytest.mark.slow
+def test_predict_warns_when_the_car_is_cut_by_the_border(tiny, head_run, tmp_path):
+    """A car pushed half out of the photo: g3d predict still answers, flags mask_touches_border in the JSON and warns in
+    one line; the whole car in the photo (the baseline) gives no warning."""
+    import json
+
+    import cv2
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from g3d.cli import app
+    from g3d.datasets.schema import decode_png
+
+    row = pq.read_table(sorted((tiny / "images").glob("part-*.parquet"))[-1], columns=["image", "mask"]).to_pylist()[-1]
+    img, m = decode_png(row["image"]["bytes"]), (decode_png(row["mask"]["bytes"], grey=True) == 255).astype(np.uint8) * 255
+    for name, shift in (("whole", 16), ("cut", -12)):
+        photo = np.zeros((32, 64, 3), np.uint8) + img[:1, :1]
+        mask = np.zeros((32, 64), np.uint8)
+        x0 = max(0, shift)
+        src = slice(max(0, -shift), 32)
+        photo[:, x0:x0 + src.stop - src.start], mask[:, x0:x0 + src.stop - src.start] = img[:, src], m[:, src]
+        cv2.imwrite(str(tmp_path / f"{name}.png"), photo[..., ::-1])
+        cv2.imwrite(str(tmp_path / f"{name}_mask.png"), mask)
+        res = CliRunner().invoke(app, ["predict", str(head_run), str(tmp_path / f"{name}.png"), "--mask", str(tmp_path / f"{name}_mask.png"),
+                                       "--out", str(tmp_path / "out")])
+        assert res.exit_code == 0, res.output
+        rec = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert rec["mask_touches_border"] == (name == "cut") and ("warning" in res.output) == (name == "cut"), res.output
