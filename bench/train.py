@@ -266,7 +266,7 @@ def predict_picture(run: Path, test_set: Path, out: Path, n: int = 4) -> None:
     rows = pq.read_table(sorted((test_set / "images").glob("part-*.parquet"))[-1],
                          columns=["sample_id", "view_id", "image", "mask", "R", "t", "K"]).to_pylist()
     picks = [r for r in rows if r["view_id"] == 0][-n:]
-    work = out.parent / (out.stem + "_work")
+    work = test_set.parent / "predict_work"  # the photos, masks and predict's files: in the bench's work folder, not beside the picture
     work.mkdir(parents=True, exist_ok=True)
     sheets, ious = [], []
     for k, r in enumerate(picks):
@@ -477,7 +477,7 @@ def main() -> None:
     ap.add_argument("--fixed-cameras", action="store_true", help="the main run keeps the dataset's cameras fixed (g3d train --fixed-cameras)")
     ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
     ap.add_argument("--predict-picture", type=Path, default=None,
-                    help="with --random-views and a --crop --camera-head run: g3d predict on 4 test photos made 2x and off-centre; their sheets here")
+                    help="with --random-views and a --fov-crop (or --crop) --camera-head run: g3d predict on 4 test photos made 2x and off-centre; their sheets here")
     ap.add_argument("--train-random-views", action="store_true",
                     help="the main run's data: each car from --views random viewpoints with exact per-image cameras (the built-in ceiling)")
     ap.add_argument("--sigma", type=float, default=None, help="the main run's final sigma (default: g3d train's)")

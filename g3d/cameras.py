@@ -114,12 +114,7 @@ def object_box(bbox, margin: float = 0.15) -> tuple[int, int, int]:
     """The square crop ``(x0, y0, side)`` in whole pixels around an object's box ``bbox = (x0, y0, x1, y1)``
     (pixels, x1/y1 exclusive, as the shards' ``bbox`` column): centred on the box, its longer side plus
     ``margin`` of it on each side. It may reach past the image: :func:`crop_image` pads there."""
-    x0, y0, x1, y1 = (float(v) for v in bbox)
-    if not (x1 > x0 and y1 > y0):
-        raise ValueError(f"object box {bbox} is empty")
-    side = int(np.ceil(max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)))
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    return int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0)), side
+    return fov_box(bbox, 0.0, margin)
 
 
 def fov_box(bbox, side: float, margin: float = 0.15) -> tuple[int, int, int]:

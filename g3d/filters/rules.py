@@ -60,6 +60,12 @@ class Measurement:
     border_pixels: int  # its pixels on the image's outermost rows/columns
 
 
+def border_pixels(mask: np.ndarray) -> int:
+    """Pixels of a bool mask [H, W] on the image's outermost rows and columns (each counted once)."""
+    m = np.asarray(mask, bool)
+    return int(m[0].sum() + m[-1].sum() + m[1:-1, 0].sum() + m[1:-1, -1].sum())
+
+
 def measure(instances: Sequence[Instance], shape: tuple[int, int], cfg: FilterConfig) -> Measurement:
     """Count the class's instances and pick the best one. ``shape`` is (H, W)."""
     H, W = shape
@@ -68,8 +74,7 @@ def measure(instances: Sequence[Instance], shape: tuple[int, int], cfg: FilterCo
         return Measurement(False, 0, None, 0.0, 0.0, 0)
     best = max(keep, key=lambda i: (i.score, i.mask.sum()))
     m = best.mask
-    border = int(m[0].sum() + m[-1].sum() + m[1:-1, 0].sum() + m[1:-1, -1].sum())
-    return Measurement(False, len(keep), m, float(best.score), float(m.mean()), border)
+    return Measurement(False, len(keep), m, float(best.score), float(m.mean()), border_pixels(m))
 
 
 def verdict(m: Measurement, view_median_area: float | None, cfg: FilterConfig) -> tuple[list[str], str | None]:

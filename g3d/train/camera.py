@@ -152,10 +152,7 @@ def predicted_cameras(verts: torch.Tensor, faces: torch.Tensor, azimuth_deg, ele
             Rs.append(Ri), ts.append(ti)
         R = torch.as_tensor(np.stack(Rs), dtype=torch.float32)
         t = torch.as_tensor(np.stack(ts), dtype=torch.float32)
-        if refine:
-            R, t, iou = refine_cameras(verts, faces, K, R, t, masks, steps=REFINE_STEPS)
-        else:
-            R, t, iou = refine_cameras(verts, faces, K, R, t, masks, steps=0)
+        R, t, iou = refine_cameras(verts, faces, K, R, t, masks, steps=REFINE_STEPS if refine else 0)  # 0 steps: scored only
         if best is None:
             best = (R, t, iou)
         else:

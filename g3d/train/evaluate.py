@@ -291,7 +291,7 @@ def per_type_iou(scores: dict[str, np.ndarray], body_type: np.ndarray | None) ->
 
 
 def camera_figures(pred: np.ndarray, true: np.ndarray, K: np.ndarray, verts: torch.Tensor, faces: torch.Tensor, data: PairData,
-                   H: int, W: int, batch: int = 32, max_images: int = 400) -> dict:
+                   batch: int = 32, max_images: int = 400) -> dict:
     """The figures of the network's camera. ``pred`` float [N, 2] (azimuth, elevation rad) from the head, ``true`` [N, 3]
     (azimuth, elevation rad, distance) of each image's camera, ``K`` [N, 3, 3] each image's intrinsics, ``verts`` [N, V, 3]
     the predicted meshes. The camera g3d predict returns (:func:`g3d.train.camera.predicted_cameras`: the head's direction
@@ -301,6 +301,7 @@ def camera_figures(pred: np.ndarray, true: np.ndarray, K: np.ndarray, verts: tor
     the constant direction's errors as ``az_deg_const`` / ``el_deg_const``. Render and compare costs about 0.1 s an image
     and start on one CPU core: over ``max_images`` images, an evenly spaced subset of them is scored (``images``)."""
     from g3d import cameras as camlib
+    from g3d.sfm.align import angle_difference_deg
     from g3d.train.camera import predicted_cameras
 
     keep = np.unique(np.linspace(0, len(pred) - 1, min(len(pred), max_images)).round().astype(np.int64))
@@ -318,7 +319,7 @@ def camera_figures(pred: np.ndarray, true: np.ndarray, K: np.ndarray, verts: tor
             Rs.append(R), ts.append(t), ious.append(iou)
         R, t = torch.cat(Rs).double().numpy(), torch.cat(ts).double().numpy()
         az, el, dist = camlib.to_azimuth_elevation(R, t)
-        d_az = np.abs((az - np.rad2deg(true[:, 0]) + 180.0) % 360.0 - 180.0)
+        d_az = np.abs(angle_difference_deg(az, np.rad2deg(true[:, 0])))
         d_el = np.abs(el - np.rad2deg(true[:, 1]))
         return {"az_deg": float(np.median(d_az)), "el_deg": float(np.median(d_el)), "iou": float(torch.cat(ious).mean()),
                 "distance_rel": float(np.median(np.abs(dist / true[:, 2] - 1.0))), "flipped": float(np.mean(d_az > 90.0))}
@@ -329,7 +330,7 @@ def camera_figures(pred: np.ndarray, true: np.ndarray, K: np.ndarray, verts: tor
     out["head"] = figures(p_az, p_el, refine=False)
     out["const_refined"] = figures(c_az, c_el, refine=True)
     out["images"] = len(keep)
-    out["az_deg_const"] = float(np.median(np.abs((np.rad2deg(const_az - true[:, 0]) + 180.0) % 360.0 - 180.0)))
+    out["az_deg_const"] = float(np.median(np.abs(angle_difference_deg(c_az, np.rad2deg(true[:, 0])))))
     out["el_deg_const"] = float(np.median(np.abs(np.rad2deg(const_el - true[:, 1]))))
     return out
 
@@ -434,14 +435,14 @@ def cameras_in_frame(sim, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor):
     return K, torch.as_tensor(R2, dtype=R.dtype), torch.as_tensor(t2, dtype=t.dtype)
 
 
-def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData, device) -> tuple[ViewCameras, str]:
-    """The run's cameras (as refined in training) on its own dataset; the dataset's own cameras on any other."""
+def _cameras_for(run: Path, cfg, cams: ViewCameras, folder: Path, data: PairData, device, sim=None) -> tuple[ViewCameras, str]:
+    """The run's cameras (as refined in training) on its own dataset; the dataset's own cameras on any other, put in the
+    run's frame by ``sim`` (:func:`run_frame`) where it has one."""
     own = Path(cfg.folder).resolve() == folder.resolve()
     if not own:
         c = data.cameras
         K, R, t = c.K, c.R, c.t
         kind = "dataset, one per image" if data.per_image else "dataset"
-        sim = run_frame(cfg, cams) if data.cameras.source == "ground truth" else None
         if sim is not None:  # a run on sfm-init cameras: the truth put in their frame
             K, R, t = cameras_in_frame(sim, K, R, t)
             kind += f", put in the run's camera frame (similarity fitted on its dataset, scale {sim.scale:.3f})"
@@ -470,8 +471,10 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     span = run_span(cams.K, cfg.resolution) if crop_mode(cfg.crop) == "fov" else None  # crops as the run's, on any data
     data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,),
                     per_image_cameras=True, crop=cfg.crop, span=span)  # a --viewpoints random set: a camera per image
-    run_cams = cams
-    cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device)
+    # Another dataset with the generator's cameras, scored for a run on sfm-init cameras: both put in the run's frame.
+    other = Path(cfg.folder).resolve() != folder.resolve()
+    sim = run_frame(cfg, cams) if other and data.cameras.source == "ground truth" else None
+    cams, cam_kind = _cameras_for(run, cfg, cams, folder, data, device, sim)
     H, W = data.height, data.width
     N = len(data)
     sids, vids = data.sample_ids.numpy(), data.view_ids.numpy()
@@ -513,7 +516,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         if data.cameras.source != "ground truth":  # cameras from sfm-init or pose bins: their own frame
             to_frame, truth_frame = truth_to_camera_frame(folder, data, cams)
             true_obj, mean_true = to_frame(true_obj), to_frame(mean_true)
-        elif Path(cfg.folder).resolve() != folder.resolve() and (sim := run_frame(cfg, run_cams)) is not None:
+        elif sim is not None:
             to_frame = _frame_map(sim)  # another dataset's truth, put in the run's camera frame like its cameras
             true_obj, mean_true = to_frame(true_obj), to_frame(mean_true)
             truth_frame = f"put in the run's camera frame (similarity fitted on its own dataset, scale {sim.scale:.3f})"
@@ -553,7 +556,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     #     the mask box (train/camera.solve_camera), and the input-view IoU through that camera.
     if P_cam:
         rep.camera = camera_figures(torch.cat(P_cam).double().numpy(), torch.cat(T_dir).double().numpy(), torch.cat(T_K).double().numpy(),
-                                    verts_all, tpl.faces, data, H, W)
+                                    verts_all, tpl.faces, data)
 
     # 2b. Novel views: the answer for image i rendered with the cameras of other images of the same object.
     pairs = novel_view_pairs(sids)

@@ -94,6 +94,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
     from g3d.devices import check_device
     from g3d.train.camera import head_to_angles, predicted_cameras
     from g3d.datasets.schema import encode_png
+    from g3d.filters.rules import border_pixels
     from g3d.train.crop import crop_box, crop_image, crop_mode, mask_box, run_span
     from g3d.train.export import write_glb
     from g3d.train.loop import load_run
@@ -152,7 +153,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         texture = (tex[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
         name = photo.stem
         dsio.write_bytes(out / f"{name}_mask.png", encode_png(mask.astype(np.uint8) * 255))
-        edge = int(mask[0].sum() + mask[-1].sum() + mask[1:-1, 0].sum() + mask[1:-1, -1].sum())
+        edge = border_pixels(mask)
         glb = out / f"{name}.glb"
         write_glb(glb, v.astype(np.float32), tpl.faces.cpu().numpy(), tpl.face_uvs.cpu().numpy(), texture)
         az_c, el_c, dist = camlib.to_azimuth_elevation(R, t)
