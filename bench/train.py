@@ -527,6 +527,12 @@ def main() -> None:
                 print("  " + line)
             for line in check(rep):
                 print("  " + line)
+            if args.sfm_cameras:
+                from pipeline import camera_errors  # bench/pipeline.py, beside this script
+
+                e = camera_errors(Path(tmp) / "run", data)
+                print(f"  sfm-init cameras against the truth (after the best similarity): rotation error median / max "
+                      f"{e[0]:.1f} / {e[1]:.1f} deg as solved, {e[2]:.1f} / {e[3]:.1f} deg as training left them")
             if args.picture:
                 picture(Path(tmp) / "run", data, args.picture)
         if args.new_views and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():
