@@ -37,6 +37,11 @@ def train_command(
     generator_lr: float = typer.Option(1e-5, help="Adam learning rate of the generator's synthesis weights in stage 2."),
     entropy_weight: float = typer.Option(0.01, help="Weight of the gate's entropy (pushes each latent dimension to one source)."),
     mix: float = typer.Option(1.0, help="Chance that each content row group is drawn from its own latent (style mixing)."),
+    cameras: str = typer.Option("auto", help="Where cameras between the dataset's views come from: truth (the built-in generator's), "
+                                "head (the inverse run's --camera-head), views (none: the camera MLP learns the dataset's cameras only), "
+                                "auto (truth, else head, else views)."),
+    between: float = typer.Option(0.5, help="Share of latents whose viewpoint is drawn between the dataset's views (with a camera source)."),
+    camera_batch: int = typer.Option(256, help="With --cameras truth: viewpoint codes a step adds for the camera MLP alone (no render; 0: none)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     preview_every: int = typer.Option(250, min=1, help="Write previews/step_*.png every K steps."),
@@ -44,8 +49,8 @@ def train_command(
 ) -> None:
     """Train the mapping network: camera, shape, texture, background -> the generator's latent.
 
-    Stage 1 renders latents drawn at the dataset's viewpoints, reads them with the (frozen) inverse-graphics
-    network and learns to map back. Check the result with `g3d neural eval NRUN` (built-in generator).
+    Stage 1 renders latents drawn at the dataset's viewpoints and between them (--cameras, --between), reads
+    them with the (frozen) inverse-graphics network and learns to map back. Check the result with `g3d neural eval NRUN` (built-in generator).
     """
     from g3d.neural.train import NeuralConfig, train_neural
     from g3d.reporting import console
@@ -53,7 +58,7 @@ def train_command(
 
     cfg = NeuralConfig(inverse=str(inverse), out=str(out), generator=generator, stage1_steps=stage1_steps, stage2_steps=stage2_steps,
                        batch_size=batch_size, lr=lr, gate_lr=gate_lr, generator_lr=generator_lr, entropy_weight=entropy_weight,
-                       mix=mix, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
+                       mix=mix, cameras=cameras, between=between, camera_batch=camera_batch, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as prog:
         rep = train_neural(cfg, progress=prog, log=lambda m: console.print(m, highlight=False))
     m = rep.last_metrics
@@ -82,7 +87,8 @@ def eval_command(
 @neural_app.command("swap")
 def swap_command(
     nrun: Path = typer.Argument(..., help="A neural run folder."),
-    photos: List[str] = typer.Argument(..., help="Photos as PNG@VIEW (taken from that dataset view) or SAMPLE:VIEW (the run's dataset)."),
+    photos: List[str] = typer.Argument(..., help="Photos: PNG (framed as the dataset's images, any viewpoint: the camera from the inverse "
+                                                 "run's --camera-head), PNG@VIEW (taken from that dataset view) or SAMPLE:VIEW (the run's dataset)."),
     out: Path = typer.Option(..., help="The figure (PNG)."),
     shape_from: int = typer.Option(0, help="Index of the photo every row takes its shape from (-1: each its own)."),
     texture_from: int = typer.Option(1, help="Index of the photo every row takes its texture from (-1: each its own)."),
@@ -105,7 +111,8 @@ def swap_command(
 @neural_app.command("render")
 def render_command(
     nrun: Path = typer.Argument(..., help="A neural run folder."),
-    photo: str = typer.Argument(..., help="PNG@VIEW (a photo taken from that dataset view) or SAMPLE:VIEW (the run's dataset)."),
+    photo: str = typer.Argument(..., help="PNG (framed as the dataset's images, any viewpoint: the camera from the inverse run's "
+                                          "--camera-head), PNG@VIEW (taken from that dataset view) or SAMPLE:VIEW (the run's dataset)."),
     out: Path = typer.Option(..., help="Folder for frames/, turntable.gif and sheet.png."),
     views: int = typer.Option(12, min=1, max=3600, help="Cameras evenly round the object (at most 3600)."),
     azimuths: Optional[str] = typer.Option(None, help="Comma-separated azimuths in degrees (instead of --views)."),
@@ -129,6 +136,6 @@ def render_command(
     else:
         az = [k * 360.0 / views for k in range(views)]
     _, mapping, src = load_neural(nrun, device)
-    images, vids = read_photos(src, [photo], device)
-    write_turntable(out, mapping, src, images[0], int(vids[0]), az, elevation, distance)
+    images, cams = read_photos(src, [photo], device)
+    write_turntable(out, mapping, src, images[0], cams, az, elevation, distance)
     console.print(f"wrote {out}/frames ({len(az)} frames), {out}/turntable.gif, {out}/sheet.png", highlight=False)

@@ -5,6 +5,9 @@ is decoded into scene parameters by the built-in generator itself (:meth:`Builti
 and compared with the parameters the photo was drawn from:
 
 - camera: azimuth and elevation error in degrees, at the dataset's views and at new cameras between them;
+  and for photos taken between the views (viewpoint codes drawn as `g3d synth --viewpoints random` draws
+  them), re-rendered at their own camera as the run gets it (the generator's truth) and as a plain photo
+  gets it (the camera head's, `g3d neural render PHOTO.png`);
 - shape, paint and background: mean error of each parameter group, in units of that parameter's spread
   over the held-out latents (1 = as far as two random cars);
 - swaps: taking one source (shape, texture or background) from another photo must move that group's
@@ -26,7 +29,7 @@ import torch
 from g3d.errors import UsageError
 from g3d.neural.figures import swap_ws
 from g3d.neural.mapping import NeuralMapping, camera_features
-from g3d.neural.sources import Sources, draw_latents, synthesize
+from g3d.neural.sources import Sources, cameras_for, draw_latents, head_cameras, synthesize
 
 from g3d.synth.builtin import SHAPE_KEYS, view_distance  # the continuous shape parameters; the distance of a view
 PAINT_KEYS = ("paint_hue", "paint_saturation", "paint_value", "specular")
@@ -65,6 +68,11 @@ class NeuralEvalReport:
         out = [f"held-out latents: {self.n}",
                f"camera error (median deg): azimuth {c['az_views']:.1f}, elevation {c['el_views']:.1f} at the dataset's views; "
                f"azimuth {c['az_new']:.1f}, elevation {c['el_new']:.1f} at new cameras; a constant camera: azimuth {c['az_const']:.1f}"]
+        for key, how in (("truth", "the generator's truth"), ("head", "the camera head's, as for a plain photo")):
+            if f"az_between_{key}" in c:
+                out.append(f"photos between the views, re-rendered at their own camera ({how}): azimuth {c[f'az_between_{key}']:.1f}, "
+                           f"elevation {c[f'el_between_{key}']:.1f}" + (f" (the head itself: azimuth {c['az_head_alone']:.1f}, "
+                                                                        f"elevation {c['el_head_alone']:.1f})" if key == "head" else ""))
         for name in self.errors:
             e = self.errors[name]
             out.append(f"{name:>14}: parameter error (spread units) shape {e['shape']:.2f}, paint {e['paint']:.2f}, background "
@@ -125,6 +133,23 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
     rep.camera["az_new"] = float(np.median(_diff("azimuth_deg", pn["azimuth_deg"], az)))
     rep.camera["el_new"] = float(np.median(np.abs(pn["elevation_deg"] - el)))
     rep.camera["az_const"] = float(np.median(_diff("azimuth_deg", np.full(n, float(np.median(az))), az)))
+    # Photos between the dataset's views, re-rendered at their own camera.
+    ws_b, ids_b = draw_latents(src, seed, 0, n, stream=5, between=1.0)
+    img_b = synthesize(src, ws_b)
+    tb = _params(G, ws_b)
+    for key in ("truth", "head"):
+        if (key == "head" and not src.has_head) or (key == "truth" and src.camera_source != "truth"):
+            continue
+        cams = head_cameras(src, img_b) if key == "head" else cameras_for(src, ws_b, ids_b, img_b)
+        pb = _params(G, swap_ws(mapping, src, img_b, cams))
+        rep.camera[f"az_between_{key}"] = float(np.median(_diff("azimuth_deg", pb["azimuth_deg"], tb["azimuth_deg"])))
+        rep.camera[f"el_between_{key}"] = float(np.median(np.abs(pb["elevation_deg"] - tb["elevation_deg"])))
+        if key == "head":
+            from g3d import cameras as camlib
+
+            a, e, _ = camlib.to_azimuth_elevation(cams.R.double().cpu().numpy(), cams.t.double().cpu().numpy())
+            rep.camera["az_head_alone"] = float(np.median(_diff("azimuth_deg", a % 360.0, tb["azimuth_deg"] % 360.0)))
+            rep.camera["el_head_alone"] = float(np.median(np.abs(e - tb["elevation_deg"])))
 
     avg = mapped.clone()  # the mapped camera, every content row at the average latent: the average car
     avg[:, list(src.layout.content_rows)] = mapping.w_avg

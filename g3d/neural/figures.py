@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from g3d.neural.mapping import SOURCES, NeuralMapping, camera_features
-from g3d.neural.sources import Sources, draw_latents, read_image, synthesize
+from g3d.neural.sources import Sources, ViewCameras, as_cameras, draw_latents, read_image, synthesize
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -18,11 +18,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor,
+def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views,
             shape_from=None, texture_from=None, background_from=None, camera: torch.Tensor | None = None,
             gate: str = "learned") -> torch.Tensor:
-    """ws float [N, num_ws, w_dim] for photos ``images`` float [N, 3, H, W] in [0, 1] taken from dataset views
-    ``views`` int64 [N]; ``*_from`` int64 [N] (index of the photo each row takes that source from; None: its
+    """ws float [N, num_ws, w_dim] for photos ``images`` float [N, 3, H, W] in [0, 1] taken with cameras ``views``
+    (:class:`~g3d.neural.sources.ViewCameras`, or dataset view ids int64 [N]); ``*_from`` int64 [N] (index of the photo each row takes that source from; None: its
     own); ``camera`` float [N, 4] (:func:`camera_features`; None: each photo's own view)."""
     cam, verts, tex, bg, _ = read_image(src, images, views)
     codes = mapping.codes(verts, tex, bg)
@@ -33,7 +33,7 @@ def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: t
 
 
 @torch.no_grad()
-def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor, a: int, b: int, c: int) -> tuple[np.ndarray, list[str]]:
+def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views, a: int, b: int, c: int) -> tuple[np.ndarray, list[str]]:
     """The paper's Fig. 10 for every photo: columns input, its re-rendering, shape from photo ``a``, texture
     from ``b``, background from ``c`` (each alone), and all of them together. A negative index keeps each
     photo's own source (no column for it alone): ``c = -1`` swaps shape and texture only.
@@ -54,7 +54,7 @@ def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views:
     return np.stack([to_uint8(x) for x in cols], 1), labels
 
 
-def write_swap_figure(path: Path, mapping: NeuralMapping, src: Sources, images: torch.Tensor, views: torch.Tensor,
+def write_swap_figure(path: Path, mapping: NeuralMapping, src: Sources, images: torch.Tensor, views,
                       a: int, b: int, c: int) -> Path:
     """:func:`swap_grid` as a PNG at ``path``, cells enlarged 2x, rows numbered by photo. ``a``, ``b``, ``c``
     (shape, texture and background from; -1: each photo its own) outside the photos are a :class:`UsageError`."""
@@ -75,19 +75,21 @@ def write_swap_figure(path: Path, mapping: NeuralMapping, src: Sources, images: 
 
 
 @torch.no_grad()
-def turntable(mapping: NeuralMapping, src: Sources, image: torch.Tensor, view: int, azimuths, elevation: float, distance: float):
-    """One photo float [3, H, W] re-rendered by the generator at each of ``azimuths`` (degrees) and by its
-    textured mesh at the same cameras: (gan uint8 [A, H, W, 3], mesh uint8 [A, H, W, 3])."""
+def turntable(mapping: NeuralMapping, src: Sources, image: torch.Tensor, view, azimuths, elevation: float, distance: float):
+    """One photo float [3, H, W] taken with camera ``view`` (a dataset view id, or :class:`ViewCameras` of one)
+    re-rendered by the generator at each of ``azimuths`` (degrees) and by its textured mesh at the same cameras:
+    (gan uint8 [A, H, W, 3], mesh uint8 [A, H, W, 3])."""
     from g3d import cameras as camlib
 
     A = len(azimuths)
     img = image[None].expand(A, -1, -1, -1)
-    views = torch.full((A,), int(view), device=img.device)
+    one = as_cameras(src, torch.tensor([int(view)]) if isinstance(view, int) else view)
+    views = one[torch.zeros(A, dtype=torch.int64, device=one.ids.device)]
     cam = camera_features(np.asarray(azimuths, float), np.full(A, elevation), np.full(A, distance)).to(img.device)
     gan = synthesize(src, swap_ws(mapping, src, img, views, camera=cam))
     verts, tex, _ = src.inverse(image[None])
     R, t = camlib.from_azimuth_elevation(np.asarray(azimuths, float), np.full(A, elevation), np.full(A, distance))
-    K = src.K[int(view)].expand(A, 3, 3)
+    K = one.K[0].expand(A, 3, 3)
     from g3d.render.dibr import render
 
     o = render(verts.expand(A, -1, -1).float(), src.tpl.faces, K, torch.tensor(R, dtype=torch.float32, device=img.device),
@@ -119,7 +121,7 @@ def encode_gif(frames: np.ndarray, milliseconds: int = 120) -> bytes:
     return buf.getvalue()
 
 
-def write_turntable(out: Path, mapping: NeuralMapping, src: Sources, image: torch.Tensor, view: int, azimuths,
+def write_turntable(out: Path, mapping: NeuralMapping, src: Sources, image: torch.Tensor, view, azimuths,
                     elevation: float, distance: float) -> tuple[Path, Path, Path]:
     """:func:`turntable` written into folder ``out``: ``frames/NNN.png`` (the generator's), ``turntable.gif``
     (those enlarged 2x) and ``sheet.png`` (the generator's row above the textured mesh's). Returns the three paths."""

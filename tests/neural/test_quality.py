@@ -42,3 +42,25 @@ def test_stage_one_sends_each_row_group_to_its_source(tmp_path):
     assert rep.errors["mapped"]["paint"] < rep.errors["average latent"]["paint"] - 0.1, rep.lines()
     assert rep.errors["mapped"]["background"] < rep.errors["average latent"]["background"] - 0.1, rep.lines()
     assert rep.swaps["background"][0] < rep.errors["average latent"]["background"] - 0.1, rep.lines()  # it follows its source
+
+
+def test_the_camera_mlp_follows_cameras_between_the_views_only_when_trained_on_them(tmp_path):
+    """8 frozen views, 45 deg apart: trained on those cameras alone (--cameras views) the camera MLP cannot place
+    a camera between them; with half its latents between the views and their true cameras (the default on the
+    built-in generator) it must, and photos taken between the views keep their camera. Measured (200 steps each):
+    3.2 deg against 16.9 at new cameras, a constant camera 79."""
+    torch.set_num_threads(2)
+    data = tmp_path / "car"
+    run_synth(SynthConfig(out=data, samples=24, views=8, resolution=32, seed=3, candidates=32))
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "run"), resolution=32, batch_size=8, steps=20, tex_res=16,
+                      holdout=0.2, preview_every=10**6))
+    reps = {}
+    for cams in ("auto", "views"):
+        train_neural(NeuralConfig(inverse=str(tmp_path / "run"), out=str(tmp_path / cams), stage1_steps=200, hidden=128,
+                                  cameras=cams, preview_every=10**6))
+        cfg, mapping, src = load_neural(tmp_path / cams)
+        reps[cams] = evaluate_neural(mapping, src, cfg.seed, 32).camera
+    new, old = reps["auto"], reps["views"]
+    assert "az_between_truth" in new and "az_between_truth" not in old, (new, old)
+    assert new["az_new"] < old["az_new"] / 2 and new["az_new"] < new["az_const"] / 10, (new, old)
+    assert new["az_between_truth"] < new["az_const"] / 10, new

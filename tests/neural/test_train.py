@@ -158,6 +158,40 @@ def test_cli_swap_and_render_write_their_pictures(inverse_run, tmp_path):
     assert r.exit_code != 0 and "outside the dataset's 0..3" in r.output
     r = runner.invoke(app, ["neural", "eval", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "not a neural run" in r.output
+    cv2.imwrite(str(tmp_path / "plain.png"), a)  # a photo that names no view, for a run that predicts no camera
+    r = runner.invoke(app, ["neural", "render", str(nrun), str(tmp_path / "plain.png"), "--out", str(tmp_path / "tt4")])
+    assert r.exit_code != 0 and "names no view" in r.output and "--camera-head" in r.output and not (tmp_path / "tt4").exists()
+
+
+def test_cli_render_and_swap_of_plain_photos_with_a_camera_head_run(inverse_run, tmp_path):
+    """A photo with no @VIEW: its camera from the inverse run's camera head, the neural run trained with cameras
+    between the views (the built-in generator's truth)."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from g3d.cli import app
+    from g3d.neural.photos import dataset_image
+
+    data = inverse_run.parent / "car"
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "run"), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.34,
+                      preview_every=10**6, camera_head=True))
+    logs = []
+    train_neural(_cfg(tmp_path / "run", tmp_path / "n", stage1_steps=2), log=logs.append)
+    assert any("50% of latents between them, their cameras from the generator's truth" in m for m in logs), logs
+    for k in range(2):
+        cv2.imwrite(str(tmp_path / f"p{k}.png"), cv2.cvtColor(dataset_image(data, k, k + 1), cv2.COLOR_RGB2BGR))
+    runner = CliRunner()
+    r = runner.invoke(app, ["neural", "render", str(tmp_path / "n"), str(tmp_path / "p0.png"), "--out", str(tmp_path / "tt"), "--views", "3"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "tt" / "frames").glob("*.png"))) == 3
+    r = runner.invoke(app, ["neural", "swap", str(tmp_path / "n"), str(tmp_path / "p0.png"), str(tmp_path / "p1.png"), "0:2",
+                            "--out", str(tmp_path / "swap.png")])
+    assert r.exit_code == 0, r.output
+    logs = []
+    train_neural(_cfg(tmp_path / "run", tmp_path / "nv", stage1_steps=2, cameras="views"), log=logs.append)
+    assert any("views only (no camera source between them" in m for m in logs), logs
+    terms = lambda n: set(json.loads((tmp_path / n / "metrics.jsonl").read_text().splitlines()[-1]))  # noqa: E731
+    assert "camera" in terms("n") and "camera" not in terms("nv")  # the camera fit on drawn viewpoints: with the truth only
 
 
 @pytest.mark.slow
