@@ -12,7 +12,7 @@
    car between the views, its camera from the head (DIR/neural_render_plain.png).
 
     python bench/neural.py [--quick] [--inverse RUN] [--steps 1500] [--threads 1] [--workdir DIR] [--pictures docs]
-                           [--cameras auto] [--between 0.5] [--views-baseline | --ablation]
+                           [--cameras auto] [--between 0.5] [--camera-batch 256] [--views-baseline | --ablation]
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--entropy-weight", type=float, default=None)
     ap.add_argument("--cameras", default="auto", help="g3d neural train --cameras: truth, head, views or auto")
     ap.add_argument("--between", type=float, default=0.5, help="g3d neural train --between")
+    ap.add_argument("--camera-batch", type=int, default=256, help="g3d neural train --camera-batch")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=64, help="held-out latents evaluated")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -129,7 +130,7 @@ def main() -> None:
         run = args.inverse or inverse_run(tmp, *((12, 4, 20) if args.quick else (300, 39, args.inverse_steps)))
         steps = 20 if args.quick else args.steps
         kw = {k: v for k, v in (("lr", args.lr), ("gate_lr", args.gate_lr), ("entropy_weight", args.entropy_weight)) if v is not None}
-        kw.update(cameras=args.cameras, between=args.between)
+        kw.update(cameras=args.cameras, between=args.between, camera_batch=args.camera_batch)
         nrun = tmp / "neural"
         shutil.rmtree(nrun, ignore_errors=True)
         t0 = time.perf_counter()
