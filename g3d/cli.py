@@ -192,6 +192,10 @@ def train(
                                   "intrinsics): a car keeps its apparent size, as in a photo; g3d predict cuts photos alike."),
     camera_head: bool = typer.Option(False, "--camera-head", help="Also predict the camera's azimuth and elevation from the photo, "
                                      "supervised by each image's camera (g3d eval then scores the camera it gives)."),
+    light: bool = typer.Option(False, "--light", help="Also predict the light (ambient and one direction, object frame); the renderer "
+                               "shades the texture with it, so the texture is an albedo (g3d eval scores the light on built-in data)."),
+    albedo_weight: float = typer.Option(0.0, help="With --light: weight of the texture's colour spread (a car's paint is one colour, "
+                                        "so the shading goes to the light)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
@@ -218,7 +222,7 @@ def train(
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
                       backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, camera_head=camera_head,
-                      seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
+                      light=light, albedo_weight=albedo_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
     m = report.last_metrics

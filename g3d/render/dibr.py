@@ -31,11 +31,13 @@ CUTOFF = -math.log(1e-7)  # d^2 / sigma beyond which a face's contribution is ne
 
 @dataclass
 class Lighting:
-    """Ambient plus one directional light (world-space direction *towards* the light)."""
+    """Ambient plus one directional light (world-space direction *towards* the light): shade = ambient +
+    diffuse * max(0, n . direction). One light for the batch (floats and a 3-tuple), or one per image
+    (``ambient``, ``diffuse`` float [B], ``direction`` float [B, 3]; differentiable)."""
 
-    ambient: float = 0.5
-    diffuse: float = 0.5
-    direction: tuple[float, float, float] = (0.3, 0.8, 0.5)
+    ambient: float | torch.Tensor = 0.5
+    diffuse: float | torch.Tensor = 0.5
+    direction: tuple[float, float, float] | torch.Tensor = (0.3, 0.8, 0.5)
 
 
 @dataclass
@@ -172,9 +174,11 @@ def render(
         bidx = torch.arange(B, device=verts.device).view(B, 1, 1, 1)
         n = (vn[bidx, tri] * bary[..., None]).sum(-2)
         n = n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        ldir = torch.tensor(lighting.direction, dtype=verts.dtype, device=verts.device)
-        ldir = ldir / ldir.norm()
-        shade = lighting.ambient + lighting.diffuse * (n * ldir).sum(-1).clamp(min=0)
+        ldir = torch.as_tensor(lighting.direction, dtype=verts.dtype, device=verts.device).reshape(-1, 3)
+        ldir = (ldir / ldir.norm(dim=-1, keepdim=True).clamp(min=1e-12)).expand(B, 3)
+        amb, dif = (torch.as_tensor(x, dtype=verts.dtype, device=verts.device).reshape(-1).expand(B).view(B, 1, 1)
+                    for x in (lighting.ambient, lighting.diffuse))
+        shade = amb + dif * (n * ldir.view(B, 1, 1, 3)).sum(-1).clamp(min=0)
         color = color * shade[..., None]
     image = (color * mask[..., None].to(color.dtype)).permute(0, 3, 1, 2)
     if silhouette:

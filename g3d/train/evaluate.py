@@ -41,6 +41,7 @@ from g3d.render.dibr import render
 from g3d.train.camera import head_to_angles, view_direction
 from g3d.train.crop import crop_mode, run_span
 from g3d.train.data import PairData, load_cameras
+from g3d.train.light import LIGHT_COLUMNS, head_to_light, light_direction, light_figures
 from g3d.train.loop import load_run
 from g3d.train.model import ViewCameras
 
@@ -83,6 +84,8 @@ class EvalReport:
     # The network's own camera (--camera-head): median azimuth / elevation error (deg) and relative distance error, each
     # beside a constant camera (the circular mean azimuth, the median elevation); input-view IoU through the camera it gives.
     camera: dict[str, float] = field(default_factory=dict)
+    # The network's light (--light; built-in data): g3d.train.light.light_figures, beside the mean light.
+    light: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -106,6 +109,11 @@ class EvalReport:
             out.append(f"  the head alone: {h['az_deg']:.1f} / {h['el_deg']:.1f} deg, {100 * h['flipped']:.1f}% off by > 90 deg, IoU {h['iou']:.3f} | "
                        f"a constant camera {c['az_deg_const']:.1f} / {c['el_deg_const']:.1f} deg, refined the same way {k['az_deg']:.1f} / "
                        f"{k['el_deg']:.1f} deg, IoU {k['iou']:.3f}")
+        if self.light:
+            g = self.light
+            out.append(f"light: {g['note']}" if "note" in g else
+                       f"light direction error {g['dir_deg']:.1f} deg (median) | the mean light {g['dir_deg_mean']:.1f} deg; ambient r "
+                       f"{g['ambient_r']:.2f}, error {g['ambient_err']:.3f} | the mean ambient {g['ambient_err_mean']:.3f}")
         if self.truth_frame:
             out.append(f"true meshes: {self.truth_frame}")
         if self.chamfer is not None:
@@ -469,7 +477,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)
     span = run_span(cams.K, cfg.resolution) if crop_mode(cfg.crop) == "fov" else None  # crops as the run's, on any data
-    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,),
+    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,) + LIGHT_COLUMNS,
                     per_image_cameras=True, crop=cfg.crop, span=span)  # a --viewpoints random set: a camera per image
     # Another dataset with the generator's cameras, scored for a run on sfm-init cameras: both put in the run's frame.
     other = Path(cfg.folder).resolve() != folder.resolve()
@@ -482,20 +490,22 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     other = derangement(sids, vids)
 
     # 1. Predictions for every held-out image.
-    P_verts, P_col, I_col, P_cam, T_dir, T_K = [], [], [], [], [], []
+    P_verts, P_col, I_col, P_cam, T_dir, T_K, P_light = [], [], [], [], [], [], []
     for lo in range(0, N, batch):
         idx = torch.arange(lo, min(N, lo + batch))
         b = data.batch(idx, device)
         img, mask = b.images, b.masks
         K, R, t = b.cameras_from(cams)
+        outs = model(img, with_camera=cfg.camera_head, with_light=cfg.light)
+        verts, tex = outs[0], outs[1]
+        if cfg.light:
+            P_light.append(outs[-1].float().cpu())
         if cfg.camera_head:
-            verts, tex, _, cam_out = model(img, with_camera=True)
+            cam_out = outs[3]
             P_cam.append(torch.stack(head_to_angles(cam_out), -1).cpu())
             c = -(R.transpose(1, 2) @ t[..., None])[..., 0]
             T_dir.append(torch.stack([*view_direction(R, t), c.norm(dim=-1)], -1).cpu())  # true az, el (rad), distance
             T_K.append(K.cpu())
-        else:
-            verts, tex, _ = model(img)
         o = render(verts, tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=tex, silhouette=False)
         both = (o.fragments.mask[:, None] & (mask > 0.5)).float()
         P_col.append((o.image * both).sum((2, 3)) / both.sum((2, 3)).clamp(min=1))
@@ -626,4 +636,11 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         rep.color_corr = [pearson(pc[:, c], paint[:, c]) for c in range(3)]
         rep.color_corr_swap = [pearson(pc[shift, c], paint[:, c]) for c in range(3)]
         rep.color_corr_image = [pearson(ic[:, c], paint[:, c]) for c in range(3)]
+    if P_light and all(c in data.extra for c in LIGHT_COLUMNS):
+        if data.cameras.source == "ground truth" and sim is None:  # the truth's frame is the run's
+            d, a = head_to_light(torch.cat(P_light))
+            true_dir = light_direction(data.extra[LIGHT_COLUMNS[0]], data.extra[LIGHT_COLUMNS[1]])
+            rep.light = light_figures(d.double().numpy(), a.double().numpy(), true_dir, np.asarray(data.extra[LIGHT_COLUMNS[2]], np.float64))
+        else:
+            rep.light = {"note": "not scored: the run's cameras are not the generator's, so its light lives in another frame"}
     return rep

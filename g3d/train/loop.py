@@ -31,7 +31,8 @@ from g3d.runfolder import MetricsLog, RunFolder, TrainingError, check_every, due
 from g3d.train.camera import camera_loss, view_direction
 from g3d.train.crop import CROP_MODES
 from g3d.train.data import PairData
-from g3d.train.losses import LossWeights, Perceptual, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
+from g3d.train.light import head_to_light, lighting_of
+from g3d.train.losses import LossWeights, Perceptual, albedo_spread, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
 from g3d.train.template import build_template
 
@@ -70,6 +71,8 @@ class TrainConfig:
     crop: bool | str = False  # "box" (or True) / "fov": square crops round each mask, each with its exact intrinsics (train/crop.py), instead of whole views
     camera_head: bool = False  # the network also predicts the camera's direction, supervised by each image's camera (train/camera.py)
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
+    light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
+    albedo_weight: float = 0.0  # with light: weight of the albedo's spread in the mask (a car's paint is one colour: the shading is the light's)
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -91,6 +94,8 @@ class TrainConfig:
         check_every(log_every=self.log_every, preview_every=self.preview_every, checkpoint_every=self.checkpoint_every)
         if self.tex_res < 16 or self.tex_res & (self.tex_res - 1):
             raise UsageError(f"--tex-res {self.tex_res}: give a power of two >= 16")
+        if not (math.isfinite(self.albedo_weight) and self.albedo_weight >= 0):
+            raise UsageError(f"--albedo-weight {self.albedo_weight}: give a number >= 0")
         if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
             raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
         if self.resolution < 16:
@@ -187,7 +192,8 @@ def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet,
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
-                               color_readout=cfg.color_readout, symmetric=cfg.symmetric, camera_head=cfg.camera_head).to(device)
+                               color_readout=cfg.color_readout, symmetric=cfg.symmetric, camera_head=cfg.camera_head,
+                               light_head=cfg.light).to(device)
     cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data), freedom=data.cameras.freedom()).to(device)
     return model, cams
 
@@ -222,15 +228,18 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
-    if cfg.camera_head:
-        verts, tex, offsets, cam_out = model(img_i, with_camera=True)
-    else:
-        verts, tex, offsets = model(img_i)
+    outs = model(img_i, with_camera=cfg.camera_head, with_light=cfg.light)
+    verts, tex, offsets = outs[:3]
+    cam_out = outs[3] if cfg.camera_head else None
+    lighting = None
+    if cfg.light:  # the light of view i shades both views: it sits in the object frame, as the car's paint does
+        l_dir, l_amb = head_to_light(outs[-1].float())
+        lighting = lighting_of(torch.cat([l_dir, l_dir]), torch.cat([l_amb, l_amb]))
     views = torch.cat([view_i, view_j])
     K, R, t = cams(views)  # one call for both (DDP)
     K = torch.cat([crop_i, crop_j]).to(K.dtype) @ K  # each image's own intrinsics (identity without crops)
     out = render(torch.cat([verts, verts]).float(), tpl.faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=torch.cat([tex, tex]).float(),
-                 sigma=sigma_at(cfg, step))
+                 sigma=sigma_at(cfg, step), lighting=lighting)
     target = torch.cat([img_i, img_j])
     mask = torch.cat([mask_i, mask_j])
     w = cfg.weights
@@ -242,6 +251,9 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         "move": move_loss(offsets.float()),
     }
     total = w.color * terms["color"] + w.iou * terms["iou"] + w.flatten * terms["flatten"] + w.laplacian * terms["laplacian"] + w.move * terms["move"]
+    if cfg.light and cfg.albedo_weight > 0:  # the albedo's colour spread over the texture map
+        terms["albedo"] = albedo_spread(tex.float())
+        total = total + cfg.albedo_weight * terms["albedo"]
     if cfg.camera_head:  # supervised by view i's camera as training has it (detached: the head does not move the cameras)
         B = img_i.shape[0]
         az, el = view_direction(R[:B].detach().float(), t[:B].detach().float())
@@ -434,7 +446,7 @@ def load_run(run: str | Path, device="cpu"):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric,
-                               camera_head=cfg.camera_head)
+                               camera_head=cfg.camera_head, light_head=cfg.light)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:

@@ -84,3 +84,11 @@ class Perceptual(torch.nn.Module):
             x, y = blk(x), blk(y)
             loss = loss + (x - y).abs().mean()
         return loss
+
+
+def albedo_spread(texture: torch.Tensor) -> torch.Tensor:
+    """Mean absolute deviation of each texture map float [B, 3, T, T] from its own mean colour: 0 for a map of one
+    colour. With a predicted light (``g3d train --light``) the shading can go to the light or be painted into the
+    texture, and the views of one car cannot tell which (Lambertian shading under a light fixed to the object looks
+    the same from every side); a car's paint is one colour, so a small weight on this sends the shading to the light."""
+    return (texture - texture.mean((2, 3), keepdim=True)).abs().mean()

@@ -131,6 +131,7 @@ class InverseGraphicsNet(nn.Module):
         color_readout: bool = True,  # the per-image colour path (False: the UV decoder alone, as before issue #10)
         symmetric: bool = True,  # left-right symmetric shapes (offsets averaged with their mirror image)
         camera_head: bool = False,  # also predict where the camera sits, seen from the object (train/camera.py)
+        light_head: bool = False,  # also predict the light, which shades the texture (an albedo) in training (train/light.py)
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -169,9 +170,15 @@ class InverseGraphicsNet(nn.Module):
         self.tex_dec = nn.Sequential(*ups)
         # (sin, cos) of the camera's azimuth and its elevation / 30 deg, from the image feature (train/camera.py)
         self.camera_head = nn.Sequential(nn.Linear(D, 256), nn.LeakyReLU(0.2), nn.Linear(256, 3)) if camera_head else None
+        # a direction towards the light and the ambient's logit (train/light.py), from the image feature
+        self.light_head = nn.Sequential(nn.Linear(D, 128), nn.LeakyReLU(0.2), nn.Linear(128, 4)) if light_head else None
+        if light_head:  # the light starts overhead at the usual ambient, whatever the photo
+            nn.init.zeros_(self.light_head[2].weight)
+            nn.init.zeros_(self.light_head[2].bias)
 
-    def forward(self, images: torch.Tensor, with_camera: bool = False):
-        """(verts, texture, offsets), and the camera head's output float [B, 3] last with ``with_camera``."""
+    def forward(self, images: torch.Tensor, with_camera: bool = False, with_light: bool = False):
+        """(verts, texture, offsets), then the camera head's output float [B, 3] with ``with_camera``, then the
+        light head's float [B, 4] (:func:`g3d.train.light.head_to_light`) with ``with_light``."""
         B = images.shape[0]
         feat = self.encoder(images)
         out = self.shape_head(feat)
@@ -185,11 +192,16 @@ class InverseGraphicsNet(nn.Module):
         if self.color_head is not None:
             detail = detail + self.color_head(feat)[:, :, None, None]
         tex = torch.sigmoid(detail)
+        out = (verts, tex, offsets)
         if with_camera:
             if self.camera_head is None:
                 raise ValueError("this network has no camera head (trained without --camera-head)")
-            return verts, tex, offsets, self.camera_head(feat)
-        return verts, tex, offsets
+            out += (self.camera_head(feat),)
+        if with_light:
+            if self.light_head is None:
+                raise ValueError("this network has no light head (trained without --light)")
+            out += (self.light_head(feat),)
+        return out
 
     def template_verts(self, batch: int) -> torch.Tensor:
         """The template before training (the baseline of evaluation), float [batch, V, 3]."""

@@ -1,0 +1,57 @@
+"""The light the inverse-graphics network predicts (``g3d train --light``): DIB-R's ambient plus one directional
+light, in the object frame, shading the predicted texture (then an albedo) in training.
+
+The model is the built-in generator's own diffuse term: shade = ambient + (1 - ambient) * max(0, n . l), with
+``l`` the unit direction *towards* the light (the generator's ``light_azimuth_deg`` / ``light_elevation_deg``,
+object frame, y up) and ``ambient`` in 0..1. The head's raw output float [B, 4] is a direction (normalised,
+around straight up at the start) and the ambient's logit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from g3d.render.dibr import Lighting
+
+LIGHT_COLUMNS = ("gt_light_azimuth_deg", "gt_light_elevation_deg", "gt_ambient")  # the built-in generator's truth
+AMBIENT_START = 0.45  # the head's ambient before training (the built-in generator draws 0.3-0.55)
+
+
+def light_direction(azimuth_deg, elevation_deg) -> np.ndarray:
+    """Unit directions towards the light float64 [N, 3] (object frame, y up; azimuth from +z towards +x), as the
+    built-in generator defines them."""
+    az, el = np.radians(np.asarray(azimuth_deg, np.float64)), np.radians(np.asarray(elevation_deg, np.float64))
+    return np.stack([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)], -1)
+
+
+def head_to_light(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The light head's raw output float [B, 4] -> (direction float [B, 3], unit; ambient float [B] in 0..1)."""
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=out.dtype, device=out.device)
+    d = out[:, :3] + up
+    d = d / d.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    return d, torch.sigmoid(out[:, 3] + float(np.log(AMBIENT_START / (1 - AMBIENT_START))))
+
+
+def lighting_of(direction: torch.Tensor, ambient: torch.Tensor) -> Lighting:
+    """The renderer's per-image :class:`Lighting` for directions float [B, 3] and ambients float [B]."""
+    return Lighting(ambient=ambient, diffuse=1.0 - ambient, direction=direction)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles in degrees between unit vectors a, b float [N, 3]."""
+    return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
+
+
+def light_figures(pred_dir: np.ndarray, pred_amb: np.ndarray, true_dir: np.ndarray, true_amb: np.ndarray) -> dict[str, float]:
+    """The predicted light against the truth, beside the mean light (the degenerate answer: the mean true
+    direction, normalised, for every photo): median angular error of the direction (deg), and the ambient's
+    Pearson r and mean absolute error beside the mean ambient's error."""
+    mean_dir = true_dir.mean(0)
+    mean_dir = mean_dir / max(np.linalg.norm(mean_dir), 1e-12)
+    a, b = pred_amb - pred_amb.mean(), true_amb - true_amb.mean()
+    r = float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+    return {"dir_deg": float(np.median(angle_deg(pred_dir, true_dir))),
+            "dir_deg_mean": float(np.median(angle_deg(np.broadcast_to(mean_dir, true_dir.shape), true_dir))),
+            "ambient_r": r, "ambient_err": float(np.abs(pred_amb - true_amb).mean()),
+            "ambient_err_mean": float(np.abs(true_amb.mean() - true_amb).mean())}
