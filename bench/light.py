@@ -1,0 +1,139 @@
+"""Light and albedo (the light issue's figures), on the built-in generator, for runs trained with and without
+``g3d train --light``.
+
+New cars (latents no dataset drew, seed 7), each at some of its run's dataset views and under two lights: the
+generator's light rows alone resampled, car and camera held. For each run:
+
+- light direction error (median, deg) and ambient r against the truth, beside the mean light (light runs only);
+- albedo consistency: mean colour difference in the mask between the textures predicted from the two photos of one
+  car and view (each rendered flat at that view), beside a different car's texture (the swapped pairing);
+- relighting error: the prediction from photo A rendered under B's true light (light runs: the albedo shaded by it;
+  runs without light: their texture as it is, and shaded by B's light), against the generator's photo B, colour L1
+  in the true mask; beside the same for photo A itself (no relighting: the floor of what the texture can show).
+
+    python bench/light.py RUN [RUN ...] [--cars 32] [--views 6] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+@torch.no_grad()
+def light_pairs(dataset: Path, cars: int, views: int, seed: int = 7):
+    """(images A, images B float [N, 3, H, W] in [0, 1], truth A, truth B): ``cars`` new cars at ``views`` of the dataset's
+    viewpoints, each under two lights (B: A with the light rows of another latent)."""
+    from g3d.datasets import folder as dsf
+    from g3d.datasets.manifest import read_manifest
+    from g3d.synth.builtin import LIGHT_ROWS, BuiltinGenerator
+    from g3d.synth.viewpoints import load_viewpoints
+
+    m = read_manifest(dataset)
+    G = BuiltinGenerator.from_record(m.generator.fields, distractors=0.0)
+    layers = tuple(m.viewpoint_layers)
+    vp = torch.as_tensor(load_viewpoints(str(dataset / dsf.VIEWPOINTS), G.w_dim, layers).codes, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    content = G.mapping(torch.randn(cars, G.z_dim, generator=g), m.truncation_psi)
+    other = G.mapping(torch.randn(cars, G.z_dim, generator=g), m.truncation_psi)
+    pick = torch.stack([torch.randperm(vp.shape[0], generator=g)[:views] for _ in range(cars)])  # [cars, views]
+    ws_a = content[:, None].repeat(1, views, 1, 1)
+    ws_a[:, :, list(layers)] = vp[pick]
+    ws_a = ws_a.flatten(0, 1)
+    ws_b = ws_a.clone()
+    rows = list(LIGHT_ROWS)
+    ws_b[:, rows] = other[:, None].repeat(1, views, 1, 1).flatten(0, 1)[:, rows]
+    (img_a, ta), (img_b, tb) = G.synthesis_with_truth(ws_a), G.synthesis_with_truth(ws_b)
+    return (img_a + 1) / 2, (img_b + 1) / 2, ta, tb
+
+
+def _lighting(truth):
+    from g3d.train.light import light_direction, lighting_of
+
+    e = truth.extra
+    d = torch.tensor(light_direction(e["light_azimuth_deg"], e["light_elevation_deg"]), dtype=torch.float32)
+    return lighting_of(d, torch.tensor(e["ambient"], dtype=torch.float32))
+
+
+@torch.no_grad()
+def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
+    import torch.nn.functional as F
+
+    from g3d.render.dibr import render
+    from g3d.train.light import head_to_light, light_direction, light_figures
+    from g3d.train.loop import load_run
+
+    cfg, model, _, tpl, _ = load_run(run)
+    S = cfg.resolution
+    a = F.interpolate(img_a, size=(S, S), mode="area") if img_a.shape[-1] != S else img_a
+    b = F.interpolate(img_b, size=(S, S), mode="area") if img_b.shape[-1] != S else img_b
+    scale = S / img_a.shape[-1]
+    K = torch.tensor(ta.K, dtype=torch.float32) * torch.tensor([scale, scale, 1.0])[:, None]
+    R, t = torch.tensor(ta.R, dtype=torch.float32), torch.tensor(ta.t, dtype=torch.float32)
+    mask = F.interpolate(torch.tensor(ta.masks, dtype=torch.float32)[:, None], size=(S, S), mode="area") > 0.5
+    outs_a = model(a, with_light=cfg.light)
+    outs_b = model(b, with_light=cfg.light)
+    verts, tex_a, tex_b = outs_a[0], outs_a[1], outs_b[1]
+
+    def draw(tex, lighting=None):
+        return render(verts, tpl.faces, K, R, t, S, S, face_uvs=tpl.face_uvs, texture=tex, lighting=lighting, silhouette=False)
+
+    flat_a, flat_b = draw(tex_a), draw(tex_b)
+    both = (flat_a.fragments.mask[:, None] & flat_b.fragments.mask[:, None] & mask).float()
+
+    def in_mask(x, y, m):
+        return float(((x - y).abs() * m).sum() / (3 * m.sum()).clamp(min=1))
+
+    n = len(a)
+    shift = torch.roll(torch.arange(n), 7)
+    lines = [f"{run}: {'light head' if cfg.light else 'no light'}"
+             + (f", albedo weight {cfg.albedo_weight}" if cfg.light else "")]
+    lines.append(f"  albedo consistency (colour L1 in the mask, the same car and view under two lights) {in_mask(flat_a.image, flat_b.image, both):.4f}"
+                 f" | another car's {in_mask(flat_a.image, flat_b.image[shift], both * both[shift]):.4f}")
+    lb = _lighting(tb)
+    m = mask.float()
+    if cfg.light:
+        relit = draw(tex_a, lb).image
+        own = draw(tex_a, _lighting(ta)).image
+        d, amb = head_to_light(outs_a[-1].float())
+        e = ta.extra
+        f = light_figures(d.double().numpy(), amb.double().numpy(), light_direction(e["light_azimuth_deg"], e["light_elevation_deg"]),
+                          np.asarray(e["ambient"], np.float64))
+        lines.append(f"  light direction error {f['dir_deg']:.1f} deg (median) | the mean light {f['dir_deg_mean']:.1f}; ambient r "
+                     f"{f['ambient_r']:.2f}")
+        lines.append(f"  relighting error (A's albedo under B's true light vs photo B) {in_mask(relit, b, m):.4f} | "
+                     f"A under its own true light vs photo A {in_mask(own, a, m):.4f}")
+    else:
+        lines.append(f"  relighting error (A's baked texture vs photo B) as it is {in_mask(flat_a.image, b, m):.4f}, shaded by B's light "
+                     f"{in_mask(draw(tex_a, lb).image, b, m):.4f} | A's texture vs photo A {in_mask(flat_a.image, a, m):.4f}")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="g3d train runs on one built-in dataset (with and without --light)")
+    ap.add_argument("--cars", type=int, default=32)
+    ap.add_argument("--views", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import json
+
+    dataset = Path(json.loads((args.runs[0] / "config.json").read_text())["folder"])
+    t0 = time.perf_counter()
+    img_a, img_b, ta, tb = light_pairs(dataset, args.cars, args.views)
+    print(f"{args.cars} new cars x {args.views} views of {dataset}, each under two lights (light rows resampled): {time.perf_counter() - t0:.0f} s")
+    for run in args.runs:
+        for line in figures(run, img_a, img_b, ta, tb):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
