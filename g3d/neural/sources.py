@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from g3d.errors import UsageError
-
-CAMERA_SOURCES = ("auto", "views", "truth", "head")  # where the cameras of latents between the dataset's views come from
 from g3d.neural.mapping import LatentLayout, NeuralMapping, camera_features
 from g3d.render.dibr import render
 from g3d.runfolder import is_run
 from g3d.synth.viewpoints import item_seed
+
+CAMERA_SOURCES = ("auto", "views", "truth", "head")  # where the cameras of latents between the dataset's views come from
 
 
 class Sources:

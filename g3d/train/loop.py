@@ -72,7 +72,7 @@ class TrainConfig:
     camera_head: bool = False  # the network also predicts the camera's direction, supervised by each image's camera (train/camera.py)
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
     light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
-    albedo_weight: float = 0.0  # with light: weight of the albedo's spread in the mask (a car's paint is one colour: the shading is the light's)
+    albedo_weight: float = 0.0  # with light: weight of the texture map's spread about its mean colour (a car's paint is one colour: the shading is the light's)
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
