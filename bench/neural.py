@@ -37,8 +37,8 @@ def inverse_run(tmp: Path, samples: int, views: int, steps: int) -> Path:
     data, run = tmp / "car", tmp / "run"
     run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=64, seed=1))
     t0 = time.perf_counter()
-    train(TrainConfig(folder=str(data), out=str(run), resolution=64, batch_size=8, steps=steps, holdout=0.2, preview_every=10**9,
-                      checkpoint_every=max(1, steps // 4), camera_head=True))  # the head: plain photos (no @VIEW), and its figures
+    train(TrainConfig(folder=str(data), out=str(run), resolution=64, batch_size=8, steps=steps, preview_every=10**9,
+                      checkpoint_every=max(1, steps // 4), camera_head=True))  # g3d train's defaults; the head: plain photos (no @VIEW)
     print(f"inverse-graphics run: {samples} cars x {views} views, {steps} steps, {time.perf_counter() - t0:.0f} s")
     return run
 

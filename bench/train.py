@@ -195,11 +195,11 @@ def multiview_fit(test_set: Path, steps: int = 300, objects: int | None = None) 
     sigma annealed as g3d train anneals it), then rendered at the view left out: the novel-view IoU a mesh reaches
     when it has seen the car from 5 sides, against one photo for the network. Beside it, the mean of the fitted
     meshes through the same cameras (the fit's own mean car)."""
-    import math
+    from types import SimpleNamespace
 
     from g3d.train.data import PairData
     from g3d.train.losses import LossWeights, flatten_loss, iou_loss, laplacian_loss, move_loss
-    from g3d.train.loop import SIGMA
+    from g3d.train.loop import TrainConfig, sigma_at
 
     data = PairData(test_set, 64, "test", 0.2, per_image_cameras=True)
     cars = torch.unique(data.sample_ids)[:objects]
@@ -220,9 +220,10 @@ def multiview_fit(test_set: Path, steps: int = 300, objects: int | None = None) 
     log_scale = torch.log(torch.tensor([0.45, 0.3, 1.0])).repeat(len(cars), 1).requires_grad_(True)
     opt = torch.optim.Adam([off, log_scale], lr=1e-2)
     fit = ~left_out
+    schedule = SimpleNamespace(sigma=TrainConfig.sigma, sigma_anneal=TrainConfig.sigma_anneal, steps=steps)  # g3d train's anneal
     t0 = time.perf_counter()
     for step in range(steps):
-        sigma = math.exp((1 - min(1.0, step / (0.5 * steps))) * math.log(SIGMA) + min(1.0, step / (0.5 * steps)) * math.log(1e-5))
+        sigma = sigma_at(schedule, step)
         verts = (tpl.verts[None] + off) * log_scale.exp()[:, None]
         o = render(verts[obj[fit]], tpl.faces, K[fit], R[fit], t[fit], data.height, data.width, sigma=sigma)
         loss = w.iou * iou_loss(o.alpha, mask[fit]) + w.flatten * flatten_loss(verts, tpl) + w.laplacian * laplacian_loss(verts, tpl) + w.move * move_loss(off)

@@ -29,7 +29,7 @@ import torch
 from g3d.errors import UsageError
 from g3d.neural.figures import swap_ws
 from g3d.neural.mapping import NeuralMapping, camera_features
-from g3d.neural.sources import Sources, cameras_for, draw_latents, head_cameras, synthesize
+from g3d.neural.sources import Sources, cameras_for, draw_latents, synthesize
 
 from g3d.synth.builtin import SHAPE_KEYS, view_distance  # the continuous shape parameters; the distance of a view
 PAINT_KEYS = ("paint_hue", "paint_saturation", "paint_value", "specular")
@@ -140,7 +140,7 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
     for key in ("truth", "head"):
         if (key == "head" and not src.has_head) or (key == "truth" and src.camera_source != "truth"):
             continue
-        cams = head_cameras(src, img_b) if key == "head" else cameras_for(src, ws_b, ids_b, img_b)
+        cams = cameras_for(src, ws_b, ids_b, img_b, source=key)
         pb = _params(G, swap_ws(mapping, src, img_b, cams))
         rep.camera[f"az_between_{key}"] = float(np.median(_diff("azimuth_deg", pb["azimuth_deg"], tb["azimuth_deg"])))
         rep.camera[f"el_between_{key}"] = float(np.median(np.abs(pb["elevation_deg"] - tb["elevation_deg"])))

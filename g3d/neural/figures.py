@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from g3d.neural.mapping import SOURCES, NeuralMapping, camera_features
-from g3d.neural.sources import Sources, ViewCameras, as_cameras, draw_latents, read_image, synthesize
+from g3d.neural.sources import Sources, ImageCameras, as_cameras, draw_latents, read_image, synthesize
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -22,7 +22,7 @@ def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views,
             shape_from=None, texture_from=None, background_from=None, camera: torch.Tensor | None = None,
             gate: str = "learned") -> torch.Tensor:
     """ws float [N, num_ws, w_dim] for photos ``images`` float [N, 3, H, W] in [0, 1] taken with cameras ``views``
-    (:class:`~g3d.neural.sources.ViewCameras`, or dataset view ids int64 [N]); ``*_from`` int64 [N] (index of the photo each row takes that source from; None: its
+    (:class:`~g3d.neural.sources.ImageCameras`, or dataset view ids int64 [N]); ``*_from`` int64 [N] (index of the photo each row takes that source from; None: its
     own); ``camera`` float [N, 4] (:func:`camera_features`; None: each photo's own view)."""
     cam, verts, tex, bg, _ = read_image(src, images, views)
     codes = mapping.codes(verts, tex, bg)
@@ -76,7 +76,7 @@ def write_swap_figure(path: Path, mapping: NeuralMapping, src: Sources, images: 
 
 @torch.no_grad()
 def turntable(mapping: NeuralMapping, src: Sources, image: torch.Tensor, view, azimuths, elevation: float, distance: float):
-    """One photo float [3, H, W] taken with camera ``view`` (a dataset view id, or :class:`ViewCameras` of one)
+    """One photo float [3, H, W] taken with camera ``view`` (a dataset view id, or :class:`ImageCameras` of one)
     re-rendered by the generator at each of ``azimuths`` (degrees) and by its textured mesh at the same cameras:
     (gan uint8 [A, H, W, 3], mesh uint8 [A, H, W, 3])."""
     from g3d import cameras as camlib

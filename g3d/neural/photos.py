@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from g3d.errors import UsageError
-from g3d.neural.sources import Sources, ViewCameras, head_cameras
+from g3d.neural.sources import ImageCameras, Sources, cameras_for
 from g3d.train.predict import read_photo
 
 
@@ -50,7 +50,7 @@ def dataset_image(folder: Path, sample: int, view: int) -> np.ndarray:
 ASPECT_TOLERANCE = 0.02  # a photo whose width / height differs more than this from the dataset's is refused
 
 
-def read_photos(src: Sources, specs: list[str], device: str = "cpu") -> tuple[torch.Tensor, ViewCameras]:
+def read_photos(src: Sources, specs: list[str], device: str = "cpu") -> tuple[torch.Tensor, ImageCameras]:
     """Images float [N, 3, H, W] in [0, 1] at the inverse network's input size and their cameras (the dataset
     view's; for a plain photo, the camera head's), from ``specs`` (see the module docstring). A photo not
     shaped as the dataset's images is a :class:`UsageError` (resizing it would stretch the car)."""
@@ -69,14 +69,9 @@ def read_photos(src: Sources, specs: list[str], device: str = "cpu") -> tuple[to
         views.append(-1 if view is None else view)
         if view is None:
             plain.append(spec)
+    if plain and not src.has_head:
+        raise UsageError(f"{plain[0]} names no view, and the inverse-graphics run {src.run or ''} predicts no camera (trained "
+                         "without --camera-head): write PHOTO.png@VIEW (the dataset view it was taken from) or SAMPLE:VIEW, "
+                         "or use a run trained with --camera-head")
     images = torch.stack(imgs).to(device)
-    ids = torch.tensor(views, device=src.K.device)
-    cams = src.at_views(ids.clamp(min=0))
-    if plain:
-        if not src.has_head:
-            raise UsageError(f"{plain[0]} names no view, and the inverse-graphics run {src.run or ''} predicts no camera (trained "
-                             "without --camera-head): write PHOTO.png@VIEW (the dataset view it was taken from) or SAMPLE:VIEW, "
-                             "or use a run trained with --camera-head")
-        off = ids < 0
-        cams.put(off, head_cameras(src, images[off.to(images.device)]))
-    return images, cams
+    return images, cameras_for(src, None, torch.tensor(views), images, source="head")

@@ -1,6 +1,6 @@
 """What a neural run is built from, all frozen in stage 1 (:class:`Sources`), and what it does with them:
 latents drawn at the dataset's viewpoints or between them (:func:`draw_latents`), their cameras
-(:class:`ViewCameras`, :func:`cameras_for`), rendered by the generator, and read back by the inverse-graphics
+(:class:`ImageCameras`, :func:`cameras_for`), rendered by the generator, and read back by the inverse-graphics
 network. Used by the trainer (:mod:`g3d.neural.train`), the pictures (:mod:`g3d.neural.figures`) and the
 evaluation (:mod:`g3d.neural.evaluate`).
 """
@@ -62,14 +62,15 @@ class Sources:
         """Whether the inverse-graphics network predicts the camera (trained with --camera-head)."""
         return getattr(self.inverse, "camera_head", None) is not None
 
-    def at_views(self, ids: torch.Tensor) -> "ViewCameras":
+    def at_views(self, ids: torch.Tensor) -> "ImageCameras":
         """The cameras of dataset views ``ids`` int64 [B]."""
-        return ViewCameras(self.cam_features.to(self.K.device)[ids], self.K[ids], self.R[ids], self.t[ids], ids)
+        return ImageCameras(self.cam_features.to(self.K.device)[ids], self.K[ids], self.R[ids], self.t[ids], ids)
 
 
 @dataclass
-class ViewCameras:
-    """The cameras of a batch of generator images: ``features`` float [B, 4] (:func:`camera_features`, what the
+class ImageCameras:
+    """The cameras of a batch of photos or generator images (not :class:`g3d.train.model.ViewCameras`, a run's
+    learnable camera per dataset view): ``features`` float [B, 4] (:func:`camera_features`, what the
     camera MLP reads), ``K``, ``R``, ``t`` float [B, 3, 3], [B, 3, 3], [B, 3] at the inverse network's input size
     (what the predicted silhouette is rendered with), ``ids`` int64 [B]: the dataset view, or -1 for a camera
     between them."""
@@ -80,25 +81,16 @@ class ViewCameras:
     t: torch.Tensor
     ids: torch.Tensor
 
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
-
-    def __getitem__(self, index) -> "ViewCameras":
-        return ViewCameras(self.features[index], self.K[index], self.R[index], self.t[index], self.ids[index])
-
-    def put(self, where: torch.Tensor, other: "ViewCameras") -> "ViewCameras":
-        """These cameras with rows ``where`` (bool [B]) replaced by ``other``'s (one per True), in place."""
-        for k in ("features", "K", "R", "t", "ids"):
-            getattr(self, k)[where] = getattr(other, k).to(getattr(self, k))
-        return self
+    def __getitem__(self, index) -> "ImageCameras":
+        return ImageCameras(self.features[index], self.K[index], self.R[index], self.t[index], self.ids[index])
 
 
-def as_cameras(src: Sources, cams) -> ViewCameras:
-    """``cams`` as :class:`ViewCameras`: dataset view ids int64 [B] are looked up; cameras pass through."""
-    return cams if isinstance(cams, ViewCameras) else src.at_views(torch.as_tensor(cams, device=src.K.device))
+def as_cameras(src: Sources, cams) -> ImageCameras:
+    """``cams`` as :class:`ImageCameras`: dataset view ids int64 [B] are looked up; cameras pass through."""
+    return cams if isinstance(cams, ImageCameras) else src.at_views(torch.as_tensor(cams, device=src.K.device))
 
 
-def angle_cameras(src: Sources, azimuth_deg, elevation_deg, distance) -> ViewCameras:
+def angle_cameras(src: Sources, azimuth_deg, elevation_deg, distance) -> ImageCameras:
     """Cameras off the dataset's views, looking at the object's origin from (azimuth_deg, elevation_deg, distance)
     (arrays [B]), with the views' median intrinsics."""
     from g3d import cameras as camlib
@@ -107,11 +99,11 @@ def angle_cameras(src: Sources, azimuth_deg, elevation_deg, distance) -> ViewCam
     R, t = camlib.from_azimuth_elevation(az, el, d)
     dev = src.K.device
     B = len(az)
-    return ViewCameras(camera_features(az, el, d).to(dev), src.off_K.expand(B, 3, 3).clone(), torch.tensor(R, dtype=torch.float32, device=dev),
+    return ImageCameras(camera_features(az, el, d).to(dev), src.off_K.expand(B, 3, 3).clone(), torch.tensor(R, dtype=torch.float32, device=dev),
                        torch.tensor(t, dtype=torch.float32, device=dev), torch.full((B,), -1, dtype=torch.int64, device=dev))
 
 
-def head_cameras(src: Sources, images: torch.Tensor) -> ViewCameras:
+def head_cameras(src: Sources, images: torch.Tensor) -> ImageCameras:
     """The cameras of photos ``images`` float [B, 3, H, W] as the inverse network's camera head predicts them
     (its azimuth and elevation; the dataset's median distance, the object at the centre: the photos are framed
     as the dataset's are)."""
@@ -121,30 +113,35 @@ def head_cameras(src: Sources, images: torch.Tensor) -> ViewCameras:
         raise UsageError(f"the inverse-graphics run {src.run or ''} predicts no camera (trained without --camera-head): "
                          "name each photo's dataset view (PHOTO.png@VIEW), or use a run trained with --camera-head")
     with torch.no_grad():
-        az, el = head_to_angles(src.inverse(images, with_camera=True)[3].float())
+        az, el = head_to_angles(src.inverse.split(src.inverse(images, with_camera=True), True, False)[3].float())
     az_deg = np.degrees(az.double().cpu().numpy()) % 360.0
     return angle_cameras(src, az_deg, np.degrees(el.double().cpu().numpy()), np.full(len(az_deg), src.off_distance))
 
 
-def cameras_for(src: Sources, ws: torch.Tensor, ids: torch.Tensor, images: torch.Tensor | None = None) -> ViewCameras:
-    """The cameras of latents ``ws`` float [B, num_ws, w_dim] drawn at dataset views ``ids`` int64 [B] (-1: a
-    viewpoint code between them, :func:`draw_latents`), the latter from ``src.camera_source``: the built-in
-    generator's truth, or the camera head on ``images`` (the renders of ``ws``)."""
+def cameras_for(src: Sources, ws: torch.Tensor | None, ids: torch.Tensor, images: torch.Tensor | None = None,
+                source: str | None = None) -> ImageCameras:
+    """The cameras of images taken at dataset views ``ids`` int64 [B], or between them (-1: a latent of ``ws``
+    float [B, num_ws, w_dim] with a viewpoint code of its own, :func:`draw_latents`; or a plain photo). Those come
+    from ``source`` (default ``src.camera_source``): "truth", the built-in generator's decoding of ``ws``; "head",
+    the camera head on ``images`` (the photos, or the renders of ``ws``)."""
     ids = torch.as_tensor(ids, device=src.K.device)
     off = ids < 0
     if not bool(off.any()):
         return src.at_views(ids)
     cams = src.at_views(ids.clamp(min=0))
-    if src.camera_source == "truth":
+    source = source or src.camera_source
+    if source == "truth":
         vt = src.G.viewpoint_truth(ws[off][:, list(src.layout.viewpoint_rows)], src.layout.viewpoint_rows)
         new = angle_cameras(src, vt["azimuth_deg"], vt["elevation_deg"], vt["distance"])
-    elif src.camera_source == "head":
+    elif source == "head":
         if images is None:
-            raise ValueError("cameras from the head need the renders of ws")
-        new = head_cameras(src, images[off])
+            raise ValueError("cameras from the head need the images")
+        new = head_cameras(src, images[off.to(images.device)])
     else:
-        raise ValueError(f"latents between the dataset's views need a camera source, and this one is {src.camera_source!r}")
-    return cams.put(off, new)
+        raise ValueError(f"images between the dataset's views need a camera source, and this one is {source!r}")
+    for k in ("features", "K", "R", "t", "ids"):  # the rows between the views, from their source
+        getattr(cams, k)[off] = getattr(new, k).to(getattr(cams, k))
+    return cams
 
 
 def resolve_camera_source(src: Sources, wanted: str, tolerance_deg: float = 2.0) -> str:
@@ -231,7 +228,7 @@ def synthesize(src: Sources, ws: torch.Tensor) -> torch.Tensor:
 
 
 def read_image(src: Sources, images: torch.Tensor, cams):
-    """What the mapping reads from photos taken with cameras ``cams`` (:class:`ViewCameras`, or dataset view ids
+    """What the mapping reads from photos taken with cameras ``cams`` (:class:`ImageCameras`, or dataset view ids
     int64 [B]): (camera features [B, 4], verts [B, V, 3], texture [B, 3, T, T], background [B, 3, H, W], mask
     float [B, 1, H, W]). The background is the photo with the predicted mesh's silhouette (rendered at the
     photo's camera) blacked out."""

@@ -110,7 +110,7 @@ _RESUMABLE = {"stage2_steps", "lr", "gate_lr", "generator_lr", "log_every", "pre
 
 def _mapped(mapping: NeuralMapping, src: Sources, images: torch.Tensor, ws: torch.Tensor, views, source_weight: float):
     """(ws_hat, L2 to ws, each source's own L2, read-outs): the mapping of photos ``images`` of latents ``ws``
-    taken with cameras ``views`` (:class:`~g3d.neural.sources.ViewCameras` or dataset view ids).
+    taken with cameras ``views`` (:class:`~g3d.neural.sources.ImageCameras` or dataset view ids).
 
     With ``source_weight`` > 0, each source's code answers the whole content alone (its own L2), and the
     L2 of the blend reaches only the gate and the camera MLP (the codes enter it detached): the gate then

@@ -496,12 +496,11 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         b = data.batch(idx, device)
         img, mask = b.images, b.masks
         K, R, t = b.cameras_from(cams)
-        outs = model(img, with_camera=cfg.camera_head, with_light=cfg.light)
-        verts, tex = outs[0], outs[1]
+        verts, tex, _, cam_out, light_out = model.split(model(img, with_camera=cfg.camera_head, with_light=cfg.light),
+                                                        cfg.camera_head, cfg.light)
         if cfg.light:
-            P_light.append(outs[-1].float().cpu())
+            P_light.append(light_out.float().cpu())
         if cfg.camera_head:
-            cam_out = outs[3]
             P_cam.append(torch.stack(head_to_angles(cam_out), -1).cpu())
             c = -(R.transpose(1, 2) @ t[..., None])[..., 0]
             T_dir.append(torch.stack([*view_direction(R, t), c.norm(dim=-1)], -1).cpu())  # true az, el (rad), distance

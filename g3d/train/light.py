@@ -47,10 +47,11 @@ def light_figures(pred_dir: np.ndarray, pred_amb: np.ndarray, true_dir: np.ndarr
     """The predicted light against the truth, beside the mean light (the degenerate answer: the mean true
     direction, normalised, for every photo): median angular error of the direction (deg), and the ambient's
     Pearson r and mean absolute error beside the mean ambient's error."""
+    from g3d.train.evaluate import pearson  # (evaluate imports this module)
+
     mean_dir = true_dir.mean(0)
     mean_dir = mean_dir / max(np.linalg.norm(mean_dir), 1e-12)
-    a, b = pred_amb - pred_amb.mean(), true_amb - true_amb.mean()
-    r = float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+    r = pearson(pred_amb, true_amb)
     return {"dir_deg": float(np.median(angle_deg(pred_dir, true_dir))),
             "dir_deg_mean": float(np.median(angle_deg(np.broadcast_to(mean_dir, true_dir.shape), true_dir))),
             "ambient_r": r, "ambient_err": float(np.abs(pred_amb - true_amb).mean()),

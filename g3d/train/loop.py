@@ -228,12 +228,11 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
-    outs = model(img_i, with_camera=cfg.camera_head, with_light=cfg.light)
-    verts, tex, offsets = outs[:3]
-    cam_out = outs[3] if cfg.camera_head else None
+    verts, tex, offsets, cam_out, light_out = InverseGraphicsNet.split(model(img_i, with_camera=cfg.camera_head, with_light=cfg.light),
+                                                                       cfg.camera_head, cfg.light)
     lighting = None
     if cfg.light:  # the light of view i shades both views: it sits in the object frame, as the car's paint does
-        l_dir, l_amb = head_to_light(outs[-1].float())
+        l_dir, l_amb = head_to_light(light_out.float())
         lighting = lighting_of(torch.cat([l_dir, l_dir]), torch.cat([l_amb, l_amb]))
     views = torch.cat([view_i, view_j])
     K, R, t = cams(views)  # one call for both (DDP)

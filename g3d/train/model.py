@@ -203,6 +203,14 @@ class InverseGraphicsNet(nn.Module):
             out += (self.light_head(feat),)
         return out
 
+    @staticmethod
+    def split(outs: tuple, with_camera: bool, with_light: bool):
+        """:meth:`forward`'s outputs for those flags as (verts, texture, offsets, camera head's output or None, light
+        head's or None): the one place that knows where the optional outputs sit (callers keep calling the module
+        itself, so DDP's forward hooks run)."""
+        cam = outs[3] if with_camera else None
+        return outs[0], outs[1], outs[2], cam, (outs[-1] if with_light else None)
+
     def template_verts(self, batch: int) -> torch.Tensor:
         """The template before training (the baseline of evaluation), float [batch, V, 3]."""
         return (self.template * torch.exp(self.init_log_scale))[None].expand(batch, -1, -1)

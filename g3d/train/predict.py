@@ -143,8 +143,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         crop_mask = torch.from_numpy(crop_image(mask, box, res, mask=True))[None]
         K_crop = torch.as_tensor(camlib.crop_intrinsics(K, box, res), dtype=torch.float32)[None]
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().to(device) / 255.0
-        outs = model(x, with_camera=True, with_light=cfg.light)
-        verts, tex, cam_out = outs[0], outs[1], outs[3]
+        verts, tex, _, cam_out, light_out = model.split(model(x, with_camera=True, with_light=cfg.light), True, cfg.light)
         az, el = (float(np.rad2deg(a.item())) for a in head_to_angles(cam_out))
         v = verts[0].double().cpu().numpy()
         # the head's direction completed from the mask box, then render and compare in the crop (same R, t as the photo's)
@@ -173,7 +172,7 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
             "convention": "world-to-camera, OpenCV axes, object frame (y up, front +z), pixel centres at +0.5",
         }
         if cfg.light:  # the texture in the GLB is then an albedo, shaded in training by this light
-            l_dir, l_amb = head_to_light(outs[4].float())
+            l_dir, l_amb = head_to_light(light_out.float())
             record["light"] = {"direction": l_dir[0].double().cpu().tolist(), "ambient": float(l_amb[0]),
                                "model": "shade = ambient + (1 - ambient) * max(0, n . direction); direction towards the light, object frame"}
         js = out / f"{name}.json"
