@@ -67,7 +67,8 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
     import torch.nn.functional as F
 
     from g3d.render.dibr import render
-    from g3d.train.light import head_to_light, light_direction, light_figures
+    from g3d.train.evaluate import light_figures
+    from g3d.train.light import head_to_light, light_direction
     from g3d.train.loop import load_run
 
     cfg, model, _, tpl, _ = load_run(run)

@@ -41,7 +41,7 @@ from g3d.render.dibr import render
 from g3d.train.camera import head_to_angles, view_direction
 from g3d.train.crop import crop_mode, run_span
 from g3d.train.data import PairData, load_cameras
-from g3d.train.light import LIGHT_COLUMNS, head_to_light, light_direction, light_figures
+from g3d.train.light import LIGHT_COLUMNS, head_to_light, light_direction
 from g3d.train.loop import load_run
 from g3d.train.model import ViewCameras
 
@@ -277,6 +277,24 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     if sx < 1e-12 or sy < 1e-12:
         return 0.0
     return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles in degrees between unit vectors a, b float [N, 3]."""
+    return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
+
+
+def light_figures(pred_dir: np.ndarray, pred_amb: np.ndarray, true_dir: np.ndarray, true_amb: np.ndarray) -> dict[str, float]:
+    """The predicted light against the truth, beside the mean light (the degenerate answer: the mean true
+    direction, normalised, for every photo): median angular error of the direction (deg), and the ambient's
+    Pearson r and mean absolute error beside the mean ambient's error."""
+    mean_dir = true_dir.mean(0)
+    mean_dir = mean_dir / max(np.linalg.norm(mean_dir), 1e-12)
+    r = pearson(pred_amb, true_amb)
+    return {"dir_deg": float(np.median(angle_deg(pred_dir, true_dir))),
+            "dir_deg_mean": float(np.median(angle_deg(np.broadcast_to(mean_dir, true_dir.shape), true_dir))),
+            "ambient_r": r, "ambient_err": float(np.abs(pred_amb - true_amb).mean()),
+            "ambient_err_mean": float(np.abs(true_amb.mean() - true_amb).mean())}
 
 
 def per_type_iou(scores: dict[str, np.ndarray], body_type: np.ndarray | None) -> dict[str, dict[str, float]]:

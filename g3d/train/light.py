@@ -1,5 +1,6 @@
 """The light the inverse-graphics network predicts (``g3d train --light``): DIB-R's ambient plus one directional
-light, in the object frame, shading the predicted texture (then an albedo) in training.
+light, in the object frame, shading the predicted texture (then an albedo) in training. Its figures against the built-in
+truth are :func:`g3d.train.evaluate.light_figures`.
 
 The model is the built-in generator's own diffuse term: shade = ambient + (1 - ambient) * max(0, n . l), with
 ``l`` the unit direction *towards* the light (the generator's ``light_azimuth_deg`` / ``light_elevation_deg``,
@@ -36,23 +37,3 @@ def head_to_light(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def lighting_of(direction: torch.Tensor, ambient: torch.Tensor) -> Lighting:
     """The renderer's per-image :class:`Lighting` for directions float [B, 3] and ambients float [B]."""
     return Lighting(ambient=ambient, diffuse=1.0 - ambient, direction=direction)
-
-
-def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angles in degrees between unit vectors a, b float [N, 3]."""
-    return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
-
-
-def light_figures(pred_dir: np.ndarray, pred_amb: np.ndarray, true_dir: np.ndarray, true_amb: np.ndarray) -> dict[str, float]:
-    """The predicted light against the truth, beside the mean light (the degenerate answer: the mean true
-    direction, normalised, for every photo): median angular error of the direction (deg), and the ambient's
-    Pearson r and mean absolute error beside the mean ambient's error."""
-    from g3d.train.evaluate import pearson  # (evaluate imports this module)
-
-    mean_dir = true_dir.mean(0)
-    mean_dir = mean_dir / max(np.linalg.norm(mean_dir), 1e-12)
-    r = pearson(pred_amb, true_amb)
-    return {"dir_deg": float(np.median(angle_deg(pred_dir, true_dir))),
-            "dir_deg_mean": float(np.median(angle_deg(np.broadcast_to(mean_dir, true_dir.shape), true_dir))),
-            "ambient_r": r, "ambient_err": float(np.abs(pred_amb - true_amb).mean()),
-            "ambient_err_mean": float(np.abs(true_amb.mean() - true_amb).mean())}

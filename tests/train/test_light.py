@@ -10,7 +10,8 @@ import torch
 
 from g3d import cameras
 from g3d.render.dibr import render
-from g3d.train.light import AMBIENT_START, angle_deg, head_to_light, light_direction, light_figures, lighting_of
+from g3d.train.evaluate import angle_deg, light_figures
+from g3d.train.light import AMBIENT_START, head_to_light, light_direction, lighting_of
 from g3d.train.losses import albedo_spread
 from g3d.train.template import build_template
 
