@@ -43,11 +43,29 @@ class Annotations:
     has_keypoints: bool  # annotations/keypoints.parquet exists
     problems: list[str] = field(default_factory=list)  # input problems, each naming views and the cause
     by_object: dict[int, np.ndarray] = field(default_factory=dict)  # sample id -> float64 [V, P, 2] its keypoints alone (when several objects were annotated)
+    # sample ids whose keypoints ``xy`` holds side by side, P columns each ([V, S * P, 2], one 3D point
+    # per object and name: sfm-init's joint solve, :meth:`stacked`); empty: xy holds one object per view
+    objects: tuple[int, ...] = ()
 
     @property
     def num_keypoints(self) -> np.ndarray:
         """int [V] clicked keypoints per view."""
         return np.isfinite(self.xy[..., 0]).sum(axis=1)
+
+    def keypoint_label(self, p: int) -> str:
+        """The name of column ``p`` of ``xy``, with its object when several are stacked (:meth:`stacked`)."""
+        P = len(self.preset.keypoints)
+        name = self.preset.keypoints[p % P]
+        return f"object {self.objects[p // P]} {name}" if self.objects else name
+
+    def stacked(self) -> "Annotations":
+        """Every annotated object's keypoints side by side (``objects``, ``xy`` float64 [V, S * P, 2]):
+        the views share one camera, each object and name is one 3D point. Needs ``by_object``."""
+        from dataclasses import replace
+
+        objects = tuple(sorted(self.by_object))
+        xy = np.concatenate([self.by_object[s] for s in objects], axis=1)
+        return replace(self, xy=xy, objects=objects, sample_ids=[None] * len(self.view_ids), problems=list(self.problems))
 
     @property
     def has_bin(self) -> np.ndarray:

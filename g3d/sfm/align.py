@@ -66,12 +66,14 @@ class Similarity:
 
 
 def _mean_difference(points: np.ndarray, index: dict[str, int], pairs: list[tuple[str, str]]) -> tuple[np.ndarray | None, int]:
+    """Mean of ``a - b`` over the name pairs of every object; ``points`` float64 [S, P, 3]."""
     diffs = []
-    for a, b in pairs:
-        if a in index and b in index:
-            pa, pb = points[index[a]], points[index[b]]
-            if np.isfinite(pa).all() and np.isfinite(pb).all():
-                diffs.append(pa - pb)
+    for obj in points:
+        for a, b in pairs:
+            if a in index and b in index:
+                pa, pb = obj[index[a]], obj[index[b]]
+                if np.isfinite(pa).all() and np.isfinite(pb).all():
+                    diffs.append(pa - pb)
     if not diffs:
         return None, 0
     return np.mean(diffs, axis=0), len(diffs)
@@ -96,10 +98,15 @@ def forward_pairs(preset: ClassPreset) -> list[tuple[str, str]]:
 def object_axes(points: np.ndarray, preset: ClassPreset) -> tuple[np.ndarray, str]:
     """Rotation whose rows are the object's x (left), y (up), z (front) axes in the points' frame.
 
-    ``points`` float64 [P, 3] in the preset's keypoint order (NaN rows: not triangulated).
+    ``points`` float64 [P, 3] in the preset's keypoint order (NaN rows: not triangulated), or
+    [S * P, 3]: S objects' keypoints one after the other (sfm-init's joint solve), whose pairs all count.
     Raises :class:`AlignmentError` when the names needed are missing or degenerate.
     """
     index = preset.keypoint_index
+    P = len(preset.keypoints)
+    if len(points) % P:
+        raise ValueError(f"{len(points)} points are not whole sets of the {preset.name} preset's {P} keypoints")
+    points = np.asarray(points, np.float64).reshape(-1, P, 3)
     lateral, n_lat = _mean_difference(points, index, list(preset.keypoint_pairs))
     if lateral is None:
         raise AlignmentError("no left/right keypoint pair was triangulated")
@@ -119,7 +126,7 @@ def object_axes(points: np.ndarray, preset: ClassPreset) -> tuple[np.ndarray, st
 
 
 def to_object_frame(
-    points: np.ndarray,  # float64 [P, 3] reconstruction's keypoints (NaN rows allowed)
+    points: np.ndarray,  # float64 [P, 3] reconstruction's keypoints (NaN rows allowed), or [S * P, 3] for S objects
     R: np.ndarray,  # float64 [V, 3, 3] reconstruction's cameras (NaN rows: unregistered)
     t: np.ndarray,  # float64 [V, 3]
     preset: ClassPreset,

@@ -60,9 +60,10 @@ def collinear(xy: np.ndarray, tolerance: float = 0.03) -> bool:
 
 
 def swap_left_right(xy: np.ndarray, preset: ClassPreset) -> np.ndarray:
-    """One view's keypoints [P, 2] with every left/right label pair exchanged."""
-    perm = preset.flip_permutation()
-    return xy[perm]
+    """One view's keypoints [P, 2] (or [S * P, 2], S objects side by side) with every left/right label pair exchanged."""
+    perm = np.asarray(preset.flip_permutation())
+    P = len(perm)
+    return xy[np.concatenate([perm + k * P for k in range(len(xy) // P)])]
 
 
 def focal_flag(focal: float, guess: float, low: float = 1.0 / 3.0, high: float = 3.0) -> Flag | None:

@@ -63,7 +63,7 @@ def _panel(canvas, origin, size, title, project, sol: "Solution", ann: "Annotati
 
     # keypoints
     if len(pts):
-        names = ann.preset.keypoints
+        names = [ann.preset.keypoints[p % len(ann.preset.keypoints)] for p in range(len(sol.points))]  # S objects: S sets
         ok = np.isfinite(sol.points).all(axis=1)
         xy = to_px(sol.points[ok])
         for (u, v), name in zip(xy, [n for n, o in zip(names, ok) if o]):

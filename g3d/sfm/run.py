@@ -151,11 +151,16 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
     ``masks``: the views' mask boxes (:func:`g3d.datasets.cameras.read_mask_boxes`), from which each
     pose-bin camera's distance is estimated (:class:`BinCameras`); None: the preset's distance.
 
-    When keypoints were clicked on several objects (``ann.by_object``), the views share one camera but
-    the objects' shapes differ, so one solve mixing them fits worse than either alone. Each object is
-    solved alone, and so is the per-view mix (the object annotated in most views, per view); the
-    solution kept places the most views from the keypoints (within one view, or 5%, of the best) and,
-    among those, fits them best.
+    When keypoints were clicked on several objects (``ann.by_object``), the views share one camera and
+    each object's keypoints are points of their own: the joint solve (:meth:`Annotations.stacked`, one
+    3D point per object and name) puts every click to use. A view seen on two cars has twice the
+    points: on the built-in cars with two objects clicked (1 px noise), the median camera error drops
+    from 1.66 (the better object alone) to 1.31 deg, that of a bundle adjustment started at the true
+    cameras. Each object alone and the per-view mix (the object annotated in most views, per view)
+    are solved too, as fallbacks: the joint solve is kept when it places as many views from the
+    keypoints as the best of them (within one view, or 5%): a mislabelled object it cannot absorb
+    costs it views. Otherwise the one placing the most views (same tolerance) and, among those,
+    fitting them best is kept.
     """
     _check_config(cfg)
     bins = BinCameras(ann, cfg, masks)  # one for every solve below: the bins and masks are the same
@@ -167,14 +172,15 @@ def solve(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] | None
         return _solve_one(ann, cfg, log_fn, bins)
     from dataclasses import replace
 
-    tried = [("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn, bins))]
+    tried = [(f"all {len(ann.by_object)} objects jointly", _solve_one(ann.stacked(), cfg, log_fn, bins)),
+             ("the object annotated in most views, per view", _solve_one(ann, cfg, log_fn, bins))]
     for s, xy in ann.by_object.items():
         if (np.isfinite(xy[..., 0]).sum(1) >= 3).sum() >= 2:
             tried.append((f"object {s} alone", _solve_one(replace(ann, xy=xy, sample_ids=[s] * len(ann.view_ids), problems=list(ann.problems)), cfg, log_fn, bins)))
     scores = [_trusted_score(sol) for _, sol in tried]
     most = max(n for n, _ in scores)
     near = [i for i, (n, _) in enumerate(scores) if n >= most - max(1, int(0.05 * most))]
-    best = min(near, key=lambda i: scores[i][1])
+    best = 0 if 0 in near else min(near, key=lambda i: scores[i][1])
     name, sol = tried[best]
     sol.problems.append(
         f"keypoints of {len(ann.by_object)} objects: solved "
@@ -337,7 +343,7 @@ def _solve_one(ann: Annotations, cfg: SfmConfig, log_fn: Callable[[str], None] |
             if res.registered[v]:
                 reproj[v] = res.reproj_px[v]
                 for p in np.flatnonzero(np.isfinite(ann.xy[v, :, 0]) & ~res.used[v] & np.isfinite(res.points[:, 0])):
-                    outliers.append(f"view {int(ann.view_ids[v])} {preset.keypoints[p]}")
+                    outliers.append(f"view {int(ann.view_ids[v])} {ann.keypoint_label(p)}")
             if res.registered[v] and not flags[v] and model_flag is None:
                 R_out[v], t_out[v], source[v] = R[v], t[v], "sfm"
         if model_flag is None:

@@ -95,5 +95,6 @@ def test_mistakes_and_two_reference_objects_give_no_wrong_usable_camera(tmp_path
     cams, err = _rotation_errors(out, R_true)
     assert err[rear] < 5.0 or not cams.usable[rear], (cams.source[rear], float(err[rear]))
     print("median rotation error of the usable views, deg:", median)
-    # More clicks do not make it worse: two objects at least as good as the better one alone (to 0.05 deg).
-    assert median["both"] <= min(median["first"], median["second"]) + 0.05, median
+    # Two objects solved jointly (one camera, a point per object and name): twice the clicks, clearly
+    # better than the better object alone (0.40 against 0.65 deg when written).
+    assert median["both"] <= 0.8 * min(median["first"], median["second"]), median
