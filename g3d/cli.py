@@ -196,6 +196,8 @@ def train(
                                "shades the texture with it, so the texture is an albedo (g3d eval scores the light on built-in data)."),
     albedo_weight: float = typer.Option(0.0, help="With --light: weight of the texture's colour spread (a car's paint is one colour, "
                                         "so the shading goes to the light)."),
+    light_weight: float = typer.Option(10.0, help="With --light: weight of the light's supervision by each image's true light where the "
+                                       "data has one (the built-in generator's); 0, or a StyleGAN's data: from the render alone."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
@@ -222,7 +224,7 @@ def train(
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
                       backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, camera_head=camera_head,
-                      light=light, albedo_weight=albedo_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
+                      light=light, albedo_weight=albedo_weight, light_weight=light_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
     m = report.last_metrics

@@ -112,8 +112,10 @@ class EvalReport:
         if self.light:
             g = self.light
             out.append(f"light: {g['note']}" if "note" in g else
-                       f"light direction error {g['dir_deg']:.1f} deg (median) | the mean light {g['dir_deg_mean']:.1f} deg; ambient r "
-                       f"{g['ambient_r']:.2f}, error {g['ambient_err']:.3f} | the mean ambient {g['ambient_err_mean']:.3f}")
+                       f"light direction error {g['dir_deg']:.1f} deg (median) | the mean light {g['dir_deg_mean']:.1f} deg; "
+                       + (f"on the {g['far_images']} photos lit {FAR_LIGHT_DEG:.0f}+ deg from the mean light {g['dir_deg_far']:.1f} | "
+                          f"{g['dir_deg_far_mean']:.1f} deg; " if g.get("far_images") else "")
+                       + f"ambient r {g['ambient_r']:.2f}, error {g['ambient_err']:.3f} | the mean ambient {g['ambient_err_mean']:.3f}")
         if self.truth_frame:
             out.append(f"true meshes: {self.truth_frame}")
         if self.chamfer is not None:
@@ -284,15 +286,23 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
 
 
+FAR_LIGHT_DEG = 45.0  # photos whose light is this far from the mean light are scored apart (the issue's bar)
+
+
 def light_figures(pred_dir: np.ndarray, pred_amb: np.ndarray, true_dir: np.ndarray, true_amb: np.ndarray) -> dict[str, float]:
     """The predicted light against the truth, beside the mean light (the degenerate answer: the mean true
-    direction, normalised, for every photo): median angular error of the direction (deg), and the ambient's
-    Pearson r and mean absolute error beside the mean ambient's error."""
+    direction, normalised, for every photo): median angular error of the direction (deg), over every photo and
+    over those whose light is :data:`FAR_LIGHT_DEG` or more from the mean light (``*_far``, ``far_images`` of
+    them: there the mean light is no answer), and the ambient's Pearson r and mean absolute error beside the
+    mean ambient's error."""
     mean_dir = true_dir.mean(0)
     mean_dir = mean_dir / max(np.linalg.norm(mean_dir), 1e-12)
     r = pearson(pred_amb, true_amb)
-    return {"dir_deg": float(np.median(angle_deg(pred_dir, true_dir))),
-            "dir_deg_mean": float(np.median(angle_deg(np.broadcast_to(mean_dir, true_dir.shape), true_dir))),
+    err, err_mean = angle_deg(pred_dir, true_dir), angle_deg(np.broadcast_to(mean_dir, true_dir.shape), true_dir)
+    far = err_mean >= FAR_LIGHT_DEG  # the photos where answering the mean light is badly wrong
+    return {"dir_deg": float(np.median(err)), "dir_deg_mean": float(np.median(err_mean)),
+            "far_images": int(far.sum()), "dir_deg_far": float(np.median(err[far])) if far.any() else float("nan"),
+            "dir_deg_far_mean": float(np.median(err_mean[far])) if far.any() else float("nan"),
             "ambient_r": r, "ambient_err": float(np.abs(pred_amb - true_amb).mean()),
             "ambient_err_mean": float(np.abs(true_amb.mean() - true_amb).mean())}
 

@@ -2,6 +2,12 @@
 light, in the object frame, shading the predicted texture (then an albedo) in training. Its figures against the built-in
 truth are :func:`g3d.train.evaluate.light_figures`.
 
+Where the training data carries each image's true light (the built-in generator's ``gt_light_*`` columns,
+:data:`LIGHT_COLUMNS`), the head is also supervised by it (:func:`light_loss`, ``g3d train --light-weight``), as the
+camera head is by the cameras: with a light fixed in the object frame, Lambertian shading baked into the texture renders
+every view exactly as albedo times light does, so the render losses alone cannot tell the two apart (measured in
+bench/README.md, "Light and albedo"). A StyleGAN's data has no such columns: its light learns from the render alone.
+
 The model is the built-in generator's own diffuse term: shade = ambient + (1 - ambient) * max(0, n . l), with
 ``l`` the unit direction *towards* the light (the generator's ``light_azimuth_deg`` / ``light_elevation_deg``,
 object frame, y up) and ``ambient`` in 0..1. The head's raw output float [B, 4] is a direction (normalised,
@@ -37,3 +43,21 @@ def head_to_light(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def lighting_of(direction: torch.Tensor, ambient: torch.Tensor) -> Lighting:
     """The renderer's per-image :class:`Lighting` for directions float [B, 3] and ambients float [B]."""
     return Lighting(ambient=ambient, diffuse=1.0 - ambient, direction=direction)
+
+
+def true_light(extra: dict[str, np.ndarray]) -> np.ndarray | None:
+    """float32 [N, 4]: each image's true light, the unit direction towards it [3] and the ambient, from the
+    :data:`LIGHT_COLUMNS` of a :class:`g3d.train.data.PairData`'s ``extra``; None when the data lacks any of them."""
+    if not all(c in extra for c in LIGHT_COLUMNS):
+        return None
+    az, el, amb = (np.asarray(extra[c], np.float64) for c in LIGHT_COLUMNS)
+    if not (np.isfinite(az) & np.isfinite(el) & np.isfinite(amb)).all():
+        return None
+    return np.concatenate([light_direction(az, el), amb[:, None]], 1).astype(np.float32)
+
+
+def light_loss(direction: torch.Tensor, ambient: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """The head's light against the truth: mean (1 - cos) of the angle between the directions float [B, 3] and
+    truth[:, :3], plus the mean absolute error of the ambients float [B] against truth[:, 3]."""
+    cos = (direction * truth[:, :3]).sum(-1)
+    return (1.0 - cos).mean() + (ambient - truth[:, 3]).abs().mean()

@@ -31,7 +31,7 @@ from g3d.runfolder import MetricsLog, RunFolder, TrainingError, check_every, due
 from g3d.train.camera import camera_loss, view_direction
 from g3d.train.crop import CROP_MODES
 from g3d.train.data import PairData
-from g3d.train.light import head_to_light, lighting_of
+from g3d.train.light import LIGHT_COLUMNS, head_to_light, light_loss, lighting_of, true_light
 from g3d.train.losses import LossWeights, Perceptual, albedo_spread, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
 from g3d.train.template import build_template
@@ -73,6 +73,7 @@ class TrainConfig:
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
     light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
     albedo_weight: float = 0.0  # with light: weight of the texture map's spread about its mean colour (a car's paint is one colour: the shading is the light's)
+    light_weight: float = 10.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -96,6 +97,8 @@ class TrainConfig:
             raise UsageError(f"--tex-res {self.tex_res}: give a power of two >= 16")
         if not (math.isfinite(self.albedo_weight) and self.albedo_weight >= 0):
             raise UsageError(f"--albedo-weight {self.albedo_weight}: give a number >= 0")
+        if not (math.isfinite(self.light_weight) and self.light_weight >= 0):
+            raise UsageError(f"--light-weight {self.light_weight}: give a number >= 0")
         if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
             raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
         if self.resolution < 16:
@@ -118,7 +121,7 @@ class TrainConfig:
 
 # What runs written before these options trained with (issue #10 changed the defaults).
 _BEFORE = {"backbone": "resnet18", "color_readout": False, "lr_schedule": "constant", "sigma": SIGMA, "sigma_anneal": 0.5,
-           "symmetric": False}
+           "symmetric": False, "light_weight": 0.0}
 
 
 def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
@@ -224,8 +227,9 @@ def sigma_at(cfg: "TrainConfig", step: int) -> float:
     return math.exp((1 - f) * math.log(SIGMA) + f * math.log(cfg.sigma))
 
 
-def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int):
-    """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i)."""
+def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int, light_i: torch.Tensor | None = None):
+    """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i). ``light_i`` float [B, 4]:
+    view i's true light (:func:`g3d.train.light.true_light`), supervising the light head; None: none."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
     verts, tex, offsets, cam_out, light_out = InverseGraphicsNet.split(model(img_i, with_camera=cfg.camera_head, with_light=cfg.light),
@@ -253,6 +257,9 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     if cfg.light and cfg.albedo_weight > 0:  # the albedo's colour spread over the texture map
         terms["albedo"] = albedo_spread(tex.float())
         total = total + cfg.albedo_weight * terms["albedo"]
+    if cfg.light and light_i is not None and cfg.light_weight > 0:
+        terms["light"] = light_loss(l_dir, l_amb, light_i.to(l_dir))
+        total = total + cfg.light_weight * terms["light"]
     if cfg.camera_head:  # supervised by view i's camera as training has it (detached: the head does not move the cameras)
         B = img_i.shape[0]
         az, el = view_direction(R[:B].detach().float(), t[:B].detach().float())
@@ -337,7 +344,11 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         run.refuse_other_settings(old, new, _RESUMABLE, fix="choose another --out, or add --overwrite to start this one again")
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     check_fits(cfg)
-    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images, crop=cfg.crop, per_image_cameras=True)
+    data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images, crop=cfg.crop, per_image_cameras=True,
+                    extra_columns=LIGHT_COLUMNS if cfg.light else ())
+    light_truth = true_light(data.extra) if cfg.light and cfg.light_weight > 0 else None
+    if light_truth is not None:
+        light_truth = torch.from_numpy(light_truth)
     if data.per_image and learns_cameras(cfg, data):  # a camera per image (a --viewpoints random set with its truth)
         raise UsageError(f"{cfg.folder} has a camera per image, and g3d train refines cameras only per view: "
                          "train with --fixed-cameras (its cameras are the generator's truth), or on a dataset of frozen views")
@@ -355,6 +366,9 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     learn = learns_cameras(cfg, data)
     if rank == 0:
         log(f"cameras: {data.cameras.source}, {'refined during training' if learn else 'fixed'}")
+        if cfg.light:
+            log("light: supervised by each image's true light (the data's gt_light_* columns)" if light_truth is not None
+                else "light: from the render alone (no true light in the data" + (")" if cfg.light_weight > 0 else ", or --light-weight 0)"))
         for problem in data.cameras.problems or []:
             log(f"note: {data.cameras.source}: {problem}")
         skipped = data.cameras.skipped_why()
@@ -396,7 +410,8 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
             g["lr"] = base * f
         i_idx, j_idx = data.pairs(cfg.seed, step, rank, cfg.batch_size)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            total, terms, _ = pair_losses(net, cam_mod, tpl, data.batch(i_idx, device), data.batch(j_idx, device), cfg, percept, step, H, W)
+            total, terms, _ = pair_losses(net, cam_mod, tpl, data.batch(i_idx, device), data.batch(j_idx, device), cfg, percept, step, H, W,
+                                          light_i=None if light_truth is None else light_truth[i_idx].to(device))
         run.stop_unless_finite(total, step)
         opt.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
