@@ -178,7 +178,8 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         js = out / f"{name}.json"
         dsio.write_json(js, record)
         sheet = out / f"{name}_sheet.png"
-        _write_sheet(sheet, img, mask, hard, verts[0], tex[0], tpl)
+        _write_sheet(sheet, img, mask, hard, verts[0], tex[0], tpl,
+                     light=(l_dir[0].float().cpu(), l_amb[0].float().cpu()) if cfg.light else None)
         results.append(Prediction(name, glb, js, sheet, float(az_c), float(el_c), float(dist), iou, edge > 0))
     return results
 
@@ -191,8 +192,16 @@ def _silhouette(verts: torch.Tensor, faces: torch.Tensor, K: np.ndarray, R: np.n
     return render(verts[None].float().cpu(), faces.cpu(), f(K), f(R), f(t), H, W, silhouette=False).fragments.mask[0].numpy()
 
 
-def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray, verts, tex, tpl, size: int = 192) -> None:
-    """The photo, the predicted silhouette over it (outline), and the mesh turned round in 4 views."""
+# (label, azimuth deg, elevation deg) of the new lights a light run's sheet shows its car under (ambient NEW_AMBIENT)
+NEW_LIGHTS = (("lit from az 45", 45.0, 35.0), ("lit from az 135", 135.0, 35.0), ("lit from az 270", 270.0, 20.0), ("lit from above", 0.0, 85.0))
+NEW_AMBIENT = 0.35
+
+
+def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray, verts, tex, tpl, size: int = 192,
+                 light: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """The photo, the predicted silhouette over it (outline), and the mesh turned round in 4 views. ``light``: the
+    predicted (direction float [3], ambient float []) of a ``--light`` run, whose texture is an albedo: a second row
+    shows the car at azimuth 30 under that light and under the 4 :data:`NEW_LIGHTS`."""
     import cv2
 
     from g3d.datasets.previews import grid
@@ -218,5 +227,21 @@ def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray
                    texture=tex[None].float().cpu(), silhouette=False)
         rgb = o.image[0].permute(1, 2, 0).numpy() + (1 - o.fragments.mask[0].numpy()[..., None])
         cells.append((rgb.clip(0, 1) * 255).round().astype(np.uint8))
-    sheet = grid(np.stack(cells)[None], ["photo", "predicted silhouette", "az 30", "az 120", "az 210", "az 300"])
+    rows = [cells]
+    if light is not None:
+        from g3d.train.light import light_direction, lighting_of
+
+        Rv, tv = camlib.from_azimuth_elevation(30.0, 15.0, 4.5)
+        lights = [("its predicted light", light[0], light[1])] + [
+            (label, torch.as_tensor(light_direction(az, el), dtype=torch.float32), torch.tensor(NEW_AMBIENT)) for label, az, el in NEW_LIGHTS]
+        lit = []
+        for label, d, a in lights:
+            o = render(verts[None].float().cpu(), tpl.faces.cpu(), f(Kv), f(Rv), f(tv), size, size, face_uvs=tpl.face_uvs.cpu(),
+                       texture=tex[None].float().cpu(), silhouette=False, lighting=lighting_of(d.reshape(1, 3), a.reshape(1)))
+            rgb = o.image[0].permute(1, 2, 0).numpy() + (1 - o.fragments.mask[0].numpy()[..., None])
+            cell = np.ascontiguousarray((rgb.clip(0, 1) * 255).round().astype(np.uint8))
+            cv2.putText(cell, label, (4, size - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+            lit.append(cell)
+        rows.append(lit + [np.full((size, size, 3), 255, np.uint8)])
+    sheet = grid(np.stack([np.stack(r) for r in rows]), ["photo", "predicted silhouette", "az 30", "az 120", "az 210", "az 300"])
     dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))

@@ -140,6 +140,13 @@ def test_a_light_run_trains_its_head_loads_it_back_and_eval_scores_it(tmp_path):
     (p,) = predict(tmp_path / "fov", [tmp_path / "car.png"], [tmp_path / "car_mask.png"], tmp_path / "out")
     light = json.loads(p.json.read_text())["light"]
     assert np.isclose(np.linalg.norm(light["direction"]), 1) and 0 < light["ambient"] < 1
+    # The sheet's second row: the albedo under its own light and 4 new ones, each lit differently.
+    sheet = cv2.imread(str(p.sheet))[..., ::-1]
+    cell, pad, top = 192, 2, 16
+    assert sheet.shape[0] == top + 2 * (cell + pad) + pad
+    y = top + 2 * pad + cell
+    lit = [sheet[y:y + cell - 20, pad + c * (cell + pad):pad + c * (cell + pad) + cell].astype(int) for c in range(5)]
+    assert all(np.abs(lit[a] - lit[b]).mean() > 0.5 for a in range(1, 5) for b in range(a + 1, 5))
 
 
 def test_true_light_reads_the_generators_columns_and_the_loss_is_zero_only_there():
