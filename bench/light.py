@@ -107,8 +107,9 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
         e = ta.extra
         f = light_figures(d.double().numpy(), amb.double().numpy(), light_direction(e["light_azimuth_deg"], e["light_elevation_deg"]),
                           np.asarray(e["ambient"], np.float64))
-        lines.append(f"  light direction error {f['dir_deg']:.1f} deg (median) | the mean light {f['dir_deg_mean']:.1f}; ambient r "
-                     f"{f['ambient_r']:.2f}")
+        lines.append(f"  light direction error {f['dir_deg']:.1f} deg (median) | the mean light {f['dir_deg_mean']:.1f}; on the "
+                     f"{f['far_images']} photos lit 45+ deg from the mean light {f['dir_deg_far']:.1f} | {f['dir_deg_far_mean']:.1f}; "
+                     f"ambient r {f['ambient_r']:.2f}")
         lines.append(f"  relighting error (A's albedo under B's true light vs photo B) {in_mask(relit, b, m):.4f} | "
                      f"A under its own true light vs photo A {in_mask(own, a, m):.4f}")
     else:
