@@ -60,6 +60,8 @@ def synth(
     crop: Optional[str] = typer.Option(None, help="TOP,BOTTOM,LEFT,RIGHT crop of the generator's output, or 'none' (default: the preset's crop for 512 px checkpoints)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     distractors: float = typer.Option(0.0, help="Built-in generator: fraction of objects drawn broken (a second car, shrunk, pushed off-frame), recorded in gt_* columns, to measure filters."),
+    lights: int = typer.Option(1, help="Built-in generator: each car under this many lights. Samples come in groups of LIGHTS consecutive "
+                               "ids, one car in the same views, only the light resampled (g3d eval then scores albedo and relighting)."),
 ) -> None:
     """Sample N objects in V frozen viewpoints: an aligned multi-view dataset folder.
 
@@ -93,6 +95,7 @@ def synth(
         crop=_parse_crop(crop),
         device=device,
         distractors=distractors,
+        lights=lights,
     )
     with _progress() as progress:
         report = run_synth(cfg, progress=progress, log=lambda m: console.print(m))

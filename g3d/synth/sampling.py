@@ -56,6 +56,9 @@ class SynthConfig:
     overwrite: bool = False  # replace a different g3d run in `out`
     device: str = "cpu"
     distractors: float = 0.0  # built-in generator only: fraction of broken objects, for testing filters
+    # built-in generator only: each car under this many lights. Samples come in groups of ``lights`` consecutive ids:
+    # one car (the group's first latent) in the same views, only the light rows (builtin.LIGHT_ROWS) each sample's own
+    lights: int = 1
     crop: tuple[int, int, int, int] | None | str = "auto"  # (top, bottom, left, right), None, or "auto"
     encode_workers: int = 1  # PNG encoder threads (on 2 cores, more only competes with the generator)
     pipelined: bool = True  # False: encode and write inline (the serial baseline of bench/synth.py)
@@ -131,6 +134,7 @@ def _fingerprint(cfg: SynthConfig, G, preset, layers, views: int, crop, vp_diges
         **({} if G.batch_invariant else {"batch_size": cfg.batch_size}),  # only where the bytes depend on it
         "samples_per_shard": per_shard,
         "crop": list(crop) if crop else None,
+        **({"lights": cfg.lights} if cfg.lights > 1 else {}),
     }
 
 
@@ -345,6 +349,10 @@ def check_options(cfg: SynthConfig) -> None:
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     if not 0.0 <= cfg.truncation <= 1.0:
         raise UsageError(f"--truncation {cfg.truncation} is outside 0..1 (1 = none, 0.7 is usual)")
+    if cfg.lights < 1:
+        raise UsageError(f"--lights {cfg.lights}: give at least 1 (each car under that many lights)")
+    if cfg.lights > 1 and cfg.generator != "builtin":
+        raise UsageError("--lights needs the built-in generator (it knows which latent rows hold the light): drop --lights")
 
 
 def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Callable[[str], None] | None = None) -> SynthReport:
@@ -393,7 +401,8 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
             truncation_cutoff=cfg.truncation_cutoff, seed=cfg.seed, num_shards=plan.num_shards, samples_per_shard=per_shard,
             keypoints=tuple(preset.keypoints) if with_truth else (), ground_truth=with_truth, fingerprint=fp,
             # A viewpoint per image: its truth camera is per image too (g3d.datasets.cameras reads it so).
-            extra={"cameras": "per_image"} if random_views and with_truth else {},
+            extra={**({"cameras": "per_image"} if random_views and with_truth else {}),
+                   **({"lights_per_car": cfg.lights} if cfg.lights > 1 else {})},
         )
         # Workers started together agree on the run here, before any of them writes anything else.
         claimed = dsf.claim_manifest(out, manifest)
@@ -450,12 +459,20 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                 pipe.begin(k)
                 t0 = time.perf_counter()
                 n_rows = len(ids) * views
+                cars = [i - i % cfg.lights for i in ids]  # --lights: the car of each sample is its group's first latent
                 with torch.no_grad():
                     content = G.mapping(z, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
+                    if cfg.lights > 1:
+                        from g3d.synth.builtin import LIGHT_ROWS
+
+                        z_car = torch.stack([seeded_z(cfg.seed, c, G.z_dim) for c in cars]).to(G.device)
+                        own = content
+                        content = G.mapping(z_car, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
+                        content[:, list(LIGHT_ROWS)] = own[:, list(LIGHT_ROWS)]
                     # Random viewpoints: every row's own code, mapped once per shard like the content (so the
-                    # bytes do not depend on --batch-size).
+                    # bytes do not depend on --batch-size); one car's samples under several lights share theirs.
                     shard_codes = None if codes is not None else random_codes(
-                        G, cfg.seed, np.repeat(ids, views), np.tile(np.arange(views), len(ids)), layers, cfg.truncation)
+                        G, cfg.seed, np.repeat(cars, views), np.tile(np.arange(views), len(ids)), layers, cfg.truncation)
                 gen_s += time.perf_counter() - t0
                 for lo in range(0, n_rows, cfg.batch_size):
                     hi = min(n_rows, lo + cfg.batch_size)
