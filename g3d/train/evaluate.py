@@ -86,6 +86,8 @@ class EvalReport:
     camera: dict[str, float] = field(default_factory=dict)
     # The network's light (--light; built-in data): g3d.train.light.light_figures, beside the mean light.
     light: dict = field(default_factory=dict)
+    # A set of cars under several lights (g3d synth --lights): albedo consistency and relighting (relight_figures).
+    relight: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """The report as printed by ``g3d eval``: each figure beside its baselines and ceilings."""
@@ -116,6 +118,16 @@ class EvalReport:
                        + (f"on the {g['far_images']} photos lit {FAR_LIGHT_DEG:.0f}+ deg from the mean light {g['dir_deg_far']:.1f} | "
                           f"{g['dir_deg_far_mean']:.1f} deg; " if g.get("far_images") else "")
                        + f"ambient r {g['ambient_r']:.2f}, error {g['ambient_err']:.3f} | the mean ambient {g['ambient_err_mean']:.3f}")
+        if self.relight:
+            g = self.relight
+            out.append(f"albedo consistency (colour L1 in the mask between the textures from photos of one car and view under two "
+                       f"lights, each drawn unshaded; {g['pairs']} pairs) {g['albedo']:.4f} | another car's {g['albedo_other']:.4f}")
+            if "relight" in g:
+                out.append(f"relighting error (the answer from photo A {'shaded by' if g['lit'] else 'as it is, the light baked in, for'} "
+                           f"photo B's true light vs photo B, colour L1 in the mask) {g['relight']:.4f} | the same for photo A itself "
+                           f"{g['relight_own']:.4f}")
+            else:
+                out.append(f"relighting: {g['note']}")
         if self.truth_frame:
             out.append(f"true meshes: {self.truth_frame}")
         if self.chamfer is not None:
@@ -384,6 +396,64 @@ def novel_view_pairs(sample_ids: np.ndarray, k: int = NOVEL_VIEWS) -> np.ndarray
     return np.asarray(out, np.int64).reshape(-1, 2)
 
 
+def relight_pairs(sample_ids: np.ndarray, view_ids: np.ndarray, lights: int) -> np.ndarray:
+    """int64 [M, 2]: (i, j) images of one car in one view under two lights (a ``g3d synth --lights`` set: samples in
+    groups of ``lights``, one car each), every ordered pair."""
+    by: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, (s, v) in enumerate(zip(np.asarray(sample_ids).tolist(), np.asarray(view_ids).tolist())):
+        by[(int(s) // lights, int(v))].append(i)
+    out = [(a, b) for g in by.values() for a in g for b in g if a != b]
+    return np.asarray(out, np.int64).reshape(-1, 2)
+
+
+def _in_mask_l1(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """float [B]: mean colour L1 of images x, y float [B, 3, H, W] over mask m float [B, 1, H, W]."""
+    return ((x - y).abs() * m).sum((1, 2, 3)) / (3 * m.sum((1, 2, 3))).clamp(min=1)
+
+
+@torch.no_grad()
+def relight_figures(pairs: np.ndarray, verts: torch.Tensor, tex: torch.Tensor, data: PairData, cams, tpl, lit: bool,
+                    true_light: np.ndarray | None, other: np.ndarray, batch: int = 32) -> dict:
+    """Albedo and relighting on a set of cars under several lights (:func:`relight_pairs`), ``verts`` [N, V, 3] and
+    ``tex`` [N, 3, T, T] the answers for every image:
+
+    - ``albedo``: colour L1 in the mask between the textures from photos A and B (one car and view, two lights), both
+      drawn unshaded on A's mesh at A's camera; ``albedo_other``: the same with another car's texture (``other``,
+      the swapped pairing). A texture that bakes the light in changes with it; an albedo does not.
+    - ``relight``: A's answer under B's true light (``lit``: a light run shades its albedo; otherwise the texture as
+      it is, the light baked in) against photo B in its mask; ``relight_own``: A's under A's own light against photo A
+      (what the texture can show at all). ``true_light`` float [N, 4] (direction, ambient) from
+      :func:`g3d.train.light.true_light`; None: no relighting figures."""
+    from g3d.train.light import lighting_of
+
+    acc: dict[str, list[torch.Tensor]] = defaultdict(list)
+    faces = tpl.faces
+    for lo in range(0, len(pairs), batch):
+        i, j = (torch.as_tensor(x) for x in pairs[lo:lo + batch].T)
+        bi, bj = data.batch(i, verts.device), data.batch(j, verts.device)
+        K, R, t = bi.cameras_from(cams)
+        H, W = bi.images.shape[-2:]
+        v = verts[i]
+
+        def draw(texture, light=None):
+            lighting = None if light is None else lighting_of(torch.as_tensor(light[:, :3], dtype=v.dtype, device=v.device),
+                                                               torch.as_tensor(light[:, 3], dtype=v.dtype, device=v.device))
+            return render(v, faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=texture, lighting=lighting, silhouette=False)
+
+        a, b, o = draw(tex[i]), draw(tex[j]), draw(tex[torch.as_tensor(other[j.numpy()])])
+        m = (a.fragments.mask[:, None] & (bi.masks > 0.5)).float()
+        acc["albedo"].append(_in_mask_l1(a.image, b.image, m))
+        acc["albedo_other"].append(_in_mask_l1(a.image, o.image, m * o.fragments.mask[:, None].float()))
+        if true_light is not None:
+            mb, ma = (bj.masks > 0.5).float(), (bi.masks > 0.5).float()
+            relit = draw(tex[i], true_light[j.numpy()]).image if lit else a.image
+            own = draw(tex[i], true_light[i.numpy()]).image if lit else a.image
+            acc["relight"].append(_in_mask_l1(relit, bj.images, mb))
+            acc["relight_own"].append(_in_mask_l1(own, bi.images, ma))
+    out = {k: float(torch.cat(x).mean()) for k, x in acc.items()}
+    return {**out, "pairs": int(len(pairs)), "lit": bool(lit)}
+
+
 def derangement(sample_ids: np.ndarray, view_ids: np.ndarray) -> np.ndarray:
     """For each image, the index of an image of *another* object (the next held-out object in id order),
     in the same view where that object has one, else its first image. Identity when there is one object."""
@@ -515,10 +585,12 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     N = len(data)
     sids, vids = data.sample_ids.numpy(), data.view_ids.numpy()
     objs, obj_of = np.unique(sids, return_inverse=True)  # held-out objects; image -> its object's row
-    other = derangement(sids, vids)
+    lights = int(data.manifest.extra.get("lights_per_car", 1))  # g3d synth --lights: samples in groups, one car each
+    cars = sids // lights
+    other = derangement(cars, vids)  # another car (not the same car under another light)
 
     # 1. Predictions for every held-out image.
-    P_verts, P_col, I_col, P_cam, T_dir, T_K, P_light = [], [], [], [], [], [], []
+    P_verts, P_col, I_col, P_cam, T_dir, T_K, P_light, P_tex = [], [], [], [], [], [], [], []
     for lo in range(0, N, batch):
         idx = torch.arange(lo, min(N, lo + batch))
         b = data.batch(idx, device)
@@ -539,6 +611,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         m = (mask > 0.5).float()
         I_col.append((img * m).sum((2, 3)) / m.sum((2, 3)).clamp(min=1))
         P_verts.append(verts)
+        if lights > 1:
+            P_tex.append(tex)
     verts_all = torch.cat(P_verts)  # [N, V, 3]
     pred_col = torch.cat(P_col).cpu().numpy()
     img_col = torch.cat(I_col).cpu().numpy()
@@ -597,6 +671,15 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
 
     # 2b. Novel views: the answer for image i rendered with the cameras of other images of the same object.
     pairs = novel_view_pairs(sids)
+    # 2c. One car under several lights (g3d synth --lights): albedo consistency and relighting.
+    lit_pairs = relight_pairs(sids, vids, lights) if lights > 1 else np.zeros((0, 2), np.int64)
+    if len(lit_pairs):
+        from g3d.train.light import true_light
+
+        truth_light = true_light(data.extra) if data.cameras.source == "ground truth" and sim is None else None
+        rep.relight = relight_figures(lit_pairs, verts_all, torch.cat(P_tex), data, cams, tpl, cfg.light, truth_light, other, batch)
+        if truth_light is None:
+            rep.relight["note"] = "not scored: no true light in the run's camera frame (its cameras are not the generator's)"
     if len(pairs):
         ns: dict[str, list[torch.Tensor]] = defaultdict(list)
         for lo in range(0, len(pairs), batch):
@@ -647,7 +730,10 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
 
     # 4. Size and colour, per object (each averaged over its held-out views), against the truth.
     per_obj = lambda x: np.stack([x[obj_of == k].mean(0) for k in range(len(objs))])  # noqa: E731
-    shift = np.roll(np.arange(len(objs)), -1)  # object k scored against object k+1's answer
+    # object k scored against the next object's answer that is another car (not the same car under another light)
+    obj_car = objs // lights
+    shift = np.array([next(((k + d) % len(objs) for d in range(1, len(objs)) if obj_car[(k + d) % len(objs)] != obj_car[k]), k)
+                      for k in range(len(objs))], np.int64)
     pe = per_obj(extent(pp).cpu().numpy())  # [O, 3]
     te = extent(tp_obj).cpu().numpy()
     for a, name in enumerate(AXES):
