@@ -163,46 +163,50 @@ def test_true_light_reads_the_generators_columns_and_the_loss_is_zero_only_there
     assert np.isclose(float(opposite), 2.0) and np.isclose(float(light_loss(tt[:, :3], tt[:, 3] + 0.1, tt)), 0.1, atol=1e-6)
 
 
-def _head_error(run, data) -> float:
-    """Median angle (deg) between the run's light head and the true light on the training images."""
+def _head_errors(run, data) -> tuple[float, float]:
+    """Median angle (deg) between the run's light head and the true light on the training images, and the same
+    against another image's true light (the shuffled pairing)."""
     from g3d.train.light import true_light
     from g3d.train.loop import load_run
 
     _, model, _, _, _ = load_run(run)
-    truth = true_light(data.extra)
+    truth = true_light(data.extra)[:, :3].astype(np.float64)
     with torch.no_grad():
         out = model(data.batch(torch.arange(len(data)), "cpu").images, with_light=True)
-    d, _ = head_to_light(out[-1].float())
-    return float(np.median(angle_deg(d.double().numpy(), truth[:, :3].astype(np.float64))))
+    d = head_to_light(out[-1].float())[0].double().numpy()
+    return float(np.median(angle_deg(d, truth))), float(np.median(angle_deg(d, truth[np.roll(np.arange(len(truth)), 5)])))
 
 
-def test_the_true_light_supervises_the_head_where_the_data_has_it(tmp_path):
-    """The built-in set's gt_light_* columns teach the head the light; --light-weight 0 (a StyleGAN's data) leaves it to
-    the render, which over so few steps wanders off. 80 steps reach about the mean light (the per-image light takes
-    the thousands of a real run: bench/README.md, "Light and albedo"), so this checks only that the truth reaches the
-    head: far better than the render alone, and no worse than the mean light."""
+def test_the_true_light_supervises_the_head_image_by_image(tmp_path):
+    """With the built-in set's gt_light_* columns and the render losses off, 300 steps teach the head each training
+    image's own light: far below the mean light (the constant answer) and the shuffled pairing (another image's
+    light; also what supervising with misaligned truth would learn). With --light-weight 0 (a StyleGAN's data) the
+    run says its light comes from the render alone."""
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.data import PairData
     from g3d.train.light import LIGHT_COLUMNS, true_light
+    from g3d.train.losses import LossWeights
     from g3d.train.loop import TrainConfig, train
 
     data = tmp_path / "car"
     run_synth(SynthConfig(out=data, samples=12, views=3, resolution=32, candidates=24))
-    logs = {}
-    for w in (10.0, 0.0):
-        lines = []
-        train(TrainConfig(folder=str(data), out=str(tmp_path / f"w{w:g}"), resolution=32, batch_size=8, steps=80, tex_res=16, holdout=0.1,
-                          preview_every=10**6, light=True, light_weight=w, lr=3e-3), log=lines.append)
-        logs[w] = lines
+    lines = []
+    off = LossWeights(color=0, percept=0, iou=0, flatten=0, laplacian=0, move=0)
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "sup"), resolution=32, batch_size=8, steps=300, tex_res=16, holdout=0.1,
+                      preview_every=10**6, checkpoint_every=300, light=True, lr=1e-3, weights=off), log=lines.append)
     pd = PairData(data, 32, "train", 0.1, extra_columns=LIGHT_COLUMNS)
     truth = true_light(pd.extra)[:, :3].astype(np.float64)
     mean = truth.mean(0) / np.linalg.norm(truth.mean(0))
     mean_err = float(np.median(angle_deg(np.broadcast_to(mean, truth.shape), truth)))
-    sup, free = _head_error(tmp_path / "w10", pd), _head_error(tmp_path / "w0", pd)
-    print(f"light direction error on the training images: supervised {sup:.1f}, render alone {free:.1f}, mean light {mean_err:.1f} deg")
-    assert sup < 0.7 * free and sup < mean_err + 3.0
-    assert any("supervised by each image's true light" in m for m in logs[10.0])
-    assert any("from the render alone" in m for m in logs[0.0])
+    err, shuffled = _head_errors(tmp_path / "sup", pd)
+    print(f"light direction error on the training images: {err:.1f} | mean light {mean_err:.1f}, shuffled pairing {shuffled:.1f} deg")
+    # 10-25 deg seen (the run's thread count moves it); supervising with another image's light lands at the mean's 43
+    assert err < 0.7 * mean_err and err < 0.6 * shuffled
+    assert any("supervised by each image's true light" in m for m in lines)
+    lines = []
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "free"), resolution=32, batch_size=2, steps=1, tex_res=16, holdout=0.1,
+                      preview_every=10**6, light=True, light_weight=0.0), log=lines.append)
+    assert any("from the render alone" in m for m in lines)
 
 
 def test_relight_pairs_join_one_car_and_view_across_its_lights():
