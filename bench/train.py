@@ -531,8 +531,10 @@ def main() -> None:
                     help="with --random-views on frozen views: the test set's cars also from the run's training viewpoints, side by side")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--fov-crop", action="store_true", help="the main run trains on crops of the views' field of view (g3d train --fov-crop)")
+    ap.add_argument("--clicked-cars", type=int, default=2,
+                    help="with --sfm-cameras: the cars whose keypoints are scripted (0 .. N-1; sfm-init solves them jointly)")
     ap.add_argument("--sfm-cameras", action="store_true",
-                    help="the StyleGAN user's cameras: data at 128 px, g3d sfm-init on scripted keypoints of 2 cars (1 px noise), trained at 64 px")
+                    help="the StyleGAN user's cameras: data at 128 px, g3d sfm-init on scripted keypoints of --clicked-cars cars (1 px noise), trained at 64 px")
     ap.add_argument("--fixed-cameras", action="store_true", help="the main run keeps the dataset's cameras fixed (g3d train --fixed-cameras)")
     ap.add_argument("--camera-head", action="store_true", help="the main run also predicts its camera (g3d train --camera-head)")
     ap.add_argument("--predict-picture", type=Path, default=None,
@@ -565,10 +567,12 @@ def main() -> None:
             from g3d.sfm.run import SfmConfig, run_sfm_init
             from g3d.sfm.synthetic import annotations_from_dataset
 
-            annotations_from_dataset(data, sample_id=[0, 1], noise_px=1.0, seed=1)
+            clicked = list(range(args.clicked_cars))
+            annotations_from_dataset(data, sample_id=clicked, noise_px=1.0, seed=1)
             t0 = time.perf_counter()
             rep_sfm = run_sfm_init(SfmConfig(folder=data, preview=False))
-            print(f"cameras: g3d sfm-init from keypoints scripted on cars 0 and 1 (1 px noise), {time.perf_counter() - t0:.0f} s: {rep_sfm.lines()[0]}")
+            print(f"cameras: g3d sfm-init from keypoints scripted on cars {', '.join(map(str, clicked))} (1 px noise), "
+                  f"{time.perf_counter() - t0:.0f} s: {rep_sfm.lines()[0]}")
         rep = None
         if not args.no_main:
             main_kw = {} if args.sigma is None else {"sigma": args.sigma}
