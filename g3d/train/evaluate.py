@@ -155,7 +155,8 @@ class TrueMeshes:
     """True car meshes (object frame) of the built-in generator, rebuilt from the stored latents.
 
     ``load`` returns None for other generators. Meshes depend on the object only (the camera rows do
-    not change them), so they are built per sample id: ``verts(ids)`` float [N, Vt, 3], ``faces`` [Ft, 3].
+    not change them), so they are built per sample id: ``verts(ids)`` float [N, Vt, 3], ``faces`` [Ft, 3]; in a
+    ``g3d synth --lights`` set from the car's latent (its group's first sample's), not the sample's own.
     """
 
     @staticmethod
@@ -176,7 +177,8 @@ class TrueMeshes:
     @torch.no_grad()
     def verts(self, sample_ids) -> torch.Tensor:
         m = self.manifest
-        zs = torch.tensor(np.stack([self.z.loc[int(s), "z"] for s in sample_ids]), dtype=torch.float32)
+        lights = int(m.extra.get("lights_per_car", 1))  # g3d synth --lights: a sample's car is its group's first latent
+        zs = torch.tensor(np.stack([self.z.loc[int(s) - int(s) % lights, "z"] for s in sample_ids]), dtype=torch.float32)
         ws = self.G.mapping(zs, m.truncation_psi, m.truncation_cutoff)
         mesh, _, _ = self.G.build_mesh(self.G.parameters_of(ws))
         self.faces = mesh.faces

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from g3d.datasets.manifest import read_manifest
 from g3d.datasets.schema import decode_png
@@ -48,3 +49,13 @@ def test_lights_need_the_builtin_generator_and_a_count(tmp_path):
         check_options(SynthConfig(out=tmp_path, lights=0))
     with pytest.raises(UsageError, match="built-in generator"):
         check_options(SynthConfig(out=tmp_path, lights=2, generator="some.pkl"))
+
+
+def test_the_true_mesh_of_a_car_under_another_light_is_its_cars(tmp_path):
+    from g3d.train.evaluate import TrueMeshes
+
+    run_synth(SynthConfig(out=tmp_path / "two", samples=4, views=2, resolution=32, candidates=8, lights=2))
+    run_synth(SynthConfig(out=tmp_path / "one", samples=4, views=2, resolution=32, candidates=8))
+    lit, plain = TrueMeshes.load(tmp_path / "two").verts([0, 1, 2, 3]), TrueMeshes.load(tmp_path / "one").verts([0, 1, 2, 3])
+    assert torch.equal(lit[0], lit[1]) and torch.equal(lit[2], lit[3]) and torch.equal(lit[2], plain[2])
+    assert not torch.equal(plain[0], plain[1])  # samples 0 and 1 are two cars without --lights
