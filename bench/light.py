@@ -11,7 +11,7 @@ generator's light rows alone resampled, car and camera held. For each run:
   runs without light: their texture as it is, and shaded by B's light), against the generator's photo B, colour L1
   in the true mask; beside the same for photo A itself (no relighting: the floor of what the texture can show).
 
-    python bench/light.py RUN [RUN ...] [--cars 32] [--views 6] [--threads 1]
+    python bench/light.py RUN [RUN ...] [--cars 32] [--views 6] [--threads 1] [--picture docs/light_car.png]
 """
 
 from __future__ import annotations
@@ -118,12 +118,68 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
     return lines
 
 
+@torch.no_grad()
+def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 11) -> None:
+    """One new car at dataset view ``view``: its photo, then under ``lights`` new lights (the light rows of other latents) the generator's own
+    render (top row) beside the run's answer from the photo, its albedo shaded by that true light (bottom row)."""
+    import cv2
+    import torch.nn.functional as F
+
+    from g3d.datasets import folder as dsf
+    from g3d.datasets import io as dsio
+    from g3d.datasets.manifest import read_manifest
+    from g3d.datasets.previews import grid
+    from g3d.datasets.schema import encode_png
+    from g3d.render.dibr import render
+    from g3d.synth.builtin import LIGHT_ROWS, BuiltinGenerator
+    from g3d.synth.viewpoints import load_viewpoints
+    from g3d.train.loop import load_run
+
+    cfg, model, _, tpl, _ = load_run(run)
+    dataset = Path(cfg.folder)
+    m = read_manifest(dataset)
+    G = BuiltinGenerator.from_record(m.generator.fields, distractors=0.0)
+    layers = tuple(m.viewpoint_layers)
+    vp = torch.as_tensor(load_viewpoints(str(dataset / dsf.VIEWPOINTS), G.w_dim, layers).codes, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    ws = G.mapping(torch.randn(1 + lights, G.z_dim, generator=g), m.truncation_psi)
+    ws[:, list(layers)] = vp[view % len(vp)]
+    ws_all = ws[:1].repeat(1 + lights, 1, 1)
+    ws_all[1:, list(LIGHT_ROWS)] = ws[1:, list(LIGHT_ROWS)]  # the same car and view, each under another latent's light
+    img, truth = G.synthesis_with_truth(ws_all)
+    img = (img + 1) / 2
+    S = cfg.resolution
+    photo = F.interpolate(img[:1], size=(S, S), mode="area")
+    verts, tex = model(photo)[:2]
+    scale = S / img.shape[-1]
+    K = torch.tensor(truth.K[:1], dtype=torch.float32) * torch.tensor([scale, scale, 1.0])[:, None]
+    R, t = torch.tensor(truth.R[:1], dtype=torch.float32), torch.tensor(truth.t[:1], dtype=torch.float32)
+    light = _lighting(truth)
+    size = 128
+    up = lambda x: cv2.resize((x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), (size, size),  # noqa: E731
+                              interpolation=cv2.INTER_NEAREST)
+    top, bottom = [up(img[0])], [np.full((size, size, 3), 255, np.uint8)]
+    for k in range(1, 1 + lights):
+        from g3d.train.light import lighting_of
+
+        lk = lighting_of(light.direction[k:k + 1], light.ambient[k:k + 1]) if cfg.light else None
+        o = render(verts, tpl.faces, K, R, t, S, S, face_uvs=tpl.face_uvs, texture=tex, lighting=lk, silhouette=False)
+        top.append(up(img[k]))
+        bottom.append(up(o.image[0] * o.fragments.mask[0] + photo[0] * ~o.fragments.mask[0]))
+    sheet = grid(np.stack([np.stack(top), np.stack(bottom)]),
+                 ["photo (its light)"] + [f"new light {k}" for k in range(1, 1 + lights)], ["truth", "g3d"])
+    dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
+    print(f"picture: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="g3d train runs on one built-in dataset (with and without --light)")
     ap.add_argument("--cars", type=int, default=32)
     ap.add_argument("--views", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--picture", type=Path, default=None,
+                    help="also write one new car under 4 new lights, the generator's renders beside the first run's answer (PNG)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import json
@@ -135,6 +191,8 @@ def main() -> None:
     for run in args.runs:
         for line in figures(run, img_a, img_b, ta, tb):
             print(line, flush=True)
+    if args.picture:
+        picture(args.runs[0], args.picture)
 
 
 if __name__ == "__main__":
