@@ -73,7 +73,7 @@ class TrainConfig:
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
     light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
     albedo_weight: float = 0.0  # with light: weight of the texture map's spread about its mean colour (a car's paint is one colour: the shading is the light's)
-    light_weight: float = 10.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
+    light_weight: float = 1.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
