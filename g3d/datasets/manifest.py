@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from g3d.datasets import io as dsio
 from g3d.errors import DatasetError
 
@@ -81,6 +83,11 @@ class Manifest:
     def random_viewpoints(self) -> bool:
         """True for ``g3d synth --viewpoints random``: every image its own viewpoint, no view shared by two objects."""
         return self.viewpoints_source == "random"
+
+    @property
+    def lights_per_car(self) -> int:
+        """``g3d synth --lights N``: samples come in groups of N consecutive ids, one car each; 1 otherwise."""
+        return int(self.extra.get("lights_per_car", 1))
 
     def require_frozen_views(self, folder, what: str) -> None:
         """A one-line :class:`DatasetError` where ``what`` (e.g. "pose bins") needs views shared by every object."""
@@ -164,6 +171,13 @@ def _problems(m: Any) -> list[str]:
         elif k == "truncation_psi" and not math.isfinite(v):
             bad.append(f"{k} = {v}")
     return bad
+
+
+def car_ids(sample_ids, lights: int) -> np.ndarray:
+    """int64 [N]: each sample's car in a set of ``lights`` lights per car (:attr:`Manifest.lights_per_car`): its group's
+    first sample id, whose latent holds the car (the sample's own latent gives only its light rows)."""
+    s = np.asarray(sample_ids, np.int64)
+    return s - s % int(lights)
 
 
 def from_json(m: dict[str, Any], where: str = MANIFEST) -> Manifest:

@@ -26,7 +26,7 @@ from g3d import __version__
 from g3d.classes import get_preset
 from g3d.datasets import folder as dsf
 from g3d.datasets import io as dsio
-from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, read_manifest, run_id
+from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, car_ids, read_manifest, run_id
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
 from g3d.synth.viewpoints import RANDOM, Viewpoints, check_views, item_seed, load_viewpoints, propose, random_codes, seeded_z, viewpoints_table
@@ -459,7 +459,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                 pipe.begin(k)
                 t0 = time.perf_counter()
                 n_rows = len(ids) * views
-                cars = [i - i % cfg.lights for i in ids]  # --lights: the car of each sample is its group's first latent
+                cars = car_ids(ids, cfg.lights).tolist()  # --lights: each sample's car is its group's first latent
                 with torch.no_grad():
                     content = G.mapping(z, truncation_psi=cfg.truncation, truncation_cutoff=cfg.truncation_cutoff)
                     if cfg.lights > 1:

@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 from g3d.datasets import folder as dsf
-from g3d.datasets.manifest import read_manifest
+from g3d.datasets.manifest import car_ids, read_manifest
 from g3d.errors import UsageError
 from g3d.render.dibr import render
 from g3d.train.camera import head_to_angles, view_direction
 from g3d.train.crop import crop_mode, run_span
 from g3d.train.data import PairData, load_cameras
-from g3d.train.light import LIGHT_COLUMNS, head_to_light, light_direction
+from g3d.train.light import LIGHT_COLUMNS, head_to_light, lighting_of, true_light
 from g3d.train.loop import load_run
 from g3d.train.model import ViewCameras
 
@@ -177,8 +177,7 @@ class TrueMeshes:
     @torch.no_grad()
     def verts(self, sample_ids) -> torch.Tensor:
         m = self.manifest
-        lights = int(m.extra.get("lights_per_car", 1))  # g3d synth --lights: a sample's car is its group's first latent
-        zs = torch.tensor(np.stack([self.z.loc[int(s) - int(s) % lights, "z"] for s in sample_ids]), dtype=torch.float32)
+        zs = torch.tensor(np.stack([self.z.loc[c, "z"] for c in car_ids(sample_ids, m.lights_per_car).tolist()]), dtype=torch.float32)
         ws = self.G.mapping(zs, m.truncation_psi, m.truncation_cutoff)
         mesh, _, _ = self.G.build_mesh(self.G.parameters_of(ws))
         self.faces = mesh.faces
@@ -398,12 +397,13 @@ def novel_view_pairs(sample_ids: np.ndarray, k: int = NOVEL_VIEWS) -> np.ndarray
     return np.asarray(out, np.int64).reshape(-1, 2)
 
 
-def relight_pairs(sample_ids: np.ndarray, view_ids: np.ndarray, lights: int) -> np.ndarray:
-    """int64 [M, 2]: (i, j) images of one car in one view under two lights (a ``g3d synth --lights`` set: samples in
-    groups of ``lights``, one car each), every ordered pair."""
+def relight_pairs(cars: np.ndarray, view_ids: np.ndarray) -> np.ndarray:
+    """int64 [M, 2]: (i, j) images of one car in one view under two lights, every ordered pair; ``cars`` int [N] each
+    image's car (:func:`g3d.datasets.manifest.car_ids`: in a ``g3d synth --lights`` set, samples come in groups, one
+    car each; elsewhere a car has one image per view, so there are none)."""
     by: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (s, v) in enumerate(zip(np.asarray(sample_ids).tolist(), np.asarray(view_ids).tolist())):
-        by[(int(s) // lights, int(v))].append(i)
+    for i, (c, v) in enumerate(zip(np.asarray(cars).tolist(), np.asarray(view_ids).tolist())):
+        by[(int(c), int(v))].append(i)
     out = [(a, b) for g in by.values() for a in g for b in g if a != b]
     return np.asarray(out, np.int64).reshape(-1, 2)
 
@@ -426,8 +426,6 @@ def relight_figures(pairs: np.ndarray, verts: torch.Tensor, tex: torch.Tensor, d
       it is, the light baked in) against photo B in its mask; ``relight_own``: A's under A's own light against photo A
       (what the texture can show at all). ``true_light`` float [N, 4] (direction, ambient) from
       :func:`g3d.train.light.true_light`; None: no relighting figures."""
-    from g3d.train.light import lighting_of
-
     acc: dict[str, list[torch.Tensor]] = defaultdict(list)
     faces = tpl.faces
     for lo in range(0, len(pairs), batch):
@@ -587,8 +585,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     N = len(data)
     sids, vids = data.sample_ids.numpy(), data.view_ids.numpy()
     objs, obj_of = np.unique(sids, return_inverse=True)  # held-out objects; image -> its object's row
-    lights = int(data.manifest.extra.get("lights_per_car", 1))  # g3d synth --lights: samples in groups, one car each
-    cars = sids // lights
+    lights = data.manifest.lights_per_car  # g3d synth --lights: samples in groups, one car each
+    cars = car_ids(sids, lights)
     other = derangement(cars, vids)  # another car (not the same car under another light)
 
     # 1. Predictions for every held-out image.
@@ -674,10 +672,8 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     # 2b. Novel views: the answer for image i rendered with the cameras of other images of the same object.
     pairs = novel_view_pairs(sids)
     # 2c. One car under several lights (g3d synth --lights): albedo consistency and relighting.
-    lit_pairs = relight_pairs(sids, vids, lights) if lights > 1 else np.zeros((0, 2), np.int64)
+    lit_pairs = relight_pairs(cars, vids)
     if len(lit_pairs):
-        from g3d.train.light import true_light
-
         truth_light = true_light(data.extra) if data.cameras.source == "ground truth" and sim is None else None
         rep.relight = relight_figures(lit_pairs, verts_all, torch.cat(P_tex), data, cams, tpl, cfg.light, truth_light, other, batch)
         if truth_light is None:
@@ -733,7 +729,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     # 4. Size and colour, per object (each averaged over its held-out views), against the truth.
     per_obj = lambda x: np.stack([x[obj_of == k].mean(0) for k in range(len(objs))])  # noqa: E731
     # object k scored against the next object's answer that is another car (not the same car under another light)
-    obj_car = objs // lights
+    obj_car = car_ids(objs, lights)
     shift = np.array([next(((k + d) % len(objs) for d in range(1, len(objs)) if obj_car[(k + d) % len(objs)] != obj_car[k]), k)
                       for k in range(len(objs))], np.int64)
     pe = per_obj(extent(pp).cpu().numpy())  # [O, 3]
@@ -751,11 +747,12 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
         rep.color_corr = [pearson(pc[:, c], paint[:, c]) for c in range(3)]
         rep.color_corr_swap = [pearson(pc[shift, c], paint[:, c]) for c in range(3)]
         rep.color_corr_image = [pearson(ic[:, c], paint[:, c]) for c in range(3)]
-    if P_light and all(c in data.extra for c in LIGHT_COLUMNS):
+    truth = true_light(data.extra) if P_light else None
+    if truth is not None:
         if data.cameras.source == "ground truth" and sim is None:  # the truth's frame is the run's
             d, a = head_to_light(torch.cat(P_light))
-            true_dir = light_direction(data.extra[LIGHT_COLUMNS[0]], data.extra[LIGHT_COLUMNS[1]])
-            rep.light = light_figures(d.double().numpy(), a.double().numpy(), true_dir, np.asarray(data.extra[LIGHT_COLUMNS[2]], np.float64))
+            truth = truth.astype(np.float64)
+            rep.light = light_figures(d.double().numpy(), a.double().numpy(), truth[:, :3], truth[:, 3])
         else:
             rep.light = {"note": "not scored: the run's cameras are not the generator's, so its light lives in another frame"}
     return rep

@@ -368,7 +368,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         log(f"cameras: {data.cameras.source}, {'refined during training' if learn else 'fixed'}")
         if cfg.light:
             log("light: supervised by each image's true light (the data's gt_light_* columns)" if light_truth is not None
-                else "light: from the render alone (no true light in the data" + (")" if cfg.light_weight > 0 else ", or --light-weight 0)"))
+                else "light: from the render alone (" + ("no true light in the data)" if cfg.light_weight > 0 else "--light-weight 0)"))
         for problem in data.cameras.problems or []:
             log(f"note: {data.cameras.source}: {problem}")
         skipped = data.cameras.skipped_why()

@@ -221,25 +221,23 @@ def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray
         return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
     cells = [fit(img), fit(over)]
     Kv = camlib.intrinsics(size, size, 40.0)
-    for az in (30.0, 120.0, 210.0, 300.0):
+
+    def turned(az: float, lighting=None) -> np.ndarray:  # the mesh at azimuth az on white, uint8 [size, size, 3]
         Rv, tv = camlib.from_azimuth_elevation(az, 15.0, 4.5)
         o = render(verts[None].float().cpu(), tpl.faces.cpu(), f(Kv), f(Rv), f(tv), size, size, face_uvs=tpl.face_uvs.cpu(),
-                   texture=tex[None].float().cpu(), silhouette=False)
+                   texture=tex[None].float().cpu(), silhouette=False, lighting=lighting)
         rgb = o.image[0].permute(1, 2, 0).numpy() + (1 - o.fragments.mask[0].numpy()[..., None])
-        cells.append((rgb.clip(0, 1) * 255).round().astype(np.uint8))
-    rows = [cells]
+        return np.ascontiguousarray((rgb.clip(0, 1) * 255).round().astype(np.uint8))
+
+    rows = [cells + [turned(az) for az in (30.0, 120.0, 210.0, 300.0)]]
     if light is not None:
         from g3d.train.light import light_direction, lighting_of
 
-        Rv, tv = camlib.from_azimuth_elevation(30.0, 15.0, 4.5)
         lights = [("its predicted light", light[0], light[1])] + [
             (label, torch.as_tensor(light_direction(az, el), dtype=torch.float32), torch.tensor(NEW_AMBIENT)) for label, az, el in NEW_LIGHTS]
         lit = []
         for label, d, a in lights:
-            o = render(verts[None].float().cpu(), tpl.faces.cpu(), f(Kv), f(Rv), f(tv), size, size, face_uvs=tpl.face_uvs.cpu(),
-                       texture=tex[None].float().cpu(), silhouette=False, lighting=lighting_of(d.reshape(1, 3), a.reshape(1)))
-            rgb = o.image[0].permute(1, 2, 0).numpy() + (1 - o.fragments.mask[0].numpy()[..., None])
-            cell = np.ascontiguousarray((rgb.clip(0, 1) * 255).round().astype(np.uint8))
+            cell = turned(30.0, lighting_of(d.reshape(1, 3), a.reshape(1)))
             cv2.putText(cell, label, (4, size - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
             lit.append(cell)
         rows.append(lit + [np.full((size, size, 3), 255, np.uint8)])

@@ -210,13 +210,15 @@ def test_the_true_light_supervises_the_head_image_by_image(tmp_path):
 
 
 def test_relight_pairs_join_one_car_and_view_across_its_lights():
+    from g3d.datasets.manifest import car_ids
     from g3d.train.evaluate import relight_pairs
 
     sids = np.array([4, 4, 5, 5, 6, 7, 7])
     vids = np.array([0, 1, 0, 1, 0, 0, 2])
-    pairs = {tuple(p) for p in relight_pairs(sids, vids, 2).tolist()}
-    assert pairs == {(0, 2), (2, 0), (1, 3), (3, 1), (4, 5), (5, 4)}  # car 2 (samples 4, 5), car 3 (6, 7) in view 0
-    assert len(relight_pairs(sids, vids, 1)) == 0
+    assert car_ids(sids, 2).tolist() == [4, 4, 4, 4, 6, 6, 6] and car_ids(sids, 1).tolist() == sids.tolist()
+    pairs = {tuple(p) for p in relight_pairs(car_ids(sids, 2), vids).tolist()}
+    assert pairs == {(0, 2), (2, 0), (1, 3), (3, 1), (4, 5), (5, 4)}  # car 4 (samples 4, 5), car 6 (6, 7) in view 0
+    assert len(relight_pairs(car_ids(sids, 1), vids)) == 0  # one image per car and view: no pairs
 
 
 def test_eval_on_cars_under_two_lights_scores_albedo_and_relighting(tmp_path):
