@@ -193,6 +193,9 @@ def train(
                               "the network cannot read a car's size from where it sits in a view."),
     fov_crop: bool = typer.Option(False, "--fov-crop", help="Train on crops of the views' own field of view centred on each mask (exact "
                                   "intrinsics): a car keeps its apparent size, as in a photo; g3d predict cuts photos alike."),
+    zoom: float = typer.Option(0.0, help="With --fov-crop: each training image's crop side times its own factor, log-uniform in "
+                               "[1/(1+ZOOM), 1+ZOOM], its intrinsics changed to match, so apparent size at a training viewpoint "
+                               "no longer tells a car's size (0: off)."),
     camera_head: bool = typer.Option(False, "--camera-head", help="Also predict the camera's azimuth and elevation from the photo, "
                                      "supervised by each image's camera (g3d eval then scores the camera it gives)."),
     light: bool = typer.Option(False, "--light", help="Also predict the light (ambient and one direction, object frame); the renderer "
@@ -226,7 +229,7 @@ def train(
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
-                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, camera_head=camera_head,
+                      backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, zoom=zoom, camera_head=camera_head,
                       light=light, albedo_weight=albedo_weight, light_weight=light_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)

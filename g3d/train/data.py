@@ -95,6 +95,13 @@ def load_cameras(folder: Path, manifest: Manifest, sx: float, sy: float, per_ima
     return views, cams
 
 
+def zoom_factor(zoom: float, seed: int, sample_id: int, view_id: int) -> float:
+    """The factor, log-uniform in ``[1 / (1 + zoom), 1 + zoom]``, by which one image's fov crop side is multiplied
+    (see :class:`PairData`): a pure function of ``(seed, sample_id, view_id)``, so a resumed run crops alike."""
+    u = np.random.default_rng([int(seed), int(sample_id), int(view_id), 0x200D]).uniform(-1.0, 1.0)
+    return float(np.exp(u * np.log1p(zoom)))
+
+
 def first_test_sample(samples: int, holdout: float) -> int:
     """The split: objects ``[0, first)`` train, ``[first, samples)`` are held out (at least one when holdout > 0)."""
     n_test = max(1, int(round(samples * holdout))) if samples > 1 and holdout > 0 else 0
@@ -106,11 +113,14 @@ class PairData:
 
     ``crop``: False (whole views), True or "box", or "fov" (:mod:`g3d.train.crop`); ``span``: the fov crop's side
     over the focal length (default: this dataset's width over its focal length; a run's own when it reads other data).
+    ``zoom``: with fov crops, each image's crop side is also multiplied by its own factor, log-uniform in
+    ``[1 / (1 + zoom), 1 + zoom]`` and drawn from ``(seed, sample, view)`` (:func:`zoom_factor`), its intrinsics changed to
+    match exactly: a car's apparent size at one viewpoint then no longer tells its size (training augmentation; 0: off).
     """
 
     def __init__(self, folder: str | Path, resolution: int = 64, split: str = "train", holdout: float = 0.1,
                  max_images: int | None = None, extra_columns: tuple[str, ...] = (), per_image_cameras: bool = False,
-                 crop: bool | str = False, span: float | None = None) -> None:
+                 crop: bool | str = False, span: float | None = None, zoom: float = 0.0, seed: int = 0) -> None:
         import cv2
 
         from g3d import cameras as camlib
@@ -122,6 +132,8 @@ class PairData:
         self.width = int(resolution)
         self.crop_mode = crop_mode(crop)
         self.crop = crop = self.crop_mode != "none"
+        if zoom and self.crop_mode != "fov":
+            raise ValueError("zoom changes the fov crop's side: it needs crop 'fov'")
         self.height = self.width if crop else max(1, round(resolution * H0 / W0))
         sx, sy = self.width / W0, self.height / H0
         self.cameras, found = load_cameras(self.folder, manifest, sx, sy, per_image=per_image_cameras)
@@ -161,7 +173,8 @@ class PairData:
                 if crop:
                     if not m.any():  # nothing to centre on
                         continue
-                    box = crop_box(self.crop_mode, mask_box(m), self.span, float(found.K[cam][0, 0]))
+                    fx = float(found.K[cam][0, 0]) * (zoom_factor(zoom, seed, r["sample_id"], r["view_id"]) if zoom else 1.0)
+                    box = crop_box(self.crop_mode, mask_box(m), self.span, fx)
                     img, m = crop_image(img, box, self.width), crop_image(m, box, self.width, mask=True)
                     crops.append(camlib.crop_intrinsics(np.eye(3), box, self.width) @ unscale)
                 elif img.shape[:2] != (self.height, self.width):

@@ -69,6 +69,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_images: int | None = None  # cap on images kept in memory
     crop: bool | str = False  # "box" (or True) / "fov": square crops round each mask, each with its exact intrinsics (train/crop.py), instead of whole views
+    zoom: float = 0.0  # with crop "fov": each training image's crop side times its own factor in [1/(1+zoom), 1+zoom], intrinsics to match (train/data.py)
     camera_head: bool = False  # the network also predicts the camera's direction, supervised by each image's camera (train/camera.py)
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
     light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
@@ -85,6 +86,10 @@ class TrainConfig:
             raise UsageError("--backbone-weights is a ResNet-18 state dict: add --backbone resnet18")
         if self.crop not in (True, False, None) and self.crop not in CROP_MODES:
             raise UsageError(f"crop {self.crop!r}: choose one of {', '.join(CROP_MODES)}")
+        if not (math.isfinite(self.zoom) and 0 <= self.zoom <= 1):
+            raise UsageError(f"--zoom {self.zoom}: give a number from 0 (off) to 1")
+        if self.zoom and self.crop != "fov":
+            raise UsageError("--zoom changes the size of --fov-crop crops: add --fov-crop")
         lr_factor(self.lr_schedule, 0, self.steps)  # an unknown schedule is a UsageError
         if not (math.isfinite(self.sigma) and self.sigma > 0):
             raise UsageError(f"--sigma {self.sigma}: give a positive number (DIB-R's default is {SIGMA:.3g})")
@@ -345,7 +350,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         changed = {k: [old.get(k), new.get(k)] for k in sorted(_OPTIMISATION) if old.get(k) != new.get(k)}
     check_fits(cfg)
     data = PairData(cfg.folder, cfg.resolution, "train", cfg.holdout, cfg.max_images, crop=cfg.crop, per_image_cameras=True,
-                    extra_columns=LIGHT_COLUMNS if cfg.light else ())
+                    zoom=cfg.zoom, seed=cfg.seed, extra_columns=LIGHT_COLUMNS if cfg.light else ())
     light_truth = true_light(data.extra) if cfg.light and cfg.light_weight > 0 else None
     if light_truth is not None:
         light_truth = torch.from_numpy(light_truth)

@@ -81,6 +81,44 @@ def test_crop_training_data_puts_each_car_in_the_middle_at_one_scale_with_its_ow
     assert centre["fov"].max() <= 1.0 < centre[False].max(), (centre["fov"], centre[False])
 
 
+def test_zoomed_fov_crops_change_each_cars_apparent_size_with_an_exact_camera(tiny):
+    """PairData(crop="fov", zoom=0.3): each image's fov crop side times its own factor in [1/1.3, 1.3]: the true mesh
+    through the batch's cameras still lands on the cropped mask (the intrinsics follow the zoom), each car's apparent
+    size is its plain fov crop's over that factor (so it no longer follows from the viewpoint alone), and the factors
+    are a pure function of (seed, sample, view): loading again gives the same crops, another seed other ones."""
+    from g3d.errors import UsageError
+    from g3d.train.data import PairData, zoom_factor
+    from g3d.train.evaluate import TrueMeshes, _hard_iou
+    from g3d.train.loop import TrainConfig
+    from g3d.train.model import ViewCameras
+
+    truth = TrueMeshes.load(tiny)
+    plain = PairData(tiny, 24, "train", 0.25, crop="fov")
+    zoomed = PairData(tiny, 24, "train", 0.25, crop="fov", zoom=0.3, seed=5)
+    assert torch.equal(zoomed.images, PairData(tiny, 24, "train", 0.25, crop="fov", zoom=0.3, seed=5).images)
+    assert not torch.equal(zoomed.images, PairData(tiny, 24, "train", 0.25, crop="fov", zoom=0.3, seed=6).images)
+    cams = ViewCameras(zoomed.cameras.K, zoomed.cameras.R, zoomed.cameras.t, learn=False)
+    b = zoomed.batch(torch.arange(len(zoomed)), "cpu")
+    iou = _hard_iou(truth.verts(zoomed.sample_ids.tolist()).contiguous(), truth.faces, *b.cameras_from(cams), 24, 24, b.masks)
+    assert iou.min() > 0.8 and iou.mean() > 0.9, iou
+    f = np.array([zoom_factor(0.3, 5, s, v) for s, v in zip(zoomed.sample_ids.tolist(), zoomed.view_ids.tolist())])
+    assert f.min() >= 1 / 1.3 - 1e-9 and f.max() <= 1.3 + 1e-9 and np.ptp(f) > 0.2, f
+    # The crop's focal length in pixels is the plain fov crop's over the factor (but for whole-pixel sides of a ~30 px
+    # crop at the 32 px source); zoomed in, the crop widens where the car would not fit, as fov crops do.
+    ratio = (zoomed.crop_mats[:, 0, 0] / plain.crop_mats[:, 0, 0]).numpy()
+    out = f >= 1
+    assert out.sum() >= 3 and np.allclose(ratio[out], 1 / f[out], rtol=0.05), (ratio, f)
+    assert (ratio <= 1 / f * 1.05).all() and (ratio[~out] > 1).all(), (ratio, f)
+    extent = lambda d: np.array([max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in map(mask_box, d.masks.numpy())])  # noqa: E731
+    assert np.allclose(extent(zoomed)[out], extent(plain)[out] / f[out], atol=2.0)  # whole-pixel boxes at 24 px, (extent(zoomed), extent(plain), f)
+    with pytest.raises(ValueError, match="fov"):
+        PairData(tiny, 24, "train", 0.25, crop=True, zoom=0.3)
+    with pytest.raises(UsageError, match="--fov-crop"):
+        TrainConfig(folder=str(tiny), out="x", crop=True, zoom=0.3).validate()
+    with pytest.raises(UsageError, match="--zoom"):
+        TrainConfig(folder=str(tiny), out="x", crop="fov", zoom=-0.1).validate()
+
+
 def test_a_crop_run_trains_evaluates_on_crops_and_whole_photo_readers_refuse_it(tiny, tmp_path):
     from g3d.errors import UsageError
     from g3d.train.evaluate import evaluate
