@@ -531,6 +531,7 @@ def main() -> None:
                     help="with --random-views on frozen views: the test set's cars also from the run's training viewpoints, side by side")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--fov-crop", action="store_true", help="the main run trains on crops of the views' field of view (g3d train --fov-crop)")
+    ap.add_argument("--seed", type=int, default=0, help="the main run's g3d train --seed (its initialisation, batches and zoom factors)")
     ap.add_argument("--zoom", type=float, default=0.0, help="with --fov-crop: g3d train --zoom (each crop's side times its own factor in [1/(1+Z), 1+Z])")
     ap.add_argument("--clicked-cars", type=int, default=2,
                     help="with --sfm-cameras: the cars whose keypoints are scripted (0 .. N-1; sfm-init solves them jointly)")
@@ -581,6 +582,8 @@ def main() -> None:
                 main_kw["crop"] = "fov" if args.fov_crop else True
             if args.zoom:
                 main_kw["zoom"] = args.zoom
+            if args.seed:
+                main_kw["seed"] = args.seed
             if args.camera_head:
                 main_kw["camera_head"] = True
             if args.fixed_cameras:
