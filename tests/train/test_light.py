@@ -239,4 +239,3 @@ def test_eval_on_cars_under_two_lights_scores_albedo_and_relighting(tmp_path):
             assert g["relight"] != g["relight_own"]
         text = "\n".join(rep.lines())
         assert "albedo consistency" in text and "relighting error" in text
-
