@@ -124,14 +124,21 @@ class TrainConfig:
         return TrainConfig(**d)
 
 
-# What runs written before these options trained with (issue #10 changed the defaults).
+# What runs written before these options trained with, where that is not today's default (issue #10 changed the
+# defaults; a light run before --light-weight learned its light from the render alone). Every other option a run
+# predates was added off, so the run trained with its default.
 _BEFORE = {"backbone": "resnet18", "color_readout": False, "lr_schedule": "constant", "sigma": SIGMA, "sigma_anneal": 0.5,
            "symmetric": False, "light_weight": 0.0}
 
 
 def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
-    """A run's ``config.json`` with the options it predates filled in as it trained."""
-    return {**_BEFORE, **d}
+    """A run's ``config.json`` with the options it predates filled in as it trained: :data:`_BEFORE`'s value, else
+    today's default (so such a run resumes with the defaults; a run without a light head never used --light-weight)."""
+    defaults = {k: v for k, v in TrainConfig(folder="", out="").to_json().items() if k not in ("folder", "out")}
+    before = dict(_BEFORE)
+    if not d.get("light"):
+        del before["light_weight"]
+    return {**defaults, **before, **d}
 
 
 @dataclass

@@ -110,7 +110,8 @@ def test_zoomed_fov_crops_change_each_cars_apparent_size_with_an_exact_camera(ti
     assert out.sum() >= 3 and np.allclose(ratio[out], 1 / f[out], rtol=0.05), (ratio, f)
     assert (ratio <= 1 / f * 1.05).all() and (ratio[~out] > 1).all(), (ratio, f)
     extent = lambda d: np.array([max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in map(mask_box, d.masks.numpy())])  # noqa: E731
-    assert np.allclose(extent(zoomed)[out], extent(plain)[out] / f[out], atol=2.0)  # whole-pixel boxes at 24 px, (extent(zoomed), extent(plain), f)
+    # whole-pixel boxes at 24 px
+    assert np.allclose(extent(zoomed)[out], extent(plain)[out] / f[out], atol=2.0), (extent(zoomed), extent(plain), f)
     with pytest.raises(ValueError, match="fov"):
         PairData(tiny, 24, "train", 0.25, crop=True, zoom=0.3)
     with pytest.raises(UsageError, match="--fov-crop"):

@@ -150,6 +150,26 @@ def test_other_settings_into_the_same_run_are_refused_optimisation_settings_resu
         train(_cfg(tiny, tmp_path / "file"))
 
 
+def test_a_run_written_before_newer_options_resumes(tiny, tmp_path):
+    """A config.json without the options added since (``zoom``, ``camera_head``, ``light``, ...) describes a run that
+    trained with them off: it resumes with their defaults (a different value is still refused), and options whose
+    old behaviour differs from today's default keep the old one (``light_weight`` 0 for a light run; a run without a
+    light head never used it)."""
+    from g3d.train.loop import TrainConfig, upgrade_config
+
+    run = tmp_path / "old"
+    train(_cfg(tiny, run, steps=1))
+    config = json.loads((run / "config.json").read_text())
+    for key in ("zoom", "camera_head", "camera_weight", "light", "albedo_weight", "light_weight"):
+        del config[key]
+    (run / "config.json").write_text(json.dumps(config))
+    assert train(_cfg(tiny, run, steps=2)).resumed_from == 1
+    assert upgrade_config({"steps": 1})["zoom"] == TrainConfig.zoom
+    assert upgrade_config({"light": True})["light_weight"] == 0.0 and upgrade_config({})["light_weight"] == TrainConfig.light_weight
+    with pytest.raises(UsageError, match="other settings.*zoom"):
+        train(_cfg(tiny, run, steps=3, crop="fov", zoom=0.1))
+
+
 @pytest.mark.parametrize("option", ["checkpoint_every", "preview_every", "log_every"])
 def test_step_intervals_below_one_are_refused_before_any_work(tmp_path, option):
     with pytest.raises(UsageError, match=f"--{option.replace('_', '-')} 0: give a number of steps of at least 1"):
