@@ -295,7 +295,7 @@ def same_cars_training_views(run: Path, data: Path, out: Path, random_rep, sampl
     if not (out / "g3d.json").is_file():
         from g3d.datasets.manifest import read_manifest
 
-        run_synth(SynthConfig(out=out, samples=samples, views=read_manifest(data).views, resolution=64, seed=7, viewpoints=str(data / "viewpoints.parquet"),
+        run_synth(SynthConfig(out=out, samples=samples, views=read_manifest(data).frozen_views, resolution=64, seed=7, viewpoints=str(data / "viewpoints.parquet"),
                               samples_per_shard=n, shard="4/5"))
     rep = evaluate(run, out)
     print(f"\nthe same {n} new cars from the run's training viewpoints (seed 7, cars {samples - n}-{samples - 1}):")
@@ -531,6 +531,9 @@ def main() -> None:
                     help="with --random-views on frozen views: the test set's cars also from the run's training viewpoints, side by side")
     ap.add_argument("--crop", action="store_true", help="the main run trains on crops round each mask (g3d train --crop)")
     ap.add_argument("--fov-crop", action="store_true", help="the main run trains on crops of the views' field of view (g3d train --fov-crop)")
+    ap.add_argument("--between", type=int, default=0,
+                    help="the training data has this many extra images per car between two frozen views (g3d synth --between), "
+                         "their cameras interpolated from the frozen views' (sfm-init's with --sfm-cameras) and refined per image")
     ap.add_argument("--seed", type=int, default=0, help="the main run's g3d train --seed (its initialisation, batches and zoom factors)")
     ap.add_argument("--zoom", type=float, default=0.0, help="with --fov-crop: g3d train --zoom (each crop's side times its own factor in [1/(1+Z), 1+Z])")
     ap.add_argument("--clicked-cars", type=int, default=2,
@@ -562,8 +565,9 @@ def main() -> None:
         px = 128 if args.sfm_cameras else 64
         if not (data / "g3d.json").is_file():
             run_synth(SynthConfig(out=data, samples=samples, views=views, resolution=px, seed=1,
-                                  viewpoints="random" if args.train_random_views else None))
-        print(f"\ndata: built-in cars, {samples} objects x {views} {'random ' if args.train_random_views else ''}views, {px} px, seed 1; "
+                                  viewpoints="random" if args.train_random_views else None, between=args.between))
+        print(f"\ndata: built-in cars, {samples} objects x {views} {'random ' if args.train_random_views else ''}views"
+              f"{f' + {args.between} between frozen neighbours' if args.between else ''}, {px} px, seed 1; "
               f"{round(samples * 0.2)} objects held out")
         if args.sfm_cameras and not (data / "cameras.parquet").is_file():
             from g3d.sfm.run import SfmConfig, run_sfm_init

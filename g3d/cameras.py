@@ -193,3 +193,48 @@ def from_c2w_opengl(M) -> tuple[np.ndarray, np.ndarray]:
     R = (M[:3, :3] @ _OPENCV_TO_OPENGL).T
     t = -R @ M[:3, 3]
     return R, t
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices float64 [N, 3, 3] -> axis-angle vectors [N, 3] (angle in radians, up to pi)."""
+    R = np.asarray(R, np.float64)
+    cos = np.clip((np.trace(R, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos)
+    axis = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], axis=1)
+    s = np.linalg.norm(axis, axis=1, keepdims=True)
+    # Near pi the antisymmetric part vanishes: take the axis from the symmetric part's largest column.
+    near_pi = (s[:, 0] < 1e-6) & (angle > 1.0)
+    if near_pi.any():
+        B = (R[near_pi] + np.eye(3)) / 2.0
+        col = np.argmax(np.diagonal(B, axis1=1, axis2=2), axis=1)
+        v = B[np.arange(len(B)), :, col]
+        axis[near_pi] = v
+        s[near_pi] = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.where(s > 1e-12, axis / np.maximum(s, 1e-12), 0.0) * angle[:, None]
+
+
+def _rotmat(w: np.ndarray) -> np.ndarray:
+    """Axis-angle vectors float64 [N, 3] -> rotation matrices [N, 3, 3] (Rodrigues)."""
+    w = np.asarray(w, np.float64)
+    angle = np.linalg.norm(w, axis=1)
+    k = np.where(angle[:, None] > 1e-12, w / np.maximum(angle, 1e-12)[:, None], 0.0)
+    Kx = np.zeros((len(w), 3, 3))
+    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    Kx[:, 1, 0], Kx[:, 2, 0], Kx[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
+    return np.eye(3) + s * Kx + (1.0 - c) * (Kx @ Kx)
+
+
+def interpolate(R_a, t_a, R_b, t_b, w) -> tuple[np.ndarray, np.ndarray]:
+    """Cameras between a and b: (R [N, 3, 3], t [N, 3]), world-to-camera, for weights ``w`` [N] (0: a, 1: b).
+
+    Object-centred: the rotation is the geodesic one (``R = exp(w log(R_b R_a^T)) R_a``) and ``t``, where the object's
+    origin sits in the camera's frame, moves linearly; so a camera between two that look at the object looks at it too,
+    at a distance between theirs, and the camera centre swings round the object with the rotation.
+    R_a, R_b float [N, 3, 3]; t_a, t_b [N, 3].
+    """
+    R_a, R_b = np.asarray(R_a, np.float64).reshape(-1, 3, 3), np.asarray(R_b, np.float64).reshape(-1, 3, 3)
+    t_a, t_b = np.asarray(t_a, np.float64).reshape(-1, 3), np.asarray(t_b, np.float64).reshape(-1, 3)
+    w = np.asarray(w, np.float64).reshape(-1)
+    R = _rotmat(w[:, None] * _rotvec(R_b @ np.transpose(R_a, (0, 2, 1)))) @ R_a
+    return R, (1.0 - w)[:, None] * t_a + w[:, None] * t_b

@@ -62,6 +62,10 @@ def synth(
     distractors: float = typer.Option(0.0, help="Built-in generator: fraction of objects drawn broken (a second car, shrunk, pushed off-frame), recorded in gt_* columns, to measure filters."),
     lights: int = typer.Option(1, help="Built-in generator: each car under this many lights. Samples come in groups of LIGHTS consecutive "
                                "ids, one car in the same views, only the light resampled (g3d eval then scores albedo and relighting)."),
+    between: int = typer.Option(0, help="Per object, this many extra images whose viewpoint codes lie between two neighbouring frozen "
+                                "codes (view ids V..V+BETWEEN-1; between.parquet says which two and the weight): continuous "
+                                "viewpoints for g3d train, their cameras interpolated from the frozen views' (sfm-init, pose bins) "
+                                "and refined per image. Annotation and sfm-init use the frozen views only."),
 ) -> None:
     """Sample N objects in V frozen viewpoints: an aligned multi-view dataset folder.
 
@@ -96,6 +100,7 @@ def synth(
         device=device,
         distractors=distractors,
         lights=lights,
+        between=between,
     )
     with _progress() as progress:
         report = run_synth(cfg, progress=progress, log=lambda m: console.print(m))

@@ -65,3 +65,25 @@ def test_transforms_json_round_trip():
 def test_fov_round_trip():
     K = cameras.intrinsics(320, 240, 50.0)
     assert cameras.fov_of(K, 320) == pytest.approx(50.0)
+
+
+def test_interpolated_cameras_run_from_one_camera_to_the_other_looking_at_the_object():
+    from g3d.cameras import from_azimuth_elevation, interpolate, to_azimuth_elevation
+
+    Ra, ta = from_azimuth_elevation(np.array([350.0, 90.0]), np.array([10.0, 5.0]), np.array([4.0, 5.0]))
+    Rb, tb = from_azimuth_elevation(np.array([30.0, 170.0]), np.array([20.0, 25.0]), np.array([6.0, 5.0]))
+    for w, want_az, want_el, want_d in ((0.0, [350.0, 90.0], [10.0, 5.0], [4.0, 5.0]), (1.0, [30.0, 170.0], [20.0, 25.0], [6.0, 5.0])):
+        R, t = interpolate(Ra, ta, Rb, tb, np.full(2, w))
+        az, el, d = to_azimuth_elevation(R, t)
+        assert np.allclose(az, want_az, atol=1e-6) and np.allclose(el, want_el, atol=1e-6) and np.allclose(d, want_d, atol=1e-9)
+    R, t = interpolate(Ra, ta, Rb, tb, np.full(2, 0.5))
+    az, el, d = to_azimuth_elevation(R, t)
+    assert np.allclose(d, [5.0, 5.0])  # the distance linear in the weight
+    assert abs((az[0] + 180.0) % 360.0 - 190.0) < 1.0 and 125.0 < az[1] < 135.0  # across 0 deg: the short way round
+    assert 14.0 < el[0] < 16.0 and 14.0 < el[1] < 16.0
+    assert np.allclose(np.linalg.det(R), 1.0) and np.allclose(R @ np.transpose(R, (0, 2, 1)), np.eye(3), atol=1e-9)
+    # Still looking at the object: its origin on the optical axis (camera x, y of the origin are 0).
+    assert np.allclose(t[:, :2], 0.0, atol=1e-9) and (t[:, 2] > 0).all()
+    # The same rotation twice: that rotation at any weight.
+    R2, t2 = interpolate(Ra, ta, Ra, ta, np.array([0.3, 0.7]))
+    assert np.allclose(R2, Ra) and np.allclose(t2, ta)

@@ -123,7 +123,7 @@ def read_annotations(folder: Path, keypoints: bool = True) -> Annotations:
     man = read_manifest(folder)
     man.require_frozen_views(folder, "pose bins and keypoints (annotated per view)")
     preset = get_preset(man.class_name)
-    width, height, views = man.width, man.height, man.views
+    width, height, views = man.width, man.height, man.frozen_views  # (--between images are nobody's view)
     ann_dir = folder / ANNOTATIONS
     bins_path, kp_path = ann_dir / POSE_BINS, ann_dir / KEYPOINTS
     if not bins_path.is_file() and not kp_path.is_file():

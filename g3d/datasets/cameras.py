@@ -10,6 +10,10 @@ which applies one fallback policy:
    camera and is marked unusable, never azimuth 0 or NaN; each camera at its view's distance estimated
    from its mask boxes (:func:`read_mask_boxes`, :func:`g3d.sfm.posebins.estimate_distances`).
 
+A ``g3d synth --between`` dataset has both: frozen views, whose cameras (file or pose bins) are per view, and extra
+images between two of them; :func:`with_between` makes such per-view cameras per image, each extra image's
+interpolated from its two frozen views' (source ``interpolated``). Its truth is per image.
+
 A camera belongs to a **view** (every image of view v shares camera v: the frozen viewpoint codes of
 g3d synth) or to an **image** (one per (sample_id, view_id): datasets whose images have random
 viewpoints). :class:`DatasetCameras` holds either; ``sample_ids`` is None for per-view cameras.
@@ -63,6 +67,7 @@ from g3d.errors import DatasetError
 SOURCES = ("pose_bin", "sfm", "sfm_bin_corrected", "sfm_labels_swapped", "sfm_flagged")
 TRUSTED = ("sfm", "sfm_bin_corrected", "sfm_labels_swapped")  # cameras solved from the keypoints, checks passed
 TRUTH = "ground_truth"
+INTERPOLATED = "interpolated"  # the reader's camera of a g3d synth --between image, from its two frozen views' (with_between)
 
 # Where a dataset's cameras came from (DatasetCameras.origin), in the order of the fallback.
 FROM_FILE, FROM_TRUTH, FROM_POSE_BINS = "cameras.parquet", "ground truth", "pose bins"
@@ -167,12 +172,13 @@ def read_camera_file(folder: Path, manifest: Manifest) -> DatasetCameras:
     missing = [c for c in ("view_id", "K", "R", "t") if c not in df]
     if missing:
         raise DatasetError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a g3d cameras file; rerun g3d sfm-init {folder}")
-    V = manifest.views
+    V = manifest.frozen_views  # a per-view file holds the frozen views (per image: every image, --between ones too)
     ids = df.view_id.to_numpy().astype(np.int64) if len(df) else np.zeros(0, np.int64)
     per_image = "sample_id" in df and len(df) and df.sample_id.notna().any()
     keys = list(zip(df.sample_id.astype("int64"), ids)) if per_image else list(ids)
-    if len(df) == 0 or ids.min() < 0 or ids.max() >= V or len(set(keys)) != len(keys):
-        raise DatasetError(f"{path} has {len(df)} cameras with view ids outside 0..{V - 1} or repeated: rerun g3d sfm-init {folder}")
+    top = manifest.views if per_image else V
+    if len(df) == 0 or ids.min() < 0 or ids.max() >= top or len(set(keys)) != len(keys):
+        raise DatasetError(f"{path} has {len(df)} cameras with view ids outside 0..{top - 1} or repeated: rerun g3d sfm-init {folder}")
     sources = [str(s) for s in df.source] if "source" in df else ["sfm"] * len(df)  # files before the column: solved
     usable = df.usable.to_numpy().astype(bool) if "usable" in df else np.ones(len(df), bool)  # files before the column: every row
     checks = list(df.failed_checks) if "failed_checks" in df else [""] * len(df)
@@ -248,7 +254,7 @@ def read_mask_boxes(folder: Path, manifest: Manifest) -> MaskBoxes:
     from g3d.sfm.posebins import MIN_MASK_WIDTH_PX
 
     folder = Path(folder)
-    V, W = manifest.views, manifest.width
+    V, W = manifest.frozen_views, manifest.width
     boxes = np.full((V, 4), np.nan)
     objects = np.zeros(V, np.int64)
     shards = shard_paths(folder)
@@ -302,7 +308,7 @@ def read_pose_bin_cameras(folder: Path, manifest: Manifest) -> DatasetCameras:
 
     ann = read_annotations(folder, keypoints=False)
     preset = get_preset(manifest.class_name)
-    V = manifest.views
+    V = manifest.frozen_views
     ok = ann.has_bin
     K = cameras.intrinsics(manifest.width, manifest.height, preset.fov_deg)
     az = np.where(ok, ann.bin_azimuth_deg, np.nan)
@@ -315,6 +321,54 @@ def read_pose_bin_cameras(folder: Path, manifest: Manifest) -> DatasetCameras:
     return DatasetCameras(np.broadcast_to(K, (V, 3, 3)).copy(), R, t,
                           np.arange(V, dtype=np.int64), ["pose_bin" if o else None for o in ok], ok.copy(), FROM_POSE_BINS, None, why,
                           list(ann.problems) + dist.notes())
+
+
+def read_between(folder: Path, manifest: Manifest):
+    """``between.parquet`` (g3d synth --between) as a pandas DataFrame: sample_id, view_id, view_a, view_b, t, one row per
+    extra image; a missing or inconsistent file is a one-line :class:`DatasetError`."""
+    import pyarrow.parquet as pq
+
+    from g3d.datasets.folder import BETWEEN
+
+    path = Path(folder) / BETWEEN
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path} cannot be read ({type(exc).__name__}): resume `g3d synth --out {folder}` with the same options to write it again") from None
+    V, M = manifest.frozen_views, manifest.between_views
+    cols = {"sample_id", "view_id", "view_a", "view_b", "t"}
+    if not cols <= set(df) or len(df) != (manifest.samples or 0) * M or not df.view_id.between(V, V + M - 1).all() \
+            or not (df.view_a.between(0, V - 1) & df.view_b.between(0, V - 1) & df.t.between(0.0, 1.0)).all():
+        raise DatasetError(f"{path} does not match g3d.json ({manifest.samples} objects x {M} images between {V} frozen views): "
+                           f"resume `g3d synth --out {folder}` with the same options to write it again")
+    return df
+
+
+def with_between(folder: Path, manifest: Manifest, cams: DatasetCameras) -> DatasetCameras:
+    """Per-view cameras of a ``g3d synth --between`` dataset made per image: every image of frozen view v gets camera v,
+    and each extra image the camera between its two frozen views' at its code's weight (:func:`g3d.cameras.interpolate`),
+    source :data:`INTERPOLATED`, usable where both are (training refines it per image). Other datasets: ``cams`` unchanged."""
+    if not manifest.between_views or cams.per_image:
+        return cams
+    from g3d import cameras as camlib
+
+    V, M, N = manifest.frozen_views, manifest.between_views, int(manifest.samples or 0)
+    df = read_between(folder, manifest).sort_values(["sample_id", "view_id"])
+    a, b, w = df.view_a.to_numpy(np.int64), df.view_b.to_numpy(np.int64), df.t.to_numpy(np.float64)
+    R_i, t_i = camlib.interpolate(cams.R[a], cams.t[a], cams.R[b], cams.t[b], w)
+    K_i = (1.0 - w)[:, None, None] * cams.K[a] + w[:, None, None] * cams.K[b]
+    # Every image in (sample, view) order: the frozen views' cameras, then the sample's between ones.
+    frozen = np.tile(np.arange(V), N)
+    sids = np.concatenate([np.repeat(np.arange(N), V), df.sample_id.to_numpy(np.int64)])
+    vids = np.concatenate([frozen, df.view_id.to_numpy(np.int64)])
+    order = np.lexsort((vids, sids))
+    ok_i = cams.usable[a] & cams.usable[b]
+    why_i = [None if ok else f"between views {x} and {y}, not both with a usable camera" for ok, x, y in zip(ok_i, a, b)]
+    pick = lambda x, y: np.concatenate([x[frozen], y])[order]  # noqa: E731
+    sources = [cams.sources[v] for v in frozen] + [INTERPOLATED if ok else None for ok in ok_i]
+    why = [cams.why[v] for v in frozen] + why_i
+    return DatasetCameras(pick(cams.K, K_i), pick(cams.R, R_i), pick(cams.t, t_i), vids[order], [sources[j] for j in order],
+                          pick(cams.usable, ok_i), cams.origin, sids[order], [why[j] for j in order], list(cams.problems))
 
 
 def has_pose_bins(folder: Path) -> bool:
@@ -331,7 +385,7 @@ def read_cameras(folder: Path, manifest: Manifest | None = None, fallbacks: tupl
     folder = Path(folder)
     manifest = manifest if manifest is not None else read_manifest(folder)
     if has_camera_file(folder):
-        return read_camera_file(folder, manifest)
+        return with_between(folder, manifest, read_camera_file(folder, manifest))
     if FROM_TRUTH in fallbacks and manifest.ground_truth:
         return read_true_cameras(folder, manifest)
     if FROM_POSE_BINS in fallbacks and has_pose_bins(folder):
@@ -339,6 +393,6 @@ def read_cameras(folder: Path, manifest: Manifest | None = None, fallbacks: tupl
         if not cams.usable.any():
             raise DatasetError(f"{folder / ANNOTATIONS / POSE_BINS} gives no view a usable pose bin ({'; '.join(cams.problems) or 'all rejected'}): "
                                f"annotate the pose bins again (g3d annotate push poses {folder})")
-        return cams
+        return with_between(folder, manifest, cams)
     then = " (or `g3d annotate pull` for pose bins)" if FROM_POSE_BINS in fallbacks else ""
     raise DatasetError(f"{folder} has no cameras: run `g3d sfm-init {folder}`{then} first")

@@ -20,6 +20,7 @@ from g3d.datasets.manifest import MANIFEST, Manifest, ShardPlan, read_manifest, 
 from g3d.errors import DatasetError, UsageError
 
 VIEWPOINTS = "viewpoints.parquet"
+BETWEEN = "between.parquet"  # g3d synth --between: where each extra image sits between two frozen views
 SAMPLES = "samples.parquet"
 IMAGES = "images"
 PREVIEWS = "previews"

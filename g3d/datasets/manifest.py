@@ -89,6 +89,17 @@ class Manifest:
         """``g3d synth --lights N``: samples come in groups of N consecutive ids, one car each; 1 otherwise."""
         return int(self.extra.get("lights_per_car", 1))
 
+    @property
+    def frozen_views(self) -> int:
+        """The views every object shares (view ids 0 .. frozen_views - 1): all of them but ``g3d synth --between``'s."""
+        return int(self.extra.get("frozen_views", self.views))
+
+    @property
+    def between_views(self) -> int:
+        """``g3d synth --between M``: each object's images ``frozen_views .. views - 1`` have codes of their own between
+        two frozen ones (``between.parquet`` says which); 0 otherwise."""
+        return int(self.extra.get("between_views", 0))
+
     def require_frozen_views(self, folder, what: str) -> None:
         """A one-line :class:`DatasetError` where ``what`` (e.g. "pose bins") needs views shared by every object."""
         if self.random_viewpoints:

@@ -282,7 +282,7 @@ def annotations_from_dataset(
     rows = []
     for part in dsf.shard_paths(folder):
         df = pq.read_table(part, columns=["sample_id", "view_id", "keypoints_2d", "keypoints_visible", "azimuth_deg"]).to_pandas()
-        rows.append(df[df.sample_id.isin(ids)])
+        rows.append(df[df.sample_id.isin(ids) & (df.view_id < man.frozen_views)])  # (--between images are nobody's view)
     df = pd.concat(rows)
     P = len(preset.keypoints)
     rng = np.random.default_rng(seed)

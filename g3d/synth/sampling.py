@@ -29,7 +29,7 @@ from g3d.datasets import io as dsio
 from g3d.datasets.manifest import GeneratorRecord, Manifest, ShardPlan, car_ids, read_manifest, run_id
 from g3d.datasets.schema import SCHEMA_VERSION, encode_png, image_rows_schema, image_struct, mask_stats
 from g3d.errors import UsageError
-from g3d.synth.viewpoints import RANDOM, Viewpoints, check_views, item_seed, load_viewpoints, propose, random_codes, seeded_z, viewpoints_table
+from g3d.synth.viewpoints import RANDOM, Viewpoints, between_views, blend_codes, check_views, code_neighbours, item_seed, load_viewpoints, propose, random_codes, seeded_z, viewpoints_table
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
 
@@ -49,6 +49,9 @@ class SynthConfig:
     batch_size: int = 32  # images per generator call
     resolution: int | None = None  # output size for generators that allow it (builtin: 256)
     viewpoints: str | None = None  # a viewpoints.parquet to use instead of proposing, or "random": a viewpoint per image
+    # Per sample, this many extra images whose codes lie between two neighbouring frozen codes (view ids V .. V + between - 1;
+    # viewpoints.between_views): continuous viewpoints for training, cameras interpolated from their frozen neighbours'
+    between: int = 0
     viewpoint_layers: tuple[int, ...] | None = None  # ws rows of the viewpoint code; None = preset's
     candidates: int | None = None  # candidate codes for the proposal; None = max(64, 4 x views)
     shard: str | None = None  # "i/N": write only this worker's shards; None = all (or torchrun's)
@@ -135,6 +138,7 @@ def _fingerprint(cfg: SynthConfig, G, preset, layers, views: int, crop, vp_diges
         "samples_per_shard": per_shard,
         "crop": list(crop) if crop else None,
         **({"lights": cfg.lights} if cfg.lights > 1 else {}),
+        **({"between": cfg.between} if cfg.between else {}),
     }
 
 
@@ -351,6 +355,10 @@ def check_options(cfg: SynthConfig) -> None:
         raise UsageError(f"--truncation {cfg.truncation} is outside 0..1 (1 = none, 0.7 is usual)")
     if cfg.lights < 1:
         raise UsageError(f"--lights {cfg.lights}: give at least 1 (each car under that many lights)")
+    if cfg.between < 0:
+        raise UsageError(f"--between {cfg.between}: give 0 or more extra images per object")
+    if cfg.between and cfg.viewpoints == RANDOM:
+        raise UsageError("--between interpolates between frozen viewpoints, and --viewpoints random has none: drop one of them")
     if cfg.lights > 1 and cfg.generator != "builtin":
         raise UsageError("--lights needs the built-in generator (it knows which latent rows hold the light): drop --lights")
 
@@ -379,6 +387,9 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         raise UsageError(f"--views must be at least 1, got {views}")
     if vp_file is None and not random_views:
         check_views(views, cfg.candidates)
+    frozen, views = views, views + cfg.between  # views: images per sample, the frozen ones first
+    if cfg.between and frozen < 2:
+        raise UsageError(f"--between needs at least 2 frozen views to interpolate between, got --views {frozen}")
     per_shard = cfg.samples_per_shard if cfg.samples_per_shard is not None else dsf.default_samples_per_shard(views)
     plan = ShardPlan(cfg.samples, views, per_shard)
     out = Path(cfg.out)
@@ -401,7 +412,8 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
             truncation_cutoff=cfg.truncation_cutoff, seed=cfg.seed, num_shards=plan.num_shards, samples_per_shard=per_shard,
             keypoints=tuple(preset.keypoints) if with_truth else (), ground_truth=with_truth, fingerprint=fp,
             # A viewpoint per image: its truth camera is per image too (g3d.datasets.cameras reads it so).
-            extra={**({"cameras": "per_image"} if random_views and with_truth else {}),
+            extra={**({"cameras": "per_image"} if (random_views or cfg.between) and with_truth else {}),
+                   **({"frozen_views": frozen, "between_views": cfg.between} if cfg.between else {}),
                    **({"lights_per_car": cfg.lights} if cfg.lights > 1 else {})},
         )
         # Workers started together agree on the run here, before any of them writes anything else.
@@ -419,7 +431,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
             vp = vp_file
         else:
             adv = progress("proposing viewpoints", check_views(views, cfg.candidates)) if progress else None
-            vp = propose(G, views, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
+            vp = propose(G, frozen, layers, seed=cfg.seed, truncation_psi=cfg.truncation, candidates=cfg.candidates,
                          batch_size=cfg.batch_size, progress=adv)
         codes = torch.as_tensor(vp.codes, device=G.device) if vp is not None else None
         proposal_s = time.perf_counter() - t_prop
@@ -428,6 +440,14 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
         if vp is not None and (claimed or not (out / dsf.VIEWPOINTS).is_file()):
             vtruth = G.viewpoint_truth(codes, layers) if hasattr(G, "viewpoint_truth") else None
             dsio.write_table(out / dsf.VIEWPOINTS, viewpoints_table(vp, vtruth))
+        # --between: each frozen view's most alike others (as the proposal sees them), and each extra image's pair and weight.
+        neighbours = code_neighbours(G, vp.codes, layers, cfg.seed, cfg.truncation) if cfg.between else None
+        if cfg.between and (claimed or not (out / dsf.BETWEEN).is_file()):
+            import pyarrow as pa
+
+            table = between_views(neighbours, cfg.seed, car_ids(range(cfg.samples), cfg.lights), cfg.between)
+            table["sample_id"] = np.arange(cfg.samples, dtype=np.int64).repeat(cfg.between)  # (one car's lights share their views)
+            dsio.write_table(out / dsf.BETWEEN, pa.table(table))
         if claimed or not (out / dsf.SAMPLES).is_file():
             _samples_table_writer(out / dsf.SAMPLES, cfg, G.z_dim)
         if claimed or not (out / dsf.CARD).is_file():
@@ -473,6 +493,11 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                     # bytes do not depend on --batch-size); one car's samples under several lights share theirs.
                     shard_codes = None if codes is not None else random_codes(
                         G, cfg.seed, np.repeat(cars, views), np.tile(np.arange(views), len(ids)), layers, cfg.truncation)
+                    if cfg.between:  # frozen codes, then each sample's own codes between two neighbouring ones
+                        bw = between_views(neighbours, cfg.seed, cars, cfg.between)
+                        shard_codes = codes[np.tile(np.arange(views) % frozen, len(ids))].clone()
+                        at = (np.arange(len(ids))[:, None] * views + frozen + np.arange(cfg.between)[None]).reshape(-1)
+                        shard_codes[at] = blend_codes(codes, bw["view_a"], bw["view_b"], bw["t"])
                 gen_s += time.perf_counter() - t0
                 for lo in range(0, n_rows, cfg.batch_size):
                     hi = min(n_rows, lo + cfg.batch_size)
@@ -481,7 +506,7 @@ def run_synth(cfg: SynthConfig, progress: ProgressFactory | None = None, log: Ca
                     t0 = time.perf_counter()
                     with torch.no_grad():
                         ws = content[s_local].clone()
-                        if shard_codes is not None:  # random viewpoints: this image's own code
+                        if shard_codes is not None:  # random viewpoints (or --between): this image's own code
                             ws[:, list(layers)] = shard_codes[lo:hi]
                         else:
                             ws[:, list(layers)] = codes[v_ids]

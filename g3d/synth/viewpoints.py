@@ -81,6 +81,89 @@ def random_codes(G, seed: int, sample_ids, view_ids, layers: tuple[int, ...], tr
     return G.mapping(z, truncation_psi=truncation_psi)[:, list(layers)]
 
 
+BETWEEN_STREAM = 4  # the random stream of ``--between`` images' neighbour pairs and weights
+BETWEEN_NEIGHBOURS = 3  # a between image's second view is one of its first view's this many nearest codes
+
+
+BETWEEN_CANDIDATES = 8  # the most alike views tried as a view's neighbours
+BETWEEN_MIDPOINT = 0.75  # a neighbour's blend at t = 0.5 must look at least this much closer to each end than the ends to each other
+
+
+@torch.no_grad()
+def code_neighbours(G, codes: np.ndarray, layers: tuple[int, ...], seed: int = 0, truncation_psi: float = 0.7,
+                    k: int = BETWEEN_NEIGHBOURS, probes: int = 2) -> np.ndarray:
+    """int64 [V, k]: each frozen code's neighbours for ``--between``, most alike first; -1 pads a view with fewer.
+
+    Alike as the proposal measures it: the same probe objects (:func:`propose`'s) rendered under each code, compared by
+    their small greyscale images (a code's distance in w-space says little about its camera: most of a code's directions
+    move nothing). Alike is not enough: a car seen from the front and from behind looks alike, and the blend of those
+    two codes is a side view. So of a view's :data:`BETWEEN_CANDIDATES` most alike others, a neighbour is one whose blend
+    half way looks between them: closer to each of the two than :data:`BETWEEN_MIDPOINT` times their own distance.
+    ``codes`` float [V, L, w_dim]."""
+    V = len(codes)
+    c = torch.as_tensor(np.asarray(codes), dtype=torch.float32, device=G.device)
+    z_p = torch.stack([seeded_z(seed, i, G.z_dim, stream=2) for i in range(probes)]).to(G.device)
+    probe_ws = G.mapping(z_p, truncation_psi=truncation_psi)
+
+    def describe(cs: torch.Tensor) -> np.ndarray:  # [n, L, w_dim] -> float64 [n, D]
+        out = []
+        for lo in range(0, len(cs), 16):
+            part = cs[lo : lo + 16]
+            img = G.synthesis(mix(probe_ws, part, layers), noise_mode="const")  # probe-major
+            out.append(_descriptor(img.float()).view(probes, len(part), -1).permute(1, 0, 2).reshape(len(part), -1).cpu())
+        return torch.cat(out).double().numpy()
+
+    d = describe(c)
+    D = np.sqrt(((d[:, None] - d[None]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    cand = np.argsort(D, axis=1, kind="stable")[:, : max(0, min(BETWEEN_CANDIDATES, V - 1))]
+    a = np.repeat(np.arange(V), cand.shape[1])
+    b = cand.reshape(-1)
+    mid = describe(0.5 * (c[a] + c[b]))
+    ok = np.maximum(np.sqrt(((mid - d[a]) ** 2).sum(-1)), np.sqrt(((mid - d[b]) ** 2).sum(-1))) <= BETWEEN_MIDPOINT * D[a, b]
+    out = np.full((V, k), -1, np.int64)
+    for v in range(V):
+        good = b[a == v][ok[a == v]][:k]
+        out[v, : len(good)] = good
+    return out
+
+
+def between_views(neighbours: np.ndarray, seed: int, sample_ids, between: int) -> dict[str, np.ndarray]:
+    """Where the ``between`` extra images of each sample sit (``g3d synth --between``): for the k-th of sample s
+    (its view id ``V + k``), a frozen view ``view_a`` drawn uniformly, ``view_b`` one of its most alike views
+    (``neighbours`` int [V, k], :func:`code_neighbours`), and the weight ``t`` uniform in [0, 1] (code ``(1 - t) a + t b``).
+
+    A pure function of (run seed, sample, k) and the neighbours. Returns ``sample_id`` int64, ``view_id`` int32,
+    ``view_a``, ``view_b`` int32, ``t`` float64, each [len(sample_ids) * between], sample-major."""
+    V = len(neighbours)
+    if V < 2:
+        raise UsageError(f"--between needs at least 2 frozen views to interpolate between, got --views {V}")
+    nb = np.asarray(neighbours, np.int64)
+    has = np.flatnonzero((nb >= 0).any(axis=1))  # views with a neighbour
+    if not len(has):
+        raise UsageError(f"--between found no two of the {V} frozen views whose blend looks between them: synthesise more --views")
+    sids = np.repeat(np.asarray(sample_ids, np.int64).reshape(-1), between)
+    ks = np.tile(np.arange(between), len(sids) // max(1, between))
+    a = np.empty(len(sids), np.int32)
+    b = np.empty(len(sids), np.int32)
+    t = np.empty(len(sids), np.float64)
+    for i, (s, k) in enumerate(zip(sids, ks)):
+        rng = np.random.default_rng([int(seed), BETWEEN_STREAM, int(s), int(k)])
+        a[i] = has[rng.integers(len(has))]
+        row = nb[a[i]][nb[a[i]] >= 0]
+        b[i] = row[rng.integers(len(row))]
+        t[i] = rng.uniform(0.0, 1.0)
+    return {"sample_id": sids, "view_id": (V + ks).astype(np.int32), "view_a": a, "view_b": b, "t": t}
+
+
+def blend_codes(codes: torch.Tensor, view_a, view_b, t) -> torch.Tensor:
+    """float32 [N, L, w_dim]: ``(1 - t) codes[a] + t codes[b]`` for each row (``codes`` [V, L, w_dim]; a, b, t [N])."""
+    a = torch.as_tensor(np.asarray(view_a, np.int64), device=codes.device)
+    b = torch.as_tensor(np.asarray(view_b, np.int64), device=codes.device)
+    w = torch.as_tensor(np.asarray(t, np.float64), device=codes.device).to(codes.dtype)[:, None, None]
+    return (1.0 - w) * codes[a] + w * codes[b]
+
+
 def mix(
     content_ws: torch.Tensor,  # float32 [N, num_ws, w_dim]
     codes: torch.Tensor,  # float32 [V, L, w_dim]

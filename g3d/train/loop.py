@@ -361,9 +361,9 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     light_truth = true_light(data.extra) if cfg.light and cfg.light_weight > 0 else None
     if light_truth is not None:
         light_truth = torch.from_numpy(light_truth)
-    if data.per_image and learns_cameras(cfg, data):  # a camera per image (a --viewpoints random set with its truth)
-        raise UsageError(f"{cfg.folder} has a camera per image, and g3d train refines cameras only per view: "
-                         "train with --fixed-cameras (its cameras are the generator's truth), or on a dataset of frozen views")
+    if data.per_image and learns_cameras(cfg, data) and data.cameras.source == FROM_TRUTH:  # a --viewpoints random set
+        raise UsageError(f"{cfg.folder} has the generator's exact camera for every image, and refining them one image at a time only "
+                         "lets them drift with the shape: train with --fixed-cameras")
     if data.resized and rank == 0:
         log(f"note: images are resized to {data.width}x{data.height} for training")
     H, W = data.height, data.width
