@@ -30,6 +30,20 @@ def _angle_deg(Ra, Rb) -> np.ndarray:
     return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
+def _write_frozen_truth_as_sfm(folder: Path, usable=lambda v: True) -> None:
+    """sfm-init's cameras are per view: the frozen views' truth written as such a file (view ``v`` usable as ``usable(v)``)."""
+    from g3d.datasets.cameras import write_cameras
+
+    truth = read_true_cameras(folder, read_manifest(folder))
+    pv = np.flatnonzero(truth.view_ids < V)[:V]
+    az, el, d = camlib.to_azimuth_elevation(truth.R[pv], truth.t[pv])
+    write_cameras(folder, {"view_id": list(range(V)), "K": [k.reshape(9).tolist() for k in truth.K[pv]],
+                           "R": [r.reshape(9).tolist() for r in truth.R[pv]], "t": [t.tolist() for t in truth.t[pv]],
+                           "azimuth_deg": az.tolist(), "elevation_deg": el.tolist(), "distance": d.tolist(), "fov_deg": [40.0] * V,
+                           "source": ["sfm"] * V, "reprojection_error": [0.5] * V, "num_keypoints": [8] * V,
+                           "usable": [bool(usable(v)) for v in range(V)], "failed_checks": [""] * V})
+
+
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("between")
@@ -98,18 +112,9 @@ def test_interpolated_cameras_follow_their_frozen_views_and_their_usability(sets
     folder = tmp_path / "car"
     shutil.copytree(between, folder)
     man = read_manifest(folder)
-    truth = read_true_cameras(folder, man)
-    pv = np.flatnonzero(truth.view_ids < V)[:V]
-    from g3d.datasets.cameras import write_cameras
-
     table = pq.read_table(folder / dsf.BETWEEN).to_pandas().sort_values(["sample_id", "view_id"])
     bad = int(pd.concat([table.view_a, table.view_b]).mode()[0])  # the frozen view most extra images sit next to
-    az, el, d = camlib.to_azimuth_elevation(truth.R[pv], truth.t[pv])
-    cols = {"view_id": list(range(V)), "K": [k.reshape(9).tolist() for k in truth.K[pv]], "R": [r.reshape(9).tolist() for r in truth.R[pv]],
-            "t": [t.tolist() for t in truth.t[pv]], "azimuth_deg": az.tolist(), "elevation_deg": el.tolist(), "distance": d.tolist(),
-            "fov_deg": [40.0] * V, "source": ["sfm"] * V, "reprojection_error": [0.5] * V, "num_keypoints": [8] * V,
-            "usable": [v != bad for v in range(V)], "failed_checks": [""] * V}
-    write_cameras(folder, cols)
+    _write_frozen_truth_as_sfm(folder, usable=lambda v: v != bad)
     cams = read_cameras(folder, man)
     assert cams.origin == FROM_FILE and cams.per_image and len(cams.K) == 12 * (V + M)
     near = ((table.view_a == bad) | (table.view_b == bad)).to_numpy()
@@ -135,18 +140,8 @@ def test_training_refines_each_extra_images_camera_and_eval_uses_them(sets, tmp_
     between, _ = sets
     folder = tmp_path / "car"
     shutil.copytree(between, folder)
-    # sfm-init's cameras are per view: the frozen views' truth written as such a file.
+    _write_frozen_truth_as_sfm(folder)
     man = read_manifest(folder)
-    truth = read_true_cameras(folder, man)
-    pv = np.flatnonzero(truth.view_ids < V)[:V]
-    from g3d.datasets.cameras import write_cameras
-
-    az, el, d = camlib.to_azimuth_elevation(truth.R[pv], truth.t[pv])
-    write_cameras(folder, {"view_id": list(range(V)), "K": [k.reshape(9).tolist() for k in truth.K[pv]],
-                           "R": [r.reshape(9).tolist() for r in truth.R[pv]], "t": [t.tolist() for t in truth.t[pv]],
-                           "azimuth_deg": az.tolist(), "elevation_deg": el.tolist(), "distance": d.tolist(), "fov_deg": [40.0] * V,
-                           "source": ["sfm"] * V, "reprojection_error": [0.5] * V, "num_keypoints": [8] * V, "usable": [True] * V,
-                           "failed_checks": [""] * V})
     cfg = TrainConfig(folder=str(folder), out=str(tmp_path / "run"), resolution=32, batch_size=4, steps=6, tex_res=16, holdout=0.25,
                       preview_every=10**6, checkpoint_every=6)
     train(cfg)
@@ -169,3 +164,38 @@ def test_between_needs_frozen_views(tmp_path):
         run_synth(SynthConfig(out=tmp_path / "b", between=2, samples=2, views=1, resolution=32))
     with pytest.raises(UsageError, match="--between -1"):
         run_synth(SynthConfig(out=tmp_path / "c", between=-1, samples=2, views=2, resolution=32))
+
+
+def test_sfm_init_solves_the_frozen_views_and_the_extra_images_get_cameras_between_them(tmp_path):
+    """The StyleGAN user's path: keypoints clicked on the frozen views of two cars (1 px noise), g3d sfm-init, and the
+    camera reader: every image gets a camera, an extra image's near its true one after the best similarity (the
+    generator's truth, which sfm-init never saw), nearer than the camera of the nearer of its two frozen views (interpolation, not snapping)."""
+    from g3d.sfm.align import compare_cameras
+    from g3d.sfm.run import SfmConfig, run_sfm_init
+    from g3d.sfm.synthetic import annotations_from_dataset
+
+    folder = tmp_path / "car"
+    run_synth(SynthConfig(out=folder, samples=6, views=16, between=3, resolution=128, seed=2, batch_size=16))
+    annotations_from_dataset(folder, sample_id=[0, 1], noise_px=1.0, seed=1)
+    ann = pq.read_table(folder / dsf.ANNOTATIONS / dsf.KEYPOINTS).to_pandas()
+    assert ann.view_id.max() < 16  # only the frozen views are anybody's to click
+    rep = run_sfm_init(SfmConfig(folder=folder, preview=False))
+    assert rep.views == 16 and rep.written >= 14
+    man = read_manifest(folder)
+    cams, truth = read_cameras(folder, man), read_true_cameras(folder, man)
+    assert cams.per_image and np.array_equal(cams.sample_ids, truth.sample_ids) and np.array_equal(cams.view_ids, truth.view_ids)
+    ok = cams.usable
+    extra = (cams.view_ids >= 16) & ok
+    assert extra.sum() >= 12
+    f = float(cams.K[0, 0, 0])
+    err = compare_cameras(cams.R[ok], cams.t[ok], f, truth.R[ok], truth.t[ok], float(truth.K[0, 0, 0])).rotation_deg
+    err_extra = err[extra[ok]]
+    # The degenerate answer: no interpolation, the camera of the frozen view nearer in the code (t < 0.5: a, else b).
+    table = pq.read_table(folder / dsf.BETWEEN).to_pandas().set_index(["sample_id", "view_id"])
+    rows = table.loc[list(zip(cams.sample_ids[extra], cams.view_ids[extra]))]
+    nearer = np.where(rows.t < 0.5, rows.view_a, rows.view_b)
+    snapped = cams.R.copy()
+    snapped[extra] = cams.R[cams.index(cams.sample_ids[extra], nearer)]
+    err_snapped = compare_cameras(snapped[ok], cams.t[ok], f, truth.R[ok], truth.t[ok], float(truth.K[0, 0, 0])).rotation_deg[extra[ok]]
+    print(f"extra images: camera error median {np.median(err_extra):.2f} deg, the nearer frozen view's {np.median(err_snapped):.2f}")
+    assert np.median(err_extra) < 3.0 and np.median(err_snapped) > 1.5 * np.median(err_extra), (np.median(err_extra), np.median(err_snapped))
