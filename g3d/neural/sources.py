@@ -279,6 +279,15 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
     layout = LatentLayout.of(G, layers)
     with torch.no_grad():
         K, R, t = cams(torch.arange(cams.K.shape[0], device=cams.K.device))
+    if manifest.between_views:  # a camera per image (g3d synth --between): the frozen views' are those of car 0's frozen images
+        from g3d.datasets.cameras import read_cameras
+
+        V = manifest.frozen_views
+        rows = read_cameras(folder, manifest).index(np.zeros(V, np.int64), np.arange(V))
+        if len(rows) != V or (rows < 0).any() or int(rows.max()) >= K.shape[0]:
+            raise UsageError(f"the cameras of {run} do not hold every frozen view of {folder} (car 0's): train it again on this dataset")
+        idx = torch.as_tensor(rows, device=K.device)
+        K, R, t = K[idx], R[idx], t[idx]
     crop = (manifest.fingerprint or {}).get("crop")
     inverse.requires_grad_(False).eval()
     G.requires_grad_(False)

@@ -199,3 +199,24 @@ def test_sfm_init_solves_the_frozen_views_and_the_extra_images_get_cameras_betwe
     err_snapped = compare_cameras(snapped[ok], cams.t[ok], f, truth.R[ok], truth.t[ok], float(truth.K[0, 0, 0])).rotation_deg[extra[ok]]
     print(f"extra images: camera error median {np.median(err_extra):.2f} deg, the nearer frozen view's {np.median(err_snapped):.2f}")
     assert np.median(err_extra) < 3.0 and np.median(err_snapped) > 1.5 * np.median(err_extra), (np.median(err_extra), np.median(err_snapped))
+
+
+def test_the_neural_renderer_takes_the_frozen_views_cameras_of_a_between_run(sets, tmp_path):
+    """g3d neural reads a run's cameras per frozen view; a --between run has one per image, and it takes the frozen
+    views' own (car 0's frozen images), not the first V rows of whatever order."""
+    import shutil
+
+    from g3d.neural.sources import load_sources
+    from g3d.train.loop import TrainConfig, train
+
+    between, _ = sets
+    folder = tmp_path / "car"
+    shutil.copytree(between, folder)
+    _write_frozen_truth_as_sfm(folder)
+    train(TrainConfig(folder=str(folder), out=str(tmp_path / "run"), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.25,
+                      preview_every=10**6, checkpoint_every=2, learn_cameras=False))
+    src = load_sources(tmp_path / "run")
+    assert src.views == V and src.K.shape[0] == V
+    truth = read_true_cameras(folder, read_manifest(folder))
+    frozen0 = (truth.sample_ids == 0) & (truth.view_ids < V)
+    assert np.allclose(src.R.double().cpu().numpy(), truth.R[frozen0], atol=1e-5)
