@@ -93,10 +93,12 @@ def swap_command(
     shape_from: int = typer.Option(0, help="Index of the photo every row takes its shape from (-1: each its own)."),
     texture_from: int = typer.Option(1, help="Index of the photo every row takes its texture from (-1: each its own)."),
     background_from: int = typer.Option(2, help="Index of the photo every row takes its background from (-1: each its own)."),
+    light_from: int = typer.Option(-1, help="Index of the photo every row takes its light from (-1: each its own). Needs a "
+                                   "neural run on an inverse run trained with --light (its light is a source of its own)."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """The paper's Fig. 10: rows are the photos; columns input, re-rendered, shape from A, texture from B,
-    background from C (each alone), and the chosen ones together (-1 leaves a source as it is)."""
+    background from C, light from D (each alone), and the chosen ones together (-1 leaves a source as it is)."""
     from g3d.neural.figures import write_swap_figure
     from g3d.neural.photos import read_photos
     from g3d.neural.train import load_neural
@@ -104,7 +106,7 @@ def swap_command(
 
     _, mapping, src = load_neural(nrun, device)
     images, views = read_photos(src, photos, device)
-    write_swap_figure(out, mapping, src, images, views, shape_from, texture_from, background_from)
+    write_swap_figure(out, mapping, src, images, views, shape_from, texture_from, background_from, light_from)
     console.print(f"wrote {out}", highlight=False)
 
 

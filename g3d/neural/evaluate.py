@@ -34,9 +34,12 @@ from g3d.neural.sources import Sources, cameras_for, draw_latents, synthesize
 from g3d.synth.builtin import SHAPE_KEYS, view_distance  # the continuous shape parameters; the distance of a view
 PAINT_KEYS = ("paint_hue", "paint_saturation", "paint_value", "specular")
 BACKGROUND_KEYS = ("sky_hue", "sky_saturation", "sky_value", "ground_hue", "ground_saturation", "ground_value", "texture_scale", "texture_contrast")
+LIGHT_KEYS = ("light_azimuth_deg", "light_elevation_deg", "ambient")
 GROUPS = {"shape": SHAPE_KEYS, "paint": PAINT_KEYS, "background": BACKGROUND_KEYS}
-CIRCULAR = {"paint_hue": 1.0, "sky_hue": 1.0, "ground_hue": 1.0, "azimuth_deg": 360.0}
-SOURCE_GROUP = {"shape": "shape", "texture": "paint", "background": "background"}  # which parameters each source should carry
+LIGHT_GROUPS = {**GROUPS, "light": LIGHT_KEYS}  # a mapping with a light code: the light is a group of its own
+CIRCULAR = {"paint_hue": 1.0, "sky_hue": 1.0, "ground_hue": 1.0, "azimuth_deg": 360.0, "light_azimuth_deg": 360.0}
+# which parameters each source should carry
+SOURCE_GROUP = {"shape": "shape", "texture": "paint", "background": "background", "light": "light"}
 
 
 def _diff(key: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,10 +48,12 @@ def _diff(key: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(d, period - d) if period else d
 
 
-def group_moves(p: dict[str, np.ndarray], q: dict[str, np.ndarray], spread: dict[str, float]) -> dict[str, np.ndarray]:
-    """Per group, the mean over its parameters of |p - q| / spread, float [N] each. A parameter that does not
-    vary in the truth (spread ~0, e.g. the bed depth where no pickup was drawn) is left out of its group."""
-    return {g: np.mean([_diff(k, p[k], q[k]) / spread[k] for k in keys if spread[k] > 1e-6], 0) for g, keys in GROUPS.items()}
+def group_moves(p: dict[str, np.ndarray], q: dict[str, np.ndarray], spread: dict[str, float], groups=None) -> dict[str, np.ndarray]:
+    """Per group (``groups``: name -> parameter names, default :data:`GROUPS`), the mean over its parameters of
+    |p - q| / spread, float [N] each. A parameter that does not vary in the truth (spread ~0, e.g. the bed depth
+    where no pickup was drawn) is left out of its group."""
+    return {g: np.mean([_diff(k, p[k], q[k]) / spread[k] for k in keys if spread[k] > 1e-6], 0)
+            for g, keys in (GROUPS if groups is None else groups).items()}
 
 
 @dataclass
@@ -76,7 +81,7 @@ class NeuralEvalReport:
         for name in self.errors:
             e = self.errors[name]
             out.append(f"{name:>14}: parameter error (spread units) shape {e['shape']:.2f}, paint {e['paint']:.2f}, background "
-                       f"{e['background']:.2f}; silhouette IoU {self.iou[name]:.3f}")
+                       f"{e['background']:.2f}" + (f", light {e['light']:.2f}" if "light" in e else "") + f"; silhouette IoU {self.iou[name]:.3f}")
         if self.swaps:
             out.append("    swapped: error of the swapped group against its source / silhouette IoU against the intended latent: "
                        + ", ".join(f"{k} {e:.2f} / {i:.3f}" for k, (e, i) in self.swaps.items()))
@@ -151,12 +156,13 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
             rep.camera["az_head_alone"] = float(np.median(_diff("azimuth_deg", a % 360.0, tb["azimuth_deg"] % 360.0)))
             rep.camera["el_head_alone"] = float(np.median(np.abs(e - tb["elevation_deg"])))
 
+    groups = LIGHT_GROUPS if mapping.has_light else GROUPS
     avg = mapped.clone()  # the mapped camera, every content row at the average latent: the average car
     avg[:, list(src.layout.content_rows)] = mapping.w_avg
     uniform = swap_ws(mapping, src, images, views, gate="uniform")
     for name, w in (("identity", ws), ("mapped", mapped), ("gate ignored", uniform), ("average latent", avg)):
         p = _params(G, w)
-        rep.errors[name] = {g_: float(v.mean()) for g_, v in group_moves(p, truth, spread).items()}
+        rep.errors[name] = {g_: float(v.mean()) for g_, v in group_moves(p, truth, spread, groups).items()}
         rep.iou[name] = float(_truth_iou(G, w, ws).mean())
 
     other = torch.roll(torch.arange(n), 1).to(images.device)  # each photo takes the source of the previous one
@@ -164,26 +170,26 @@ def evaluate_neural(mapping: NeuralMapping, src: Sources, seed: int = 0, n: int 
     for name, base in (("identity", ws), ("mapped", mapped), ("gate ignored", uniform)):
         rep.leakage[name], rep.moves[name] = {}, {}
         pb = _params(G, base)
-        for k, source in enumerate(("shape", "texture", "background")):
+        for k, source in enumerate(mapping.sources):
             # the built-in generator's row groups are shape, paint, background, light: group k is source k's
             rows = list(src.layout.groups[k])
             if name == "identity":
                 sw = ws.clone()
                 sw[:, rows] = ws[other][:, rows]
             else:
-                pick = [None, None, None]
+                pick = [None] * 4
                 pick[k] = other
-                sw = swap_ws(mapping, src, images, views, *pick, gate="learned" if name == "mapped" else "uniform")
+                sw = swap_ws(mapping, src, images, views, *pick[:3], light_from=pick[3], gate="learned" if name == "mapped" else "uniform")
             ps = _params(G, sw)
-            mv = group_moves(ps, pb, spread)
+            mv = group_moves(ps, pb, spread, groups)
             own_g = SOURCE_GROUP[source]
             own = float(mv[own_g].mean())
-            others = float(np.mean([mv[g_].mean() for g_ in GROUPS if g_ != own_g]))
+            others = float(np.mean([mv[g_].mean() for g_ in groups if g_ != own_g]))
             rep.moves[name][source] = (own, others)
             rep.leakage[name][source] = own / others if others > 1e-6 else float("inf")
             if name == "mapped":
                 intended = mapped.clone()  # the photo's mapping with the source's true rows of that group
                 intended[:, rows] = ws[other][:, rows]
-                err = float(group_moves(ps, truth_other, spread)[own_g].mean())
+                err = float(group_moves(ps, truth_other, spread, groups)[own_g].mean())
                 rep.swaps[source] = (err, float(_truth_iou(G, sw, intended).mean()))
     return rep

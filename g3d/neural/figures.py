@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from g3d.neural.mapping import SOURCES, NeuralMapping, camera_features
+from g3d.neural.mapping import NeuralMapping, camera_features
 from g3d.neural.sources import Sources, ImageCameras, as_cameras, draw_latents, read_image, synthesize
 
 
@@ -20,54 +20,62 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def swap_ws(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views,
             shape_from=None, texture_from=None, background_from=None, camera: torch.Tensor | None = None,
-            gate: str = "learned") -> torch.Tensor:
+            gate: str = "learned", light_from=None) -> torch.Tensor:
     """ws float [N, num_ws, w_dim] for photos ``images`` float [N, 3, H, W] in [0, 1] taken with cameras ``views``
     (:class:`~g3d.neural.sources.ImageCameras`, or dataset view ids int64 [N]); ``*_from`` int64 [N] (index of the photo each row takes that source from; None: its
-    own); ``camera`` float [N, 4] (:func:`camera_features`; None: each photo's own view)."""
-    cam, verts, tex, bg, _ = read_image(src, images, views)
-    codes = mapping.codes(verts, tex, bg)
-    for k, pick in enumerate((shape_from, texture_from, background_from)):
+    own); ``camera`` float [N, 4] (:func:`camera_features`; None: each photo's own view). ``light_from`` likewise, for
+    a mapping with a light code."""
+    cam, verts, tex, bg, _, light = read_image(src, images, views)
+    codes = mapping.codes(verts, tex, bg, light)
+    if light_from is not None and not mapping.has_light:
+        raise ValueError("this mapping has no light code (its inverse-graphics run was trained without --light)")
+    for k, pick in enumerate((shape_from, texture_from, background_from, light_from)):
         if pick is not None:
             codes[k] = codes[k][torch.as_tensor(pick, device=codes.device)]
     return mapping.assemble(cam if camera is None else camera, codes, gate)
 
 
 @torch.no_grad()
-def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views, a: int, b: int, c: int) -> tuple[np.ndarray, list[str]]:
+def swap_grid(mapping: NeuralMapping, src: Sources, images: torch.Tensor, views, a: int, b: int, c: int,
+              d: int = -1) -> tuple[np.ndarray, list[str]]:
     """The paper's Fig. 10 for every photo: columns input, its re-rendering, shape from photo ``a``, texture
-    from ``b``, background from ``c`` (each alone), and all of them together. A negative index keeps each
-    photo's own source (no column for it alone): ``c = -1`` swaps shape and texture only.
-    uint8 [N, C, H, W, 3] and the column labels."""
+    from ``b``, background from ``c``, light from ``d`` (a mapping with a light code; each alone), and all of them
+    together. A negative index keeps each photo's own source (no column for it alone): ``c = -1`` swaps shape and
+    texture only. uint8 [N, C, H, W, 3] and the column labels."""
     N = images.shape[0]
-    picks = [[k] * N if k >= 0 else None for k in (a, b, c)]
+    picks = [[k] * N if k >= 0 else None for k in (a, b, c, d)]
     cols = [images, synthesize(src, swap_ws(mapping, src, images, views))]
     labels = ["input", "re-rendered"]
-    for k, name in enumerate(("shape", "texture", "bg")):
+    for k, name in enumerate(("shape", "texture", "bg", "light")):
         if picks[k] is not None:
-            one = [None, None, None]
+            one = [None] * 4
             one[k] = picks[k]
-            cols.append(synthesize(src, swap_ws(mapping, src, images, views, *one)))
-            labels.append(f"{name} of {(a, b, c)[k]}")
+            cols.append(synthesize(src, swap_ws(mapping, src, images, views, *one[:3], light_from=one[3])))
+            labels.append(f"{name} of {(a, b, c, d)[k]}")
     if sum(p is not None for p in picks) > 1:
-        cols.append(synthesize(src, swap_ws(mapping, src, images, views, *picks)))
+        cols.append(synthesize(src, swap_ws(mapping, src, images, views, *picks[:3], light_from=picks[3])))
         labels.append("together")
     return np.stack([to_uint8(x) for x in cols], 1), labels
 
 
 def write_swap_figure(path: Path, mapping: NeuralMapping, src: Sources, images: torch.Tensor, views,
-                      a: int, b: int, c: int) -> Path:
-    """:func:`swap_grid` as a PNG at ``path``, cells enlarged 2x, rows numbered by photo. ``a``, ``b``, ``c``
-    (shape, texture and background from; -1: each photo its own) outside the photos are a :class:`UsageError`."""
+                      a: int, b: int, c: int, d: int = -1) -> Path:
+    """:func:`swap_grid` as a PNG at ``path``, cells enlarged 2x, rows numbered by photo. ``a``, ``b``, ``c``, ``d``
+    (shape, texture, background and light from; -1: each photo its own) outside the photos are a :class:`UsageError`,
+    and so is a light swap on a mapping without a light code."""
     from g3d.datasets import io as dsio
     from g3d.datasets.previews import grid
     from g3d.datasets.schema import encode_png
     from g3d.errors import UsageError
 
     n = len(images)
-    for name, k in (("--shape-from", a), ("--texture-from", b), ("--background-from", c)):
+    for name, k in (("--shape-from", a), ("--texture-from", b), ("--background-from", c), ("--light-from", d)):
         if not -1 <= k < n:
             raise UsageError(f"{name} {k}: there are {n} photos, so give 0..{n - 1} (or -1: each its own)")
-    cells, labels = swap_grid(mapping, src, images, views, a, b, c)
+    if d >= 0 and not mapping.has_light:
+        raise UsageError(f"--light-from {d}: this neural run has no light code (its inverse run was trained without --light); "
+                         "train the inverse run with --light and the neural run on it, or drop --light-from")
+    cells, labels = swap_grid(mapping, src, images, views, a, b, c, d)
     sheet = grid(np.repeat(np.repeat(cells, 2, 2), 2, 3), labels, [str(i) for i in range(n)])
     path.parent.mkdir(parents=True, exist_ok=True)
     dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))
@@ -156,12 +164,12 @@ def preview(path: Path, mapping: NeuralMapping, src: Sources, seed: int, n: int 
         images = synthesize(src, ws)
         nxt = [(i + 1) % n for i in range(n)]
         cols = [images, synthesize(src, swap_ws(mapping, src, images, views))]
-        for k in range(len(SOURCES)):
-            pick = [None, None, None]
+        for k in range(len(mapping.sources)):
+            pick = [None] * 4
             pick[k] = nxt
-            cols.append(synthesize(src, swap_ws(mapping, src, images, views, *pick)))
+            cols.append(synthesize(src, swap_ws(mapping, src, images, views, *pick[:3], light_from=pick[3])))
     finally:
         mapping.train(was)
-    sheet = grid(np.stack([to_uint8(x) for x in cols], 1), ["gan", "mapped", "shape+1", "tex+1", "bg+1"])
+    sheet = grid(np.stack([to_uint8(x) for x in cols], 1), ["gan", "mapped", "shape+1", "tex+1", "bg+1", "light+1"][: 2 + len(mapping.sources)])
     path.parent.mkdir(parents=True, exist_ok=True)
     dsio.write_bytes(path, encode_png(np.ascontiguousarray(sheet)))

@@ -19,6 +19,7 @@ import torch.nn as nn
 from g3d.errors import UsageError
 
 SOURCES = ("shape", "texture", "background")
+LIGHT = "light"  # the fourth source, where the inverse network predicts the light (g3d train --light)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,9 @@ class _ImageCode(nn.Module):
 class NeuralMapping(nn.Module):
     """camera [B, 4] (:func:`camera_features`), verts float [B, V, 3] (the predicted mesh), texture float
     [B, 3, T, T] in [0, 1], background float [B, 3, H, W] in [0, 1] (the photo, zero inside the predicted
-    mask) -> ws float [B, num_ws, w_dim].
+    mask) and, with ``light``, the predicted light float [B, 4] (unit direction towards it, ambient) -> ws
+    float [B, num_ws, w_dim]. With ``light`` the light is a fourth source (its own MLP and a row of the gate), so a
+    swap can move the light alone; :attr:`sources` names them in the order of :meth:`codes`.
 
     Outputs are offsets from the generator's average latent ``w_avg`` (float [w_dim]), so an untrained
     mapping answers the average car. ``gate``: "learned" (the softmax over ``gate_logits``), "uniform"
@@ -119,18 +122,20 @@ class NeuralMapping(nn.Module):
     row the evidence adds up over the row's w_dim dimensions (58)."""
 
     def __init__(self, layout: LatentLayout, n_verts: int, w_avg: torch.Tensor, hidden: int = 256, shape_modes: int = 8,
-                 gate_per: str = "row") -> None:
+                 gate_per: str = "row", light: bool = False) -> None:
         super().__init__()
         self.layout = layout
+        self.sources = SOURCES + ((LIGHT,) if light else ())
         C, P = layout.content_dim, layout.viewpoint_dim
         self.camera = _mlp(4, hidden, P)
         self.shape = _mlp(shape_modes, hidden, C)
         self.texture = _ImageCode(C, hidden)
         self.background = _ImageCode(C, hidden)
+        self.light = _mlp(4, hidden, C) if light else None
         if gate_per not in ("row", "dim"):
             raise UsageError(f"gate_per must be 'row' or 'dim', got {gate_per!r}")
         self.gate_per = gate_per
-        self.gate_logits = nn.Parameter(torch.zeros(len(SOURCES), len(layout.content_rows) if gate_per == "row" else C))
+        self.gate_logits = nn.Parameter(torch.zeros(len(self.sources), len(layout.content_rows) if gate_per == "row" else C))
         w_avg = torch.as_tensor(w_avg, dtype=torch.float32).reshape(-1)
         if w_avg.numel() != layout.w_dim:
             raise UsageError(f"the generator's w_avg has {w_avg.numel()} values but its ws rows {layout.w_dim}")
@@ -145,9 +150,9 @@ class NeuralMapping(nn.Module):
         self.register_buffer("ct_rows", torch.tensor(layout.content_rows), persistent=False)
 
     def gate(self, kind: str = "learned") -> torch.Tensor:
-        """Weights of shape, texture, background per content dimension, float [3, C] (columns sum to 1)."""
+        """Weights of each source (:attr:`sources`) per content dimension, float [S, C] (columns sum to 1)."""
         if kind == "uniform":
-            p = torch.full_like(self.gate_logits, 1.0 / len(SOURCES))
+            p = torch.full_like(self.gate_logits, 1.0 / len(self.sources))
         elif kind == "learned":
             p = torch.softmax(self.gate_logits, 0)
         else:
@@ -176,13 +181,23 @@ class NeuralMapping(nn.Module):
         """verts float [B, V, 3] -> the whitened principal-mode coordinates the shape MLP reads, float [B, shape_modes]."""
         return (verts.flatten(1) - self.verts_mean) @ self.modes
 
-    def codes(self, verts: torch.Tensor, texture: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """Content codes of the three sources, float [3, B, C]."""
+    @property
+    def has_light(self) -> bool:
+        return self.light is not None
+
+    def codes(self, verts: torch.Tensor, texture: torch.Tensor, background: torch.Tensor, light: torch.Tensor | None = None) -> torch.Tensor:
+        """Content codes of the sources, float [S, B, C] (S = 3, or 4 with the light float [B, 4], which a light
+        mapping needs)."""
         shape_in = self.shape_input(verts)
-        return torch.stack([self.shape(shape_in), self.texture(texture), self.background(background)])
+        out = [self.shape(shape_in), self.texture(texture), self.background(background)]
+        if self.light is not None:
+            if light is None:
+                raise ValueError("this mapping has a light code: pass the predicted light")
+            out.append(self.light(light))
+        return torch.stack(out)
 
     def assemble(self, camera: torch.Tensor, codes: torch.Tensor, gate: str = "learned") -> torch.Tensor:
-        """ws float [B, num_ws, w_dim] from camera [B, 4] and source codes [3, B, C] (each source's code may
+        """ws float [B, num_ws, w_dim] from camera [B, 4] and source codes [S, B, C] (each source's code may
         come from a different photo: that is a swap)."""
         L = self.layout
         B = camera.shape[0]
@@ -193,5 +208,5 @@ class NeuralMapping(nn.Module):
         return ws
 
     def forward(self, camera: torch.Tensor, verts: torch.Tensor, texture: torch.Tensor, background: torch.Tensor,
-                gate: str = "learned") -> torch.Tensor:
-        return self.assemble(camera, self.codes(verts, texture, background), gate)
+                light: torch.Tensor | None = None, gate: str = "learned") -> torch.Tensor:
+        return self.assemble(camera, self.codes(verts, texture, background, light), gate)

@@ -58,6 +58,11 @@ class Sources:
         return int(self.codes.shape[0])
 
     @property
+    def has_light(self) -> bool:
+        """Whether the inverse-graphics network predicts the light (trained with --light): the mapping then has a light code."""
+        return getattr(self.inverse, "light_head", None) is not None
+
+    @property
     def has_head(self) -> bool:
         """Whether the inverse-graphics network predicts the camera (trained with --camera-head)."""
         return getattr(self.inverse, "camera_head", None) is not None
@@ -230,13 +235,22 @@ def synthesize(src: Sources, ws: torch.Tensor) -> torch.Tensor:
 def read_image(src: Sources, images: torch.Tensor, cams):
     """What the mapping reads from photos taken with cameras ``cams`` (:class:`ImageCameras`, or dataset view ids
     int64 [B]): (camera features [B, 4], verts [B, V, 3], texture [B, 3, T, T], background [B, 3, H, W], mask
-    float [B, 1, H, W]). The background is the photo with the predicted mesh's silhouette (rendered at the
-    photo's camera) blacked out."""
+    float [B, 1, H, W], light float [B, 4] or None). The background is the photo with the predicted mesh's silhouette
+    (rendered at the photo's camera) blacked out; the light (a ``--light`` inverse run's: the unit direction towards
+    it in the object frame, then the ambient) is None where the inverse network predicts none."""
     cams = as_cameras(src, cams)
-    verts, tex, _ = src.inverse(images)
+    light = None
+    if src.has_light:
+        from g3d.train.light import head_to_light
+
+        verts, tex, _, _, raw = src.inverse.split(src.inverse(images, with_light=True), False, True)
+        direction, ambient = head_to_light(raw)
+        light = torch.cat([direction, ambient[:, None]], 1)
+    else:
+        verts, tex, _ = src.inverse(images)
     out = render(verts.float(), src.tpl.faces, cams.K, cams.R, cams.t, src.H, src.W, silhouette=False)
     mask = out.fragments.mask[:, None].float()
-    return cams.features, verts, tex, images * (1 - mask), mask
+    return cams.features, verts, tex, images * (1 - mask), mask, light
 
 
 def load_sources(inverse_run: str | Path, generator: str = "builtin", device: str = "cpu") -> Sources:
@@ -299,4 +313,5 @@ def load_sources(inverse_run: str | Path, generator: str = "builtin", device: st
 
 def build_mapping(src: Sources, hidden: int, shape_modes: int = 8, gate_per: str = "row") -> NeuralMapping:
     """A fresh (uncalibrated) mapping network for ``src``'s latent layout and template."""
-    return NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg.reshape(-1)[: src.layout.w_dim], hidden, shape_modes, gate_per)
+    return NeuralMapping(src.layout, src.tpl.verts.shape[0], src.G.w_avg.reshape(-1)[: src.layout.w_dim], hidden, shape_modes, gate_per,
+                         light=src.has_light)

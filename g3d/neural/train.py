@@ -117,8 +117,8 @@ def _mapped(mapping: NeuralMapping, src: Sources, images: torch.Tensor, ws: torc
     picks, per row, the source that carries that row best. Trained through the blend instead, the codes
     co-adapt to whatever the gate does, and on the built-in generator the shape leaked into paint and
     background (shape-swap leakage ratio 1.7 against 58, bench/README.md). ``source_weight`` 0: the blend alone trains everything."""
-    cam, verts, tex, bg, _ = read_image(src, images, views)
-    codes = mapping.codes(verts, tex, bg)
+    cam, verts, tex, bg, _, light = read_image(src, images, views)
+    codes = mapping.codes(verts, tex, bg, light)
     if source_weight > 0:
         content = (ws[:, mapping.ct_rows] - mapping.w_avg).flatten(1)
         own = ((codes - content[None]) ** 2).mean()
@@ -148,7 +148,7 @@ def stage2_loss(mapping: NeuralMapping, src: Sources, ws: torch.Tensor, views: t
         images = synthesize(src, ws)
         cams = cameras_for(src, ws, views, images)
     ws_hat, latent, own, (verts, tex, bg) = _mapped(mapping, src, images, ws, cams, source_weight)
-    _, verts2, tex2, bg2, _ = read_image(src, synthesize(src, ws_hat), cams)
+    _, verts2, tex2, bg2, _, _ = read_image(src, synthesize(src, ws_hat), cams)
     ent = mapping.gate_entropy()
     c_shape = F.mse_loss(verts2, verts)
     c_tex = F.l1_loss(tex2, tex)

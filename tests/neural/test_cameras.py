@@ -80,8 +80,8 @@ def test_cameras_between_views_are_the_generators_truth():
     assert torch.equal(cams.R[on], src.R[ids[on]]) and torch.equal(cams.ids, ids)
     # The predicted silhouette of an image between the views is rendered at that image's own camera.
     img = synthesize(src, ws)
-    _, _, _, _, mask = read_image(src, img, cams)
-    _, _, _, _, wrong = read_image(src, img, src.at_views(ids.clamp(min=0)))
+    mask = read_image(src, img, cams)[4]
+    wrong = read_image(src, img, src.at_views(ids.clamp(min=0)))[4]
     off = ~on
     assert not torch.equal(mask[off], wrong[off]) and torch.equal(mask[on], wrong[on])
 

@@ -91,7 +91,8 @@ def test_mapping_shapes_dtypes_gate_and_determinism():
     ws, views = draw_latents(src, seed=0, step=0, batch=4)
     img = synthesize(src, ws)
     assert img.shape == (4, 3, 16, 16) and img.dtype == torch.float32 and 0 <= float(img.min()) <= float(img.max()) <= 1
-    cam, verts, tex, bg, mask = read_image(src, img, views)
+    cam, verts, tex, bg, mask, light = read_image(src, img, views)
+    assert light is None  # an inverse network without a light head
     out = m(cam, verts, tex, bg)
     assert out.shape == (4, G.num_ws, G.w_dim) and out.dtype == torch.float32
     assert torch.equal(out, mapping_for(src)(cam, verts, tex, bg))  # same seed, same network, same answer
@@ -174,7 +175,7 @@ def test_stage_one_loss_terms_add_up_and_each_source_learns_whatever_the_gate():
     assert torch.allclose(total, terms["latent"] + 2.0 * terms["sources"] + 0.5 * terms["entropy"])
     # "sources": each source's code against the content part of ws (offsets from w_avg), by hand.
     with torch.no_grad():
-        cam, verts, tex, bg, _ = read_image(src, synthesize(src, ws), views)
+        cam, verts, tex, bg, _, _ = read_image(src, synthesize(src, ws), views)
         codes = m.codes(verts, tex, bg)
         rows = list(src.layout.content_rows)
         want = ((codes - (ws[:, rows] - m.w_avg).flatten(1)[None]) ** 2).mean()
