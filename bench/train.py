@@ -284,6 +284,30 @@ def random_views(run: Path, out: Path, samples: int = 300, views: int = 6):
     return rep
 
 
+def between_camera_errors(run: Path, data: Path) -> str:
+    """A --between dataset's cameras against the generator's truth (after the best similarity, over every image), the
+    frozen views' images apart from the interpolated ones, and how far training moved each (the run's per-image
+    refinement): one line."""
+    from g3d.datasets.cameras import read_cameras, read_true_cameras
+    from g3d.datasets.manifest import read_manifest
+    from g3d.sfm.align import compare_cameras
+    from g3d.train.loop import load_run
+
+    man = read_manifest(data)
+    cams, truth = read_cameras(data, man), read_true_cameras(data, man)
+    ok = cams.usable
+    e = compare_cameras(cams.R[ok], cams.t[ok], float(cams.K[0, 0, 0]), truth.R[ok], truth.t[ok], float(truth.K[0, 0, 0])).rotation_deg
+    between = (cams.view_ids >= man.frozen_views)[ok]
+    _, _, vc, _, _ = load_run(run)
+    moved = np.rad2deg((vc.freedom[:, None] * vc.dw.detach()).norm(dim=1).numpy())
+    mb = moved[cams.view_ids >= man.frozen_views]
+    mf = moved[cams.view_ids < man.frozen_views]
+    q = lambda x: " / ".join(f"{v:.1f}" for v in np.percentile(x, [50, 90, 99, 100]))  # noqa: E731
+    return (f"cameras per image against the truth (median / 90th / 99th pct / worst, deg): frozen views' images {q(e[~between])}, "
+            f"interpolated {q(e[between])}; moved by training: interpolated {np.median(mb):.2f} median, {mb.max():.2f} at most, "
+            f"frozen {np.median(mf):.2f} / {mf.max():.2f}")
+
+
 def same_cars_training_views(run: Path, data: Path, out: Path, random_rep, samples: int = 300) -> None:
     """The random-view test set's held-out cars (seed 7, the last fifth) photographed from the run's training viewpoints
     (g3d synth --viewpoints DATA/viewpoints.parquet, only their shard): the gap to the random-view figures of the same
@@ -606,6 +630,8 @@ def main() -> None:
                 e = camera_errors(Path(tmp) / "run", data)
                 print(f"  sfm-init cameras against the truth (after the best similarity): rotation error median / max "
                       f"{e[0]:.1f} / {e[1]:.1f} deg as solved, {e[2]:.1f} / {e[3]:.1f} deg as training left them")
+                if args.between:
+                    print("  " + between_camera_errors(Path(tmp) / "run", data))
             if args.picture:
                 picture(Path(tmp) / "run", data, args.picture)
         if args.new_views and (Path(tmp) / "run" / "checkpoints" / "last.pt").is_file():

@@ -85,6 +85,24 @@ BETWEEN_STREAM = 4  # the random stream of ``--between`` images' neighbour pairs
 BETWEEN_NEIGHBOURS = 3  # a between image's second view is one of its first view's this many nearest codes
 
 
+@torch.no_grad()
+def probe_descriptors(G, codes: torch.Tensor, layers: tuple[int, ...], seed: int = 0, truncation_psi: float = 0.7, probes: int = 2,
+                      chunk: int = 16, progress=None) -> np.ndarray:
+    """float64 [n, probes * D]: what codes float [n, L, w_dim] look like, as the proposal compares them: the run's
+    ``probes`` probe objects (random stream 2) rendered under each code, ``chunk`` codes a generator call, each image as a
+    small mean-free greyscale descriptor. ``progress``: optional callable(advance) per chunk."""
+    z_p = torch.stack([seeded_z(seed, i, G.z_dim, stream=2) for i in range(probes)]).to(G.device)
+    probe_ws = G.mapping(z_p, truncation_psi=truncation_psi)
+    out = []
+    for lo in range(0, len(codes), chunk):
+        part = codes[lo : lo + chunk]
+        img = G.synthesis(mix(probe_ws, part, layers), noise_mode="const")  # probe-major
+        out.append(_descriptor(img.float()).view(probes, len(part), -1).permute(1, 0, 2).reshape(len(part), -1).cpu())
+        if progress is not None:
+            progress(len(part))
+    return torch.cat(out).double().numpy()
+
+
 BETWEEN_CANDIDATES = 8  # the most alike views tried as a view's neighbours
 BETWEEN_MIDPOINT = 0.75  # a neighbour's blend at t = 0.5 must look at least this much closer to each end than the ends to each other
 
@@ -102,17 +120,7 @@ def code_neighbours(G, codes: np.ndarray, layers: tuple[int, ...], seed: int = 0
     ``codes`` float [V, L, w_dim]."""
     V = len(codes)
     c = torch.as_tensor(np.asarray(codes), dtype=torch.float32, device=G.device)
-    z_p = torch.stack([seeded_z(seed, i, G.z_dim, stream=2) for i in range(probes)]).to(G.device)
-    probe_ws = G.mapping(z_p, truncation_psi=truncation_psi)
-
-    def describe(cs: torch.Tensor) -> np.ndarray:  # [n, L, w_dim] -> float64 [n, D]
-        out = []
-        for lo in range(0, len(cs), 16):
-            part = cs[lo : lo + 16]
-            img = G.synthesis(mix(probe_ws, part, layers), noise_mode="const")  # probe-major
-            out.append(_descriptor(img.float()).view(probes, len(part), -1).permute(1, 0, 2).reshape(len(part), -1).cpu())
-        return torch.cat(out).double().numpy()
-
+    describe = lambda cs: probe_descriptors(G, cs, layers, seed, truncation_psi, probes)  # noqa: E731
     d = describe(c)
     D = np.sqrt(((d[:, None] - d[None]) ** 2).sum(-1))
     np.fill_diagonal(D, np.inf)
@@ -136,8 +144,6 @@ def between_views(neighbours: np.ndarray, seed: int, sample_ids, between: int) -
     A pure function of (run seed, sample, k) and the neighbours. Returns ``sample_id`` int64, ``view_id`` int32,
     ``view_a``, ``view_b`` int32, ``t`` float64, each [len(sample_ids) * between], sample-major."""
     V = len(neighbours)
-    if V < 2:
-        raise UsageError(f"--between needs at least 2 frozen views to interpolate between, got --views {V}")
     nb = np.asarray(neighbours, np.int64)
     has = np.flatnonzero((nb >= 0).any(axis=1))  # views with a neighbour
     if not len(has):
@@ -257,18 +263,7 @@ def propose(
     z_c = torch.stack([seeded_z(seed, i, G.z_dim, stream=1) for i in range(M)]).to(dev)
     cand_ws = G.mapping(z_c, truncation_psi=truncation_psi)
     codes = cand_ws[:, list(layers)]  # [M, L, w_dim]
-    z_p = torch.stack([seeded_z(seed, i, G.z_dim, stream=2) for i in range(probes)]).to(dev)
-    probe_ws = G.mapping(z_p, truncation_psi=truncation_psi)
-    descs = []
-    for lo in range(0, M, max(1, batch_size // probes)):
-        hi = min(M, lo + max(1, batch_size // probes))
-        ws = mix(probe_ws, codes[lo:hi], layers)  # [probes * (hi-lo)], probe-major
-        img = G.synthesis(ws, noise_mode="const")
-        d = _descriptor(img.float()).view(probes, hi - lo, -1).permute(1, 0, 2).reshape(hi - lo, -1)
-        descs.append(d.cpu())
-        if progress is not None:
-            progress(hi - lo)
-    desc = torch.cat(descs).double().numpy()
+    desc = probe_descriptors(G, codes, layers, seed, truncation_psi, probes, max(1, batch_size // probes), progress)
     chosen = farthest_points(desc, views)
     order = short_path(desc[chosen])
     picked = [chosen[i] for i in order]

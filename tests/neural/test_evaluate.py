@@ -28,33 +28,21 @@ def test_group_moves_are_mean_spread_units_per_group():
     assert m["paint"] == pytest.approx([0.0, 0.0]) and m["background"] == pytest.approx([0.0, 0.0])
 
 
-def test_builtin_parameter_groups_are_what_each_row_group_sets():
-    """A swap of the true latents' paint rows moves paint parameters only: the groups name what each
-    row group of the built-in generator decodes to (so the leakage ratio has an exact ceiling)."""
-    from g3d.synth.builtin import PAINT_ROWS, BuiltinGenerator
-
-    G = BuiltinGenerator(resolution=32)
-    ws = G.mapping(torch.randn(4, 64, generator=torch.Generator().manual_seed(0)), 0.7)
-    sw = ws.clone()
-    sw[:, list(PAINT_ROWS)] = ws.roll(1, 0)[:, list(PAINT_ROWS)]
-    a = {k: v.double().numpy() for k, v in G.parameters_of(ws).items()}
-    b = {k: v.double().numpy() for k, v in G.parameters_of(sw).items()}
-    m = group_moves(a, b, {k: 1.0 for k in a})
-    assert m["paint"].min() > 0 and m["shape"].max() == 0 and m["background"].max() == 0
-
-
-def test_the_light_group_is_what_the_light_rows_set():
-    """With a light code the light is a group of its own (LIGHT_GROUPS): a swap of the true latents' light rows moves
-    the light parameters and nothing else, so a light swap's leakage ratio has an exact ceiling too."""
+@pytest.mark.parametrize("rows, group, with_light", [("PAINT_ROWS", "paint", False), ("LIGHT_ROWS", "light", True)])
+def test_builtin_parameter_groups_are_what_each_row_group_sets(rows, group, with_light):
+    """A swap of the true latents' paint (or light) rows moves that group's parameters only: the groups name what
+    each row group of the built-in generator decodes to (so the leakage ratio has an exact ceiling). With a light code
+    the light is a group of its own (LIGHT_GROUPS); without one the three groups stay as they were."""
+    import g3d.synth.builtin as builtin
     from g3d.neural.evaluate import LIGHT_GROUPS
-    from g3d.synth.builtin import LIGHT_ROWS, BuiltinGenerator
 
-    G = BuiltinGenerator(resolution=32)
+    G = builtin.BuiltinGenerator(resolution=32)
     ws = G.mapping(torch.randn(4, 64, generator=torch.Generator().manual_seed(0)), 0.7)
     sw = ws.clone()
-    sw[:, list(LIGHT_ROWS)] = ws.roll(1, 0)[:, list(LIGHT_ROWS)]
+    r = list(getattr(builtin, rows))
+    sw[:, r] = ws.roll(1, 0)[:, r]
     a = {k: v.double().numpy() for k, v in G.parameters_of(ws).items()}
     b = {k: v.double().numpy() for k, v in G.parameters_of(sw).items()}
-    m = group_moves(a, b, {k: 1.0 for k in a}, LIGHT_GROUPS)
-    assert m["light"].min() > 0 and all(m[g].max() == 0 for g in ("shape", "paint", "background"))
-    assert "light" not in group_moves(a, b, {k: 1.0 for k in a})  # without a light code: the three groups as before
+    m = group_moves(a, b, {k: 1.0 for k in a}, LIGHT_GROUPS if with_light else None)
+    assert m[group].min() > 0 and all(m[g].max() == 0 for g in m if g != group)
+    assert ("light" in m) == with_light
