@@ -32,12 +32,21 @@ CUTOFF = -math.log(1e-7)  # d^2 / sigma beyond which a face's contribution is ne
 @dataclass
 class Lighting:
     """Ambient plus one directional light (world-space direction *towards* the light): shade = ambient +
-    diffuse * max(0, n . direction). One light for the batch (floats and a 3-tuple), or one per image
-    (``ambient``, ``diffuse`` float [B], ``direction`` float [B, 3]; differentiable)."""
+    diffuse * max(0, n . direction), and, where ``specular`` > 0, a white Blinn-Phong highlight added on top:
+    colour = texture * shade + specular * max(0, n . h) ** shininess, h the unit half-vector between the light and
+    the direction to the camera (the built-in generator's material model, smooth normals here). One light for the
+    batch (floats and a 3-tuple), or one per image (``ambient``, ``diffuse``, ``specular``, ``shininess`` float [B],
+    ``direction`` float [B, 3]; differentiable)."""
 
     ambient: float | torch.Tensor = 0.5
     diffuse: float | torch.Tensor = 0.5
     direction: tuple[float, float, float] | torch.Tensor = (0.3, 0.8, 0.5)
+    specular: float | torch.Tensor = 0.0
+    shininess: float | torch.Tensor = 16.0
+
+    @property
+    def has_specular(self) -> bool:
+        return torch.is_tensor(self.specular) or float(self.specular) > 0
 
 
 @dataclass
@@ -141,7 +150,7 @@ def render(
     vert_colors: torch.Tensor | None = None,  # float [B, V, C] per-vertex colours, or
     face_uvs: torch.Tensor | None = None,  # float [F, 3, 2] UV of each face corner in [0, 1] (u wraps)
     texture: torch.Tensor | None = None,  # float [B, C, Ht, Wt] UV map sampled at face_uvs
-    lighting: Lighting | None = None,  # Lambertian shading with interpolated vertex normals
+    lighting: Lighting | None = None,  # Lambertian shading (and a highlight) with interpolated vertex normals
     sigma: float = SIGMA,
     silhouette: bool = True,  # compute the soft silhouette (else alpha = hard mask)
 ) -> RenderOutput:
@@ -176,10 +185,18 @@ def render(
         n = n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         ldir = torch.as_tensor(lighting.direction, dtype=verts.dtype, device=verts.device).reshape(-1, 3)
         ldir = (ldir / ldir.norm(dim=-1, keepdim=True).clamp(min=1e-12)).expand(B, 3)
-        amb, dif = (torch.as_tensor(x, dtype=verts.dtype, device=verts.device).reshape(-1).expand(B).view(B, 1, 1)
-                    for x in (lighting.ambient, lighting.diffuse))
+        per_image = lambda x: torch.as_tensor(x, dtype=verts.dtype, device=verts.device).reshape(-1).expand(B).view(B, 1, 1)  # noqa: E731
+        amb, dif = per_image(lighting.ambient), per_image(lighting.diffuse)
         shade = amb + dif * (n * ldir.view(B, 1, 1, 3)).sum(-1).clamp(min=0)
         color = color * shade[..., None]
+        if lighting.has_specular:  # the half-vector needs each pixel's surface point and the camera's centre
+            point = (verts[bidx, tri] * bary[..., None]).sum(-2)  # [B, H, W, 3] object frame
+            centre = -torch.einsum("bji,bj->bi", R, t)  # [B, 3]
+            view = centre.view(B, 1, 1, 3) - point
+            half = view / view.norm(dim=-1, keepdim=True).clamp(min=1e-12) + ldir.view(B, 1, 1, 3)
+            half = half / half.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            ndh = (n * half).sum(-1).clamp(min=1e-6)  # > 0: the power's gradient in the shininess stays finite
+            color = color + (per_image(lighting.specular) * ndh.pow(per_image(lighting.shininess)))[..., None]
     image = (color * mask[..., None].to(color.dtype)).permute(0, 3, 1, 2)
     if silhouette:
         alpha = soft_silhouette(uvz, faces, mask, sigma)[:, None]

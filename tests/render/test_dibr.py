@@ -155,3 +155,40 @@ def test_per_image_lighting_matches_one_light_each_and_carries_gradients():
     assert not torch.allclose(both.image[0], both.image[1])
     both.image.sum().backward()
     assert dirs.grad.abs().sum() > 0 and amb.grad.abs().sum() > 0
+
+
+def test_specular_highlight_sits_where_the_normal_meets_the_half_vector_and_learns():
+    """Blinn-Phong on a sphere: the highlight (the render with it less the render without) peaks at the pixel whose
+    surface normal is the half-vector between the light and the camera, it is exactly 0 with strength 0, and the
+    strength and the shininess get gradients (the light head predicts one, the network learns the other)."""
+    tpl = build_template(4)
+    size, dist, r = 96, 3.0, 0.8
+    K, R, t = _camera(az=0.0, el=0.0, dist=dist, size=size)
+    verts = tpl.verts[None] * r
+    white = torch.full((1, tpl.verts.shape[0], 3), 0.5)
+    light = (1.0, 0.3, 0.2)
+    lam = render(verts, tpl.faces, K, R, t, size, size, vert_colors=white, lighting=Lighting(0.3, 0.7, light), silhouette=False)
+    zero = render(verts, tpl.faces, K, R, t, size, size, vert_colors=white, lighting=Lighting(0.3, 0.7, light, specular=0.0), silhouette=False)
+    assert torch.equal(lam.image, zero.image)
+    ks = torch.tensor([0.6], requires_grad=True)
+    p = torch.tensor([40.0], requires_grad=True)
+    spec = render(verts, tpl.faces, K, R, t, size, size, vert_colors=white, lighting=Lighting(0.3, 0.7, light, specular=ks, shininess=p),
+                  silhouette=False)
+    hi = (spec.image - lam.image)[0, 0].detach()
+    assert torch.allclose(spec.image[0, 0] - lam.image[0, 0], spec.image[0, 2] - lam.image[0, 2])  # white
+    assert 0.5 < hi.max() <= 0.6 + 1e-5 and hi[~lam.fragments.mask[0]].abs().max() == 0
+    # where the normal is the half-vector: the sphere point r * h seen by the camera (centre (0, 0, dist), nearly)
+    centre = -R[0].T @ t[0]
+    l = torch.tensor(light) / torch.tensor(light).norm()
+    v = centre / centre.norm()
+    h = (l + v) / (l + v).norm()
+    for _ in range(3):  # the view direction from the point itself
+        v = (centre - r * h) / (centre - r * h).norm()
+        h = (l + v) / (l + v).norm()
+    uvz = project_vertices((R[0] @ (r * h) + t[0])[None, None], K)[0, 0]
+    y, x = np.unravel_index(int(hi.argmax()), hi.shape)
+    assert abs(x + 0.5 - float(uvz[0])) < 2.0 and abs(y + 0.5 - float(uvz[1])) < 2.0
+    # a swapped half-vector (light and camera mirrored in x) would put it on the other side of the centre
+    assert (x + 0.5 - size / 2) * (float(uvz[0]) - size / 2) > 0
+    spec.image.sum().backward()
+    assert ks.grad.abs() > 0 and p.grad.abs() > 0 and torch.isfinite(p.grad).all()
