@@ -11,7 +11,16 @@ generator's light rows alone resampled, car and camera held. For each run:
   runs without light: their texture as it is, and shaded by B's light), against the generator's photo B, colour L1
   in the true mask; beside the same for photo A itself (no relighting: the floor of what the texture can show).
 
+With ``--ceiling`` (no run needed) it measures, with no network, how far each light model can take a photo back to
+its albedo when it is handed the true car and the true light: the generator's own per-pixel albedo, shading, highlight
+and normals (:meth:`g3d.synth.builtin.BuiltinGenerator.shading_truth`) for new cars at random viewpoints, each under
+two lights. The albedo a model reads from a photo is the photo divided by the model's shading (Lambertian: ambient plus
+one direction; Blinn-Phong: the same less the highlight; SH9: the 9 spherical-harmonic coefficients that best explain
+the photo, least squares over the car), scored by the same colour L1 in the mask as above, beside the photo itself
+(a baked texture).
+
     python bench/light.py RUN [RUN ...] [--cars 32] [--views 6] [--threads 1] [--picture docs/light_car.png]
+    python bench/light.py --ceiling [--cars 128] [--resolution 64]
 """
 
 from __future__ import annotations
@@ -54,12 +63,14 @@ def light_pairs(dataset: Path, cars: int, views: int, seed: int = 7):
     return (img_a + 1) / 2, (img_b + 1) / 2, ta, tb
 
 
-def _lighting(truth):
+def _lighting(truth, specular=None, shininess=None):
+    """The true lights of ``truth``'s images, with a run's predicted material (``specular`` float [N], ``shininess``)
+    where it has one."""
     from g3d.train.light import light_direction, lighting_of
 
     e = truth.extra
     d = torch.tensor(light_direction(e["light_azimuth_deg"], e["light_elevation_deg"]), dtype=torch.float32)
-    return lighting_of(d, torch.tensor(e["ambient"], dtype=torch.float32))
+    return lighting_of(d, torch.tensor(e["ambient"], dtype=torch.float32), specular, shininess)
 
 
 @torch.no_grad()
@@ -68,7 +79,7 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
 
     from g3d.render.dibr import render
     from g3d.train.evaluate import light_figures
-    from g3d.train.light import head_to_light, light_direction
+    from g3d.train.light import head_to_light, head_to_specular, light_direction
     from g3d.train.loop import load_run
 
     cfg, model, _, tpl, _ = load_run(run)
@@ -95,14 +106,17 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
     n = len(a)
     shift = torch.roll(torch.arange(n), 7)
     lines = [f"{run}: {'light head' if cfg.light else 'no light'}"
-             + (f", albedo weight {cfg.albedo_weight}" if cfg.light else "")]
+             + (f", albedo weight {cfg.albedo_weight}" if cfg.light else "")
+             + (f", material term (shininess {model.shininess.item():.1f})" if cfg.light and model.shininess is not None else "")]
     lines.append(f"  albedo consistency (colour L1 in the mask, the same car and view under two lights) {in_mask(flat_a.image, flat_b.image, both):.4f}"
                  f" | another car's {in_mask(flat_a.image, flat_b.image[shift], both * both[shift]):.4f}")
     lb = _lighting(tb)
     m = mask.float()
     if cfg.light:
-        relit = draw(tex_a, lb).image
-        own = draw(tex_a, _lighting(ta)).image
+        spec = head_to_specular(outs_a[-1].float())  # A's material, under either light
+        shin = None if model.shininess is None else model.shininess.item()
+        relit = draw(tex_a, _lighting(tb, spec, shin)).image
+        own = draw(tex_a, _lighting(ta, spec, shin)).image
         d, amb = head_to_light(outs_a[-1].float())
         e = ta.extra
         f = light_figures(d.double().numpy(), amb.double().numpy(), light_direction(e["light_azimuth_deg"], e["light_elevation_deg"]),
@@ -133,6 +147,7 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     from g3d.render.dibr import render
     from g3d.synth.builtin import LIGHT_ROWS, BuiltinGenerator
     from g3d.synth.viewpoints import load_viewpoints
+    from g3d.train.light import head_to_specular
     from g3d.train.loop import load_run
 
     cfg, model, _, tpl, _ = load_run(run)
@@ -150,7 +165,10 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     img = (img + 1) / 2
     S = cfg.resolution
     photo = F.interpolate(img[:1], size=(S, S), mode="area")
-    verts, tex = model(photo)[:2]
+    outs = model(photo, with_light=cfg.light)
+    verts, tex = outs[:2]
+    spec = head_to_specular(outs[-1].float()) if cfg.light else None
+    shin = None if model.shininess is None else model.shininess.item()
     scale = S / img.shape[-1]
     K = torch.tensor(truth.K[:1], dtype=torch.float32) * torch.tensor([scale, scale, 1.0])[:, None]
     R, t = torch.tensor(truth.R[:1], dtype=torch.float32), torch.tensor(truth.t[:1], dtype=torch.float32)
@@ -162,7 +180,7 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     for k in range(1, 1 + lights):
         from g3d.train.light import lighting_of
 
-        lk = lighting_of(light.direction[k:k + 1], light.ambient[k:k + 1]) if cfg.light else None
+        lk = lighting_of(light.direction[k:k + 1], light.ambient[k:k + 1], spec, shin) if cfg.light else None
         o = render(verts, tpl.faces, K, R, t, S, S, face_uvs=tpl.face_uvs, texture=tex, lighting=lk, silhouette=False)
         top.append(up(img[k]))
         bottom.append(up(o.image[0] * o.fragments.mask[0] + photo[0] * ~o.fragments.mask[0]))
@@ -172,9 +190,81 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     print(f"picture: {path}")
 
 
+def sh9(normals: torch.Tensor) -> torch.Tensor:
+    """The 9 real spherical harmonics (bands 0-2, without their constant factors) of unit normals float [..., 3] ->
+    float [..., 9]. Any light up to band 2 shades a Lambertian surface as their weighted sum."""
+    x, y, z = normals.unbind(-1)
+    return torch.stack([torch.ones_like(x), x, y, z, x * y, y * z, z * x, x * x - y * y, 3 * z * z - 1], -1)
+
+
+CEILING_MODELS = {"lambert": "Lambertian (ambient + one direction, the true light)",
+                  "phong": "Blinn-Phong (the same + the true highlight)", "sh9": "SH9 (the best 9 coefficients per photo)"}
+
+
+@torch.no_grad()
+def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float, float]]:
+    """Albedo consistency and relighting (colour L1) of each light model handed the truth (see the module docstring):
+    {"baked" and each of :data:`CEILING_MODELS`: (consistency, relighting)}."""
+    from g3d.synth.builtin import LIGHT_ROWS, BuiltinGenerator
+
+    G = BuiltinGenerator(resolution=resolution)
+    g = torch.Generator().manual_seed(seed)
+    ws_a = G.mapping(torch.randn(cars, G.z_dim, generator=g), 1.0)
+    other = G.mapping(torch.randn(cars, G.z_dim, generator=g), 1.0)
+    ws_b = ws_a.clone()
+    ws_b[:, list(LIGHT_ROWS)] = other[:, list(LIGHT_ROWS)]  # the same car and camera under another light
+    A, B = G.shading_truth(ws_a), G.shading_truth(ws_b)
+    m = ((A["cover"] > 0.999) & (B["cover"] > 0.999)).float()  # pixels wholly on the car in both
+
+    def l1(x, y):
+        return float(((x - y).abs() * m).sum() / (3 * m.sum()))
+
+    def sh_fit(T):  # float [N, 1, H, W]: the SH9 shading that best explains the photo, given the true albedo and normals
+        Y = sh9(T["normal"].permute(0, 2, 3, 1))  # [N, H, W, 9]
+        X = (T["albedo"].permute(0, 2, 3, 1)[..., None] * Y[..., None, :]) * m.permute(0, 2, 3, 1)[..., None]  # [N, H, W, 3, 9]
+        y = T["image"].permute(0, 2, 3, 1) * m.permute(0, 2, 3, 1)
+        c = torch.linalg.lstsq(X.reshape(cars, -1, 9).double(), y.reshape(cars, -1, 1).double()).solution.float()  # [N, 9, 1]
+        return (Y @ c[:, None]).permute(0, 3, 1, 2)
+
+    def albedo(T, model):
+        if model == "lambert":
+            return T["image"] / T["shade"].clamp(min=1e-3)
+        if model == "phong":
+            return (T["image"] - T["specular"]) / T["shade"].clamp(min=1e-3)
+        return T["image"] / sh_fit(T).clamp(min=1e-3)
+
+    def shaded(alb, T, model):  # an albedo under T's light, as the model draws it
+        if model == "lambert":
+            return (alb * T["shade"]).clamp(0, 1)
+        if model == "phong":
+            return (alb * T["shade"] + T["specular"]).clamp(0, 1)
+        return (alb * sh_fit(T)).clamp(0, 1)
+
+    baked = l1(A["image"], B["image"])
+    out = {"baked": (baked, baked)}
+    for model in CEILING_MODELS:
+        aa, ab = albedo(A, model), albedo(B, model)
+        out[model] = (l1(aa, ab), l1(shaded(aa, B, model), B["image"]))
+    return out
+
+
+def ceiling_lines(figs: dict[str, tuple[float, float]], cars: int, resolution: int) -> list[str]:
+    baked = figs["baked"][0]
+    lines = [f"ceiling: {cars} new cars at random viewpoints, {resolution} px, each under two lights (light rows resampled); "
+             f"the true car and the true light, no network; colour L1 over the pixels wholly on the car",
+             f"  baked (the photo as its own texture): albedo consistency {baked:.4f}, relighting (photo A for photo B) {baked:.4f}"]
+    for model, name in CEILING_MODELS.items():
+        cons, rel = figs[model]
+        lines.append(f"  {name}: albedo consistency {cons:.4f} ({baked / max(cons, 1e-9):.1f}x below the baked), "
+                     f"relighting {rel:.4f} ({100 * (1 - rel / baked):.0f}% below the baked)")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="g3d train runs on one built-in dataset (with and without --light)")
+    ap.add_argument("runs", nargs="*", type=Path, help="g3d train runs on one built-in dataset (with and without --light)")
+    ap.add_argument("--ceiling", action="store_true", help="also measure each light model handed the truth, no network (no run needed)")
+    ap.add_argument("--resolution", type=int, default=64, help="with --ceiling: the photos' side")
     ap.add_argument("--cars", type=int, default=32)
     ap.add_argument("--views", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
@@ -182,6 +272,15 @@ def main() -> None:
                     help="also write one new car under 4 new lights, the generator's renders beside the first run's answer (PNG)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.ceiling:
+        t0 = time.perf_counter()
+        for line in ceiling_lines(ceiling(args.cars, args.resolution), args.cars, args.resolution):
+            print(line, flush=True)
+        print(f"  ({time.perf_counter() - t0:.0f} s)")
+    if not args.runs:
+        if not args.ceiling:
+            ap.error("give one or more runs, or --ceiling")
+        return
     import json
 
     dataset = Path(json.loads((args.runs[0] / "config.json").read_text())["folder"])

@@ -569,8 +569,11 @@ class BuiltinGenerator(Generator):
         is_ground = (dy < 0)[..., None]
         return torch.where(is_ground, gcol, sky).clamp(0.0, 1.0)
 
-    def _shade(self, prm, mesh: Mesh, frags, R, t) -> torch.Tensor:
-        """Flat Blinn-Phong shading of the visible faces, float [N, H, W, 3] (0 on background)."""
+    def _shading_terms(self, prm, mesh: Mesh, R, t) -> dict[str, torch.Tensor]:
+        """The per-face terms of the generator's flat Blinn-Phong shading: ``albedo`` float [N, F, 3], ``diffuse`` (the
+        albedo times ambient + (1 - ambient) max(0, n . l)) float [N, F, 3], ``shade`` (that factor) and ``specular``
+        (the white highlight added on top) float [N, F], ``emissive`` bool [F] (lights: drawn as their albedo),
+        ``normals`` float [N, F, 3]."""
         dev = self.map_rot.device
         N = mesh.verts.shape[0]
         normals = face_normals(mesh.verts, mesh.faces)  # [N, F, 3]
@@ -597,16 +600,51 @@ class BuiltinGenerator(Generator):
         half = half / half.norm(dim=-1, keepdim=True)
         ndh = (normals * half).sum(-1).clamp(min=0)
         amb = prm["ambient"][:, None]
-        diffuse = albedo * (amb + (1 - amb) * ndl)[..., None]
+        shade = amb + (1 - amb) * ndl
+        diffuse = albedo * shade[..., None]
         spec_w = torch.full_like(amb.expand(-1, mesh.faces.shape[0]), 0.1)
         is_paint = (mesh.material == PAINT) | (mesh.material == PAINT2)
         spec_w = torch.where(is_paint[None], prm["specular"][:, None], spec_w)
         spec_w = torch.where(mesh.material[None] == GLASS, torch.full_like(spec_w, 0.5), spec_w)
         spec = spec_w * ndh.pow(24)
-        col = diffuse + spec[..., None]
         emissive = (mesh.material == HEADLIGHT) | (mesh.material == TAILLIGHT)
-        col = torch.where(emissive[None, :, None], albedo, col)
+        return {"albedo": albedo, "diffuse": diffuse, "shade": shade, "specular": spec, "emissive": emissive, "normals": normals}
+
+    def _shade(self, prm, mesh: Mesh, frags, R, t) -> torch.Tensor:
+        """Flat Blinn-Phong shading of the visible faces, float [N, H, W, 3] (0 on background)."""
+        s = self._shading_terms(prm, mesh, R, t)
+        col = s["diffuse"] + s["specular"][..., None]
+        col = torch.where(s["emissive"][None, :, None], s["albedo"], col)
         return gather_faces(col.clamp(0, 1), frags)
+
+    @torch.no_grad()
+    def shading_truth(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What each pixel of the car is made of, for ws float32 [N, num_ws, w_dim] (the images
+        :meth:`synthesis_with_truth` draws; no distractors), each float [N, C, H, W] at the output size: ``image`` the car's
+        colour (0 off it), ``albedo`` [3], ``shade`` [1] (ambient + (1 - ambient) max(0, n . l); 1 on the lights),
+        ``specular`` [1] (0 on the lights), ``normal`` [3] (object frame) and ``cover`` [1] (the car's coverage, 0-1).
+        image = min(1, albedo * shade + specular) where cover is 1: the measurement of how far a light model can
+        take a photo back to its albedo (bench/light.py --ceiling)."""
+        prm = self.parameters_of(ws)
+        H = W = self.resolution
+        S = self.ssaa
+        mesh, _, _ = self.build_mesh(prm)
+        K, R, t = self.cameras_of(prm, H, W)
+        Ks = K.copy()
+        Ks[:, :2] *= S
+        dev = self.map_rot.device
+        Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
+        tt = torch.as_tensor(t, dtype=torch.float32, device=dev)
+        verts_cam = torch.einsum("nij,nvj->nvi", Rt, mesh.verts) + tt[:, None]
+        frags = rasterize(verts_cam, mesh.faces, torch.as_tensor(Ks, dtype=torch.float32, device=dev), H * S, W * S, cull_backfaces=True)
+        s = self._shading_terms(prm, mesh, R, t)
+        em = s["emissive"][None]
+        col = torch.where(em[..., None], s["albedo"], s["diffuse"] + s["specular"][..., None]).clamp(0, 1)
+        layers = {"image": col, "albedo": s["albedo"], "shade": torch.where(em, torch.ones_like(s["shade"]), s["shade"])[..., None],
+                  "specular": torch.where(em, torch.zeros_like(s["specular"]), s["specular"])[..., None], "normal": s["normals"]}
+        out = {k: F.avg_pool2d(gather_faces(v, frags).permute(0, 3, 1, 2), S) for k, v in layers.items()}
+        out["cover"] = F.avg_pool2d(frags.mask[:, None].float(), S)
+        return out
 
     @torch.no_grad()
     def synthesis_with_truth(self, ws: torch.Tensor, noise_mode: str = "const") -> tuple[torch.Tensor, GroundTruth]:

@@ -59,3 +59,36 @@ def test_the_true_mesh_of_a_car_under_another_light_is_its_cars(tmp_path):
     lit, plain = TrueMeshes.load(tmp_path / "two").verts([0, 1, 2, 3]), TrueMeshes.load(tmp_path / "one").verts([0, 1, 2, 3])
     assert torch.equal(lit[0], lit[1]) and torch.equal(lit[2], lit[3]) and torch.equal(lit[2], plain[2])
     assert not torch.equal(plain[0], plain[1])  # samples 0 and 1 are two cars without --lights
+
+
+def test_shading_truth_takes_the_photo_apart_and_the_light_models_ceilings():
+    """BuiltinGenerator.shading_truth: the car's pixels are min(1, albedo * shade + highlight) of the images
+    synthesis_with_truth draws; and bench/light.py's ceiling (each light model handed the truth): the Lambertian albedo
+    changes across two lights less than the photo does, the Blinn-Phong one (the generator's own model) far less."""
+    import importlib.util
+    from pathlib import Path
+
+    from g3d.synth.builtin import LIGHT_ROWS, BuiltinGenerator
+
+    G = BuiltinGenerator(resolution=48)
+    ws = G.mapping(torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(1)), 1.0)
+    img, truth = G.synthesis_with_truth(ws)
+    st = G.shading_truth(ws)
+    on = (st["cover"] > 0.999) & torch.from_numpy(truth.masks[:, None] > 0)
+    assert on.float().mean() > 0.1
+    assert ((st["image"] - (img + 1) / 2).abs() * on).max() < 1e-5  # the car's own pixels
+    rec = (st["albedo"] * st["shade"] + st["specular"]).clamp(0, 1)
+    assert float(((rec - st["image"]).abs() * on).sum() / (3 * on.sum())) < 0.003  # exact inside faces, pooled at their edges
+    assert (st["specular"] > 0.05).any() and (st["shade"][on] < 1).any()
+    other = ws.clone()
+    other[:, list(LIGHT_ROWS)] = torch.roll(ws, 1, 0)[:, list(LIGHT_ROWS)]
+    st2 = G.shading_truth(other)
+    assert torch.equal(st["albedo"], st2["albedo"]) and not torch.equal(st["shade"], st2["shade"])  # only the light moved
+
+    spec = importlib.util.spec_from_file_location("bench_light", Path(__file__).resolve().parents[2] / "bench" / "light.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    figs = bench.ceiling(cars=16, resolution=48)
+    assert figs["phong"][0] < 0.2 * figs["lambert"][0] and figs["lambert"][0] < 0.6 * figs["baked"][0]
+    assert figs["phong"][1] < figs["lambert"][1] < 0.5 * figs["baked"][1]  # relit under the other light
+    assert len(bench.ceiling_lines(figs, 16, 48)) == 5
