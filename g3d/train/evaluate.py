@@ -41,12 +41,13 @@ from g3d.render.dibr import render
 from g3d.train.camera import head_to_angles, view_direction
 from g3d.train.crop import crop_mode, run_span
 from g3d.train.data import PairData, load_cameras
-from g3d.train.light import LIGHT_COLUMNS, head_to_light, lighting_of, true_light
+from g3d.train.light import LIGHT_COLUMNS, head_to_light, head_to_specular, lighting_of, true_light
 from g3d.train.loop import load_run
 from g3d.train.model import ViewCameras
 
 AXES = ("width", "height", "length")  # mesh extent along x, y, z of the object frame
 PAINT = ("gt_paint_hue", "gt_paint_saturation", "gt_paint_value")
+SPECULAR = "gt_specular"  # the built-in paint's specular strength
 BODY_TYPE = "gt_body_type"  # the built-in generator's body type (version 2): an index into BODY_TYPES
 
 
@@ -117,7 +118,9 @@ class EvalReport:
                        f"light direction error {g['dir_deg']:.1f} deg (median) | the mean light {g['dir_deg_mean']:.1f} deg; "
                        + (f"on the {g['far_images']} photos lit {FAR_LIGHT_DEG:.0f}+ deg from the mean light {g['dir_deg_far']:.1f} | "
                           f"{g['dir_deg_far_mean']:.1f} deg; " if g.get("far_images") else "")
-                       + f"ambient r {g['ambient_r']:.2f}, error {g['ambient_err']:.3f} | the mean ambient {g['ambient_err_mean']:.3f}")
+                       + f"ambient r {g['ambient_r']:.2f}, error {g['ambient_err']:.3f} | the mean ambient {g['ambient_err_mean']:.3f}"
+                       + (f"; material: shininess {g['shininess']:.1f} (learned)" if "shininess" in g else "")
+                       + (f", specular strength r {g['specular_r']:.2f} against the paint's (0: a constant)" if "specular_r" in g else ""))
         if self.relight:
             g = self.relight
             out.append(f"albedo consistency (colour L1 in the mask between the textures from photos of one car and view under two "
@@ -415,7 +418,8 @@ def _in_mask_l1(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tens
 
 @torch.no_grad()
 def relight_figures(pairs: np.ndarray, verts: torch.Tensor, tex: torch.Tensor, data: PairData, cams, tpl, lit: bool,
-                    true_light: np.ndarray | None, other: np.ndarray, batch: int = 32) -> dict:
+                    true_light: np.ndarray | None, other: np.ndarray, batch: int = 32, specular: torch.Tensor | None = None,
+                    shininess: float | None = None) -> dict:
     """Albedo and relighting on a set of cars under several lights (:func:`relight_pairs`), ``verts`` [N, V, 3] and
     ``tex`` [N, 3, T, T] the answers for every image:
 
@@ -425,7 +429,8 @@ def relight_figures(pairs: np.ndarray, verts: torch.Tensor, tex: torch.Tensor, d
     - ``relight``: A's answer under B's true light (``lit``: a light run shades its albedo; otherwise the texture as
       it is, the light baked in) against photo B in its mask; ``relight_own``: A's under A's own light against photo A
       (what the texture can show at all). ``true_light`` float [N, 4] (direction, ambient) from
-      :func:`g3d.train.light.true_light`; None: no relighting figures."""
+      :func:`g3d.train.light.true_light`; None: no relighting figures. ``specular`` float [N] (and ``shininess``): each
+      answer's predicted material (a light run with the material term), its highlight drawn under either light."""
     acc: dict[str, list[torch.Tensor]] = defaultdict(list)
     faces = tpl.faces
     for lo in range(0, len(pairs), batch):
@@ -436,8 +441,9 @@ def relight_figures(pairs: np.ndarray, verts: torch.Tensor, tex: torch.Tensor, d
         v = verts[i]
 
         def draw(texture, light=None):
-            lighting = None if light is None else lighting_of(torch.as_tensor(light[:, :3], dtype=v.dtype, device=v.device),
-                                                               torch.as_tensor(light[:, 3], dtype=v.dtype, device=v.device))
+            f = lambda x: torch.as_tensor(x, dtype=v.dtype, device=v.device)  # noqa: E731
+            lighting = None if light is None else lighting_of(f(light[:, :3]), f(light[:, 3]), None if specular is None else f(specular[i]),
+                                                               None if shininess is None else float(shininess))
             return render(v, faces, K, R, t, H, W, face_uvs=tpl.face_uvs, texture=texture, lighting=lighting, silhouette=False)
 
         a, b, o = draw(tex[i]), draw(tex[j]), draw(tex[torch.as_tensor(other[j.numpy()])])
@@ -575,7 +581,7 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     cfg, model, cams, tpl, _ = load_run(run, device)
     folder = Path(folder or cfg.folder)
     span = run_span(cams.K, cfg.resolution) if crop_mode(cfg.crop) == "fov" else None  # crops as the run's, on any data
-    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE,) + LIGHT_COLUMNS,
+    data = PairData(folder, cfg.resolution, "test", cfg.holdout, cfg.max_images, extra_columns=PAINT + (BODY_TYPE, SPECULAR) + LIGHT_COLUMNS,
                     per_image_cameras=True, crop=cfg.crop, span=span)  # a --viewpoints random set: a camera per image
     # Another dataset with the generator's cameras, scored for a run on sfm-init cameras: both put in the run's frame.
     other = Path(cfg.folder).resolve() != folder.resolve()
@@ -675,7 +681,9 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     lit_pairs = relight_pairs(cars, vids)
     if len(lit_pairs):
         truth_light = true_light(data.extra) if data.cameras.source == "ground truth" and sim is None else None
-        rep.relight = relight_figures(lit_pairs, verts_all, torch.cat(P_tex), data, cams, tpl, cfg.light, truth_light, other, batch)
+        spec = head_to_specular(torch.cat(P_light)) if P_light else None
+        rep.relight = relight_figures(lit_pairs, verts_all, torch.cat(P_tex), data, cams, tpl, cfg.light, truth_light, other, batch,
+                                      specular=spec, shininess=None if model.shininess is None else model.shininess.item())
         if truth_light is None:
             rep.relight["note"] = "not scored: no true light in the run's camera frame (its cameras are not the generator's)"
     if len(pairs):
@@ -753,6 +761,11 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
             d, a = head_to_light(torch.cat(P_light))
             truth = truth.astype(np.float64)
             rep.light = light_figures(d.double().numpy(), a.double().numpy(), truth[:, :3], truth[:, 3])
+            spec = head_to_specular(torch.cat(P_light))
+            if spec is not None:  # the material term: its strength against the paint's, and the learned shininess
+                rep.light["shininess"] = model.shininess.item()
+                if SPECULAR in data.extra and np.isfinite(data.extra[SPECULAR]).all():
+                    rep.light["specular_r"] = pearson(spec.double().numpy(), np.asarray(data.extra[SPECULAR], np.float64))
         else:
             rep.light = {"note": "not scored: the run's cameras are not the generator's, so its light lives in another frame"}
     return rep

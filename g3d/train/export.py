@@ -42,8 +42,15 @@ def write_obj(path: Path, verts: np.ndarray, faces: np.ndarray, face_uvs: np.nda
     return [path, path.with_name(mtl_name), path.with_name(tex_name)]
 
 
-def write_glb(path: Path, verts: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray, texture: np.ndarray) -> list[Path]:
-    """A binary glTF 2.0 file with the mesh and its texture embedded as PNG."""
+def roughness_of(shininess: float) -> float:
+    """glTF's (perceptual) roughness for a Blinn-Phong exponent: alpha = sqrt(2 / (shininess + 2)) (Walter et al.
+    2007's Blinn-Phong to Beckmann match), roughness = sqrt(alpha) (glTF squares it)."""
+    return float((2.0 / (float(shininess) + 2.0)) ** 0.25)
+
+
+def write_glb(path: Path, verts: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray, texture: np.ndarray, roughness: float = 1.0) -> list[Path]:
+    """A binary glTF 2.0 file with the mesh and its texture embedded as PNG: a PBR material, the texture its base
+    colour, metallic 0, ``roughness`` (1: matte; a light run's from its learned shininess, :func:`roughness_of`)."""
     pos, uv, idx = _unrolled(verts, faces, face_uvs)
     # glTF's UV origin is the image's top-left, as in the renderer; seam corners with u > 1 wrap (REPEAT).
     png = encode_png(texture)
@@ -58,7 +65,7 @@ def write_glb(path: Path, verts: np.ndarray, faces: np.ndarray, face_uvs: np.nda
         "scenes": [{"nodes": [0]}],
         "nodes": [{"mesh": 0}],
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2, "material": 0}]}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 1.0}}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": float(roughness)}}],
         "textures": [{"source": 0, "sampler": 0}],
         "samplers": [{"magFilter": 9729, "minFilter": 9729, "wrapS": 10497, "wrapT": 33071}],
         "images": [{"bufferView": 3, "mimeType": "image/png"}],

@@ -8,10 +8,16 @@ camera head is by the cameras: with a light fixed in the object frame, Lambertia
 every view exactly as albedo times light does, so the render losses alone cannot tell the two apart (measured in
 bench/README.md, "Light and albedo"). A StyleGAN's data has no such columns: its light learns from the render alone.
 
-The model is the built-in generator's own diffuse term: shade = ambient + (1 - ambient) * max(0, n . l), with
-``l`` the unit direction *towards* the light (the generator's ``light_azimuth_deg`` / ``light_elevation_deg``,
-object frame, y up) and ``ambient`` in 0..1. The head's raw output float [B, 4] is a direction (normalised,
-around straight up at the start) and the ambient's logit.
+The model is the built-in generator's own: shade = ambient + (1 - ambient) * max(0, n . l), with ``l`` the unit
+direction *towards* the light (the generator's ``light_azimuth_deg`` / ``light_elevation_deg``, object frame, y up)
+and ``ambient`` in 0..1; and with a material term (``g3d train --light``'s default ``--specular``) a white Blinn-Phong
+highlight on top, ``specular * max(0, n . h) ** shininess`` (:class:`g3d.render.dibr.Lighting`). The head's raw output
+float [B, 4] (float [B, 5] with the material term) is a direction (normalised, around straight up at the start), the
+ambient's logit and the specular strength's logit (per photo: a car's paint); the shininess is one learned number
+for all cars (:attr:`g3d.train.model.InverseGraphicsNet.shininess`). Without the highlight, a Lambertian albedo has
+to paint the photo's highlights in, and they move with the light: measured with the true light and the true car,
+no network (bench/light.py --ceiling), the Lambertian albedo changes across two lights 2.5x less than the photo does,
+the Blinn-Phong one 10x less.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from g3d.render.dibr import Lighting
 
 LIGHT_COLUMNS = ("gt_light_azimuth_deg", "gt_light_elevation_deg", "gt_ambient")  # the built-in generator's truth
 AMBIENT_START = 0.45  # the head's ambient before training (the built-in generator draws 0.3-0.55)
+SPECULAR_START = 0.1  # the head's specular strength before training
+SHININESS_START = 16.0  # the learned shininess before training (Blinn-Phong exponent)
 
 
 def light_direction(azimuth_deg, elevation_deg) -> np.ndarray:
@@ -40,9 +48,22 @@ def head_to_light(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return d, torch.sigmoid(out[:, 3] + float(np.log(AMBIENT_START / (1 - AMBIENT_START))))
 
 
-def lighting_of(direction: torch.Tensor, ambient: torch.Tensor) -> Lighting:
-    """The renderer's per-image :class:`Lighting` for directions float [B, 3] and ambients float [B]."""
-    return Lighting(ambient=ambient, diffuse=1.0 - ambient, direction=direction)
+def head_to_specular(out: torch.Tensor) -> torch.Tensor | None:
+    """The light head's raw output float [B, 5] -> the specular strength float [B] in 0..1; None for a head without
+    the material term (float [B, 4])."""
+    if out.shape[1] < 5:
+        return None
+    return torch.sigmoid(out[:, 4] + float(np.log(SPECULAR_START / (1 - SPECULAR_START))))
+
+
+def lighting_of(direction: torch.Tensor, ambient: torch.Tensor, specular: torch.Tensor | None = None,
+                shininess: torch.Tensor | float | None = None) -> Lighting:
+    """The renderer's per-image :class:`Lighting` for directions float [B, 3] and ambients float [B]; with
+    ``specular`` float [B] (and ``shininess``, one number or float [B]) a highlight too."""
+    if specular is None:
+        return Lighting(ambient=ambient, diffuse=1.0 - ambient, direction=direction)
+    return Lighting(ambient=ambient, diffuse=1.0 - ambient, direction=direction, specular=specular,
+                    shininess=SHININESS_START if shininess is None else shininess)
 
 
 def true_light(extra: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -56,8 +77,8 @@ def true_light(extra: dict[str, np.ndarray]) -> np.ndarray | None:
     return np.concatenate([light_direction(az, el), amb[:, None]], 1).astype(np.float32)
 
 
-def light_loss(direction: torch.Tensor, ambient: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+def light_loss(direction: torch.Tensor, ambient: torch.Tensor, truth: torch.Tensor, ambient_weight: float = 1.0) -> torch.Tensor:
     """The head's light against the truth: mean (1 - cos) of the angle between the directions float [B, 3] and
-    truth[:, :3], plus the mean absolute error of the ambients float [B] against truth[:, 3]."""
+    truth[:, :3], plus ``ambient_weight`` times the mean absolute error of the ambients float [B] against truth[:, 3]."""
     cos = (direction * truth[:, :3]).sum(-1)
-    return (1.0 - cos).mean() + (ambient - truth[:, 3]).abs().mean()
+    return (1.0 - cos).mean() + ambient_weight * (ambient - truth[:, 3]).abs().mean()

@@ -31,7 +31,7 @@ from g3d.runfolder import MetricsLog, RunFolder, TrainingError, check_every, due
 from g3d.train.camera import camera_loss, view_direction
 from g3d.train.crop import CROP_MODES
 from g3d.train.data import PairData
-from g3d.train.light import LIGHT_COLUMNS, head_to_light, light_loss, lighting_of, true_light
+from g3d.train.light import LIGHT_COLUMNS, head_to_light, head_to_specular, light_loss, lighting_of, true_light
 from g3d.train.losses import LossWeights, Perceptual, albedo_spread, color_l1, flatten_loss, iou_loss, laplacian_loss, move_loss
 from g3d.train.model import InverseGraphicsNet, ViewCameras
 from g3d.train.template import build_template
@@ -75,6 +75,8 @@ class TrainConfig:
     light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
     albedo_weight: float = 0.0  # with light: weight of the texture map's spread about its mean colour (a car's paint is one colour: the shading is the light's)
     light_weight: float = 1.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
+    ambient_weight: float = 1.0  # with light: weight of the ambient's error within that supervision (beside 1 - cos of the direction's angle)
+    specular: bool = True  # with light: a material term, a highlight of per-photo strength and one learned shininess (else Lambertian alone)
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -104,6 +106,8 @@ class TrainConfig:
             raise UsageError(f"--albedo-weight {self.albedo_weight}: give a number >= 0")
         if not (math.isfinite(self.light_weight) and self.light_weight >= 0):
             raise UsageError(f"--light-weight {self.light_weight}: give a number >= 0")
+        if not (math.isfinite(self.ambient_weight) and self.ambient_weight >= 0):
+            raise UsageError(f"--ambient-weight {self.ambient_weight}: give a number >= 0")
         if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
             raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
         if self.resolution < 16:
@@ -125,10 +129,10 @@ class TrainConfig:
 
 
 # What runs written before these options trained with, where that is not today's default (issue #10 changed the
-# defaults; a light run before --light-weight learned its light from the render alone). Every other option a run
+# defaults; a light run before --light-weight learned its light from the render alone, before --specular it was Lambertian). Every other option a run
 # predates was added off, so the run trained with its default.
 _BEFORE = {"backbone": "resnet18", "color_readout": False, "lr_schedule": "constant", "sigma": SIGMA, "sigma_anneal": 0.5,
-           "symmetric": False, "light_weight": 0.0}
+           "symmetric": False, "light_weight": 0.0, "specular": False, "ambient_weight": 1.0}
 
 
 def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +142,8 @@ def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
     before = dict(_BEFORE)
     if not d.get("light"):
         del before["light_weight"]
+        del before["specular"]
+        del before["ambient_weight"]
     return {**defaults, **before, **d}
 
 
@@ -208,7 +214,7 @@ def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet,
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
                                color_readout=cfg.color_readout, symmetric=cfg.symmetric, camera_head=cfg.camera_head,
-                               light_head=cfg.light).to(device)
+                               light_head=cfg.light, specular=cfg.specular).to(device)
     cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data), freedom=data.cameras.freedom()).to(device)
     return model, cams
 
@@ -249,7 +255,9 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     lighting = None
     if cfg.light:  # the light of view i shades both views: it sits in the object frame, as the car's paint does
         l_dir, l_amb = head_to_light(light_out.float())
-        lighting = lighting_of(torch.cat([l_dir, l_dir]), torch.cat([l_amb, l_amb]))
+        l_spec = head_to_specular(light_out.float())
+        lighting = lighting_of(torch.cat([l_dir, l_dir]), torch.cat([l_amb, l_amb]), None if l_spec is None else torch.cat([l_spec, l_spec]),
+                               getattr(model, "module", model).shininess)
     views = torch.cat([view_i, view_j])
     K, R, t = cams(views)  # one call for both (DDP)
     K = torch.cat([crop_i, crop_j]).to(K.dtype) @ K  # each image's own intrinsics (identity without crops)
@@ -270,7 +278,7 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         terms["albedo"] = albedo_spread(tex.float())
         total = total + cfg.albedo_weight * terms["albedo"]
     if cfg.light and light_i is not None and cfg.light_weight > 0:
-        terms["light"] = light_loss(l_dir, l_amb, light_i.to(l_dir))
+        terms["light"] = light_loss(l_dir, l_amb, light_i.to(l_dir), cfg.ambient_weight)
         total = total + cfg.light_weight * terms["light"]
     if cfg.camera_head:  # supervised by view i's camera as training has it (detached: the head does not move the cameras)
         B = img_i.shape[0]
@@ -286,6 +294,9 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         inter = (hard * mask).flatten(1).sum(1)
         union = ((hard + mask) > 0).float().flatten(1).sum(1).clamp(min=1)
         terms["iou_hard"] = (inter / union).mean()
+        if cfg.light and l_spec is not None:  # the material term, logged (not losses)
+            terms["specular"] = l_spec.mean()
+            terms["shininess"] = lighting.shininess.detach() if torch.is_tensor(lighting.shininess) else torch.tensor(lighting.shininess)
     return total, terms, (verts, tex)
 
 
@@ -472,7 +483,7 @@ def load_run(run: str | Path, device="cpu"):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric,
-                               camera_head=cfg.camera_head, light_head=cfg.light)
+                               camera_head=cfg.camera_head, light_head=cfg.light, specular=cfg.specular)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:

@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
+from g3d.train.light import SHININESS_START
 from g3d.train.template import Template
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -132,6 +133,7 @@ class InverseGraphicsNet(nn.Module):
         symmetric: bool = True,  # left-right symmetric shapes (offsets averaged with their mirror image)
         camera_head: bool = False,  # also predict where the camera sits, seen from the object (train/camera.py)
         light_head: bool = False,  # also predict the light, which shades the texture (an albedo) in training (train/light.py)
+        specular: bool = False,  # with light_head: a specular strength per photo and one learned shininess (train/light.py)
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -171,14 +173,22 @@ class InverseGraphicsNet(nn.Module):
         # (sin, cos) of the camera's azimuth and its elevation / 30 deg, from the image feature (train/camera.py)
         self.camera_head = nn.Sequential(nn.Linear(D, 256), nn.LeakyReLU(0.2), nn.Linear(256, 3)) if camera_head else None
         # a direction towards the light and the ambient's logit (train/light.py), from the image feature
-        self.light_head = nn.Sequential(nn.Linear(D, 128), nn.LeakyReLU(0.2), nn.Linear(128, 4)) if light_head else None
+        # (and the specular strength's logit with the material term)
+        self.light_head = nn.Sequential(nn.Linear(D, 128), nn.LeakyReLU(0.2), nn.Linear(128, 5 if specular else 4)) if light_head else None
         if light_head:  # the light starts overhead at the usual ambient, whatever the photo
             nn.init.zeros_(self.light_head[2].weight)
             nn.init.zeros_(self.light_head[2].bias)
+        # one Blinn-Phong exponent for all cars, learned (its log)
+        self.log_shininess = nn.Parameter(torch.tensor(math.log(SHININESS_START))) if light_head and specular else None
+
+    @property
+    def shininess(self) -> torch.Tensor | None:
+        """The learned Blinn-Phong exponent float [] of a network with the material term, else None."""
+        return None if self.log_shininess is None else torch.exp(self.log_shininess)
 
     def forward(self, images: torch.Tensor, with_camera: bool = False, with_light: bool = False):
         """(verts, texture, offsets), then the camera head's output float [B, 3] with ``with_camera``, then the
-        light head's float [B, 4] (:func:`g3d.train.light.head_to_light`) with ``with_light``."""
+        light head's float [B, 4] (float [B, 5] with the material term; :func:`g3d.train.light.head_to_light`) with ``with_light``."""
         B = images.shape[0]
         feat = self.encoder(images)
         out = self.shape_head(feat)

@@ -97,7 +97,8 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
     from g3d.filters.rules import border_pixels
     from g3d.train.crop import crop_box, crop_image, crop_mode, mask_box, run_span
     from g3d.train.export import write_glb
-    from g3d.train.light import head_to_light
+    from g3d.train.export import roughness_of
+    from g3d.train.light import head_to_light, head_to_specular
     from g3d.train.loop import load_run
 
     check_device(device)
@@ -156,7 +157,10 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
         dsio.write_bytes(out / f"{name}_mask.png", encode_png(mask.astype(np.uint8) * 255))
         edge = border_pixels(mask)
         glb = out / f"{name}.glb"
-        write_glb(glb, v.astype(np.float32), tpl.faces.cpu().numpy(), tpl.face_uvs.cpu().numpy(), texture)
+        spec = head_to_specular(light_out.float()) if cfg.light else None
+        shininess = None if model.shininess is None else model.shininess.item()
+        write_glb(glb, v.astype(np.float32), tpl.faces.cpu().numpy(), tpl.face_uvs.cpu().numpy(), texture,
+                  roughness=1.0 if shininess is None else roughness_of(shininess))
         az_c, el_c, dist = camlib.to_azimuth_elevation(R, t)
         lo, hi = np.percentile(v, 2, axis=0), np.percentile(v, 98, axis=0)
         record = {
@@ -175,11 +179,17 @@ def predict(run: str | Path, photos: list[str | Path], masks: list[str | Path] |
             l_dir, l_amb = head_to_light(light_out.float())
             record["light"] = {"direction": l_dir[0].double().cpu().tolist(), "ambient": float(l_amb[0]),
                                "model": "shade = ambient + (1 - ambient) * max(0, n . direction); direction towards the light, object frame"}
+            if spec is not None:  # the material term
+                record["light"].update(specular=float(spec[0]), shininess=shininess, roughness=roughness_of(shininess),
+                                       model="colour = albedo * (ambient + (1 - ambient) * max(0, n . direction)) + specular * "
+                                             "max(0, n . h) ** shininess; h the half-vector of the direction and the view; "
+                                             "direction towards the light, object frame")
         js = out / f"{name}.json"
         dsio.write_json(js, record)
         sheet = out / f"{name}_sheet.png"
         _write_sheet(sheet, img, mask, hard, verts[0], tex[0], tpl,
-                     light=(l_dir[0].float().cpu(), l_amb[0].float().cpu()) if cfg.light else None)
+                     light=(l_dir[0].float().cpu(), l_amb[0].float().cpu(), None if spec is None else spec[:1].float().cpu(), shininess)
+                     if cfg.light else None)
         results.append(Prediction(name, glb, js, sheet, float(az_c), float(el_c), float(dist), iou, edge > 0))
     return results
 
@@ -198,10 +208,11 @@ NEW_AMBIENT = 0.35
 
 
 def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray, verts, tex, tpl, size: int = 192,
-                 light: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 light: tuple | None = None) -> None:
     """The photo, the predicted silhouette over it (outline), and the mesh turned round in 4 views. ``light``: the
-    predicted (direction float [3], ambient float []) of a ``--light`` run, whose texture is an albedo: a second row
-    shows the car at azimuth 30 under that light and under the 4 :data:`NEW_LIGHTS`."""
+    predicted (direction float [3], ambient float [], specular float [1] or None, shininess or None) of a ``--light``
+    run, whose texture is an albedo: a second row shows the car at azimuth 30 under that light and under the 4
+    :data:`NEW_LIGHTS` (its material, where it has one, under each)."""
     import cv2
 
     from g3d.datasets.previews import grid
@@ -237,7 +248,7 @@ def _write_sheet(path: Path, img: np.ndarray, mask: np.ndarray, hard: np.ndarray
             (label, torch.as_tensor(light_direction(az, el), dtype=torch.float32), torch.tensor(NEW_AMBIENT)) for label, az, el in NEW_LIGHTS]
         lit = []
         for label, d, a in lights:
-            cell = turned(30.0, lighting_of(d.reshape(1, 3), a.reshape(1)))
+            cell = turned(30.0, lighting_of(d.reshape(1, 3), a.reshape(1), light[2], light[3]))
             cv2.putText(cell, label, (4, size - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
             lit.append(cell)
         rows.append(lit + [np.full((size, size, 3), 255, np.uint8)])

@@ -11,7 +11,7 @@ import torch
 from g3d import cameras
 from g3d.render.dibr import render
 from g3d.train.evaluate import angle_deg, light_figures
-from g3d.train.light import AMBIENT_START, head_to_light, light_direction, lighting_of
+from g3d.train.light import AMBIENT_START, SHININESS_START, head_to_light, head_to_specular, light_direction, lighting_of
 from g3d.train.losses import albedo_spread
 from g3d.train.template import build_template
 
@@ -38,6 +38,15 @@ def test_head_starts_overhead_at_the_usual_ambient_and_passes_gradients():
     (d[:, 0].sum() + a.sum()).backward()
     assert out.grad[:, 0].abs().sum() > 0 and out.grad[:, 3].abs().sum() > 0
     assert torch.allclose(head_to_light(torch.tensor([[5.0, -1.0, 0.0, 0.0]]))[0].norm(dim=-1), torch.ones(1))
+
+
+def test_the_material_term_starts_dull_and_a_head_without_it_has_none():
+    out = torch.zeros(3, 5, requires_grad=True)
+    s = head_to_specular(out)
+    assert torch.allclose(s, torch.full((3,), 0.1)) and head_to_specular(torch.zeros(3, 4)) is None
+    s.sum().backward()
+    assert out.grad[:, 4].abs().sum() > 0 and out.grad[:, :4].abs().sum() == 0
+    assert torch.equal(head_to_light(out)[0], head_to_light(out[:, :4])[0])  # the light reads the first four
 
 
 def test_light_figures_beside_the_mean_light():
@@ -112,12 +121,20 @@ def test_a_light_run_trains_its_head_loads_it_back_and_eval_scores_it(tmp_path):
     _, model, _, _, _ = load_run(tmp_path / "run")
     start = torch.zeros_like(model.light_head[2].weight)
     assert not torch.equal(model.light_head[2].weight, start)  # the render loss reached the light head
+    # the material term (default): a specular strength per photo (the head's 5th output) and one learned shininess
+    assert model.light_head[2].out_features == 5 and model.light_head[2].weight[4].abs().sum() > 0
+    assert model.shininess is not None and not torch.isclose(model.shininess, torch.tensor(SHININESS_START), rtol=1e-5, atol=0)
     import json
 
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "albedo" in last
     rep = evaluate(tmp_path / "run")
-    assert set(rep.light) >= {"dir_deg", "dir_deg_mean", "ambient_r"} and 0 <= rep.light["dir_deg"] <= 180
+    assert set(rep.light) >= {"dir_deg", "dir_deg_mean", "ambient_r", "shininess", "specular_r"} and 0 <= rep.light["dir_deg"] <= 180
+    assert rep.light["shininess"] == pytest.approx(model.shininess.item())
+    train(TrainConfig(folder=str(data), out=str(tmp_path / "lambert"), resolution=32, batch_size=2, steps=1, tex_res=16, holdout=0.34,
+                      preview_every=10**6, light=True, specular=False))
+    _, lambert, _, _, _ = load_run(tmp_path / "lambert")
+    assert lambert.light_head[2].out_features == 4 and lambert.shininess is None and "shininess" not in evaluate(tmp_path / "lambert").light
     assert any(line.startswith("light direction error") for line in rep.lines())
     train(TrainConfig(folder=str(data), out=str(tmp_path / "plain"), resolution=32, batch_size=2, steps=1, tex_res=16, holdout=0.34,
                       preview_every=10**6))
@@ -140,6 +157,18 @@ def test_a_light_run_trains_its_head_loads_it_back_and_eval_scores_it(tmp_path):
     (p,) = predict(tmp_path / "fov", [tmp_path / "car.png"], [tmp_path / "car_mask.png"], tmp_path / "out")
     light = json.loads(p.json.read_text())["light"]
     assert np.isclose(np.linalg.norm(light["direction"]), 1) and 0 < light["ambient"] < 1
+    # the material: the photo's specular strength and the run's shininess, the GLB's roughness from it
+    import trimesh
+
+    from g3d.train.export import roughness_of
+
+    _, fov, _, _, _ = load_run(tmp_path / "fov")
+    assert 0 < light["specular"] < 1 and light["shininess"] == pytest.approx(fov.shininess.item())
+    assert light["roughness"] == pytest.approx(roughness_of(light["shininess"])) and 0 < light["roughness"] < 1
+    assert roughness_of(16.0) > roughness_of(64.0)  # shinier: smoother
+    scene = trimesh.load(p.glb)
+    mat = next(iter(scene.geometry.values())).visual.material
+    assert mat.roughnessFactor == pytest.approx(light["roughness"], abs=1e-6) and mat.metallicFactor == 0
     # The sheet's second row: the albedo under its own light and 4 new ones, each lit differently.
     sheet = cv2.imread(str(p.sheet))[..., ::-1]
     cell, pad, top = 192, 2, 16
@@ -161,6 +190,7 @@ def test_true_light_reads_the_generators_columns_and_the_loss_is_zero_only_there
     assert float(light_loss(tt[:, :3], tt[:, 3], tt)) < 1e-6
     opposite = light_loss(-tt[:, :3], tt[:, 3], tt)  # (1 - cos 180) = 2
     assert np.isclose(float(opposite), 2.0) and np.isclose(float(light_loss(tt[:, :3], tt[:, 3] + 0.1, tt)), 0.1, atol=1e-6)
+    assert np.isclose(float(light_loss(tt[:, :3], tt[:, 3] + 0.1, tt, ambient_weight=10.0)), 1.0, atol=1e-5)  # --ambient-weight
 
 
 def _head_errors(run, data) -> tuple[float, float]:

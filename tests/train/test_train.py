@@ -166,6 +166,8 @@ def test_a_run_written_before_newer_options_resumes(tiny, tmp_path):
     assert train(_cfg(tiny, run, steps=2)).resumed_from == 1
     assert upgrade_config({"steps": 1})["zoom"] == TrainConfig.zoom
     assert upgrade_config({"light": True})["light_weight"] == 0.0 and upgrade_config({})["light_weight"] == TrainConfig.light_weight
+    # a light run from before the material term was Lambertian (its light head has 4 outputs)
+    assert upgrade_config({"light": True})["specular"] is False and upgrade_config({"light": True, "specular": True})["specular"] is True
     with pytest.raises(UsageError, match="other settings.*zoom"):
         train(_cfg(tiny, run, steps=3, crop="fov", zoom=0.1))
 
