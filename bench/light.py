@@ -245,6 +245,28 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
     for model in CEILING_MODELS:
         aa, ab = albedo(A, model), albedo(B, model)
         out[model] = (l1(aa, ab), l1(shaded(aa, B, model), B["image"]))
+    # Blinn-Phong handed a light that is off: the direction turned by some degrees, or the ambient off by 0.03 (up or
+    # down at random), the true highlight kept: how much of the light's accuracy the albedo needs.
+    from g3d.train.light import light_direction
+
+    rng = np.random.default_rng(seed)
+
+    def off_shade(T, ws, deg, amb_off):
+        p = G.parameters_of(ws)
+        d = light_direction(p["light_azimuth_deg"].numpy(), p["light_elevation_deg"].numpy())
+        axis = rng.normal(size=d.shape)
+        axis -= (axis * d).sum(1, keepdims=True) * d
+        axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+        d = torch.tensor(d * np.cos(np.radians(deg)) + axis * np.sin(np.radians(deg)), dtype=torch.float32)
+        amb = (p["ambient"] + amb_off * torch.tensor(rng.choice([-1.0, 1.0], cars), dtype=torch.float32))[:, None, None, None]
+        n = T["normal"] / T["normal"].norm(dim=1, keepdim=True).clamp(min=1e-6)
+        s = amb + (1 - amb) * (n * d[:, :, None, None]).sum(1, keepdim=True).clamp(min=0)
+        return torch.where(T["shade"] == 1, T["shade"], s).clamp(min=1e-3)  # the lights stay unshaded
+
+    for deg, amb_off in ((0, 0.0), (10, 0.0), (20, 0.0), (0, 0.03)):
+        aa = (A["image"] - A["specular"]) / off_shade(A, ws_a, deg, amb_off)
+        ab = (B["image"] - B["specular"]) / off_shade(B, ws_b, deg, amb_off)
+        out[f"phong_off_{deg}_{amb_off}"] = (l1(aa, ab), float("nan"))
     return out
 
 
@@ -257,6 +279,14 @@ def ceiling_lines(figs: dict[str, tuple[float, float]], cars: int, resolution: i
         cons, rel = figs[model]
         lines.append(f"  {name}: albedo consistency {cons:.4f} ({baked / max(cons, 1e-9):.1f}x below the baked), "
                      f"relighting {rel:.4f} ({100 * (1 - rel / baked):.0f}% below the baked)")
+    off = [(k, v[0]) for k, v in figs.items() if k.startswith("phong_off_")]
+    if off:
+        parts = []
+        for k, cons in off:
+            deg, amb = k.split("_")[2:]
+            parts.append(f"{'exact' if float(deg) == 0 and float(amb) == 0 else (f'direction {deg} deg off' if float(deg) else f'ambient {amb} off')} "
+                         f"{cons:.4f} ({baked / max(cons, 1e-9):.1f}x)")
+        lines.append("  Blinn-Phong, the light off (normals averaged over each pixel, so exact is not 0): albedo consistency " + ", ".join(parts))
     return lines
 
 

@@ -91,4 +91,6 @@ def test_shading_truth_takes_the_photo_apart_and_the_light_models_ceilings():
     figs = bench.ceiling(cars=16, resolution=48)
     assert figs["phong"][0] < 0.2 * figs["lambert"][0] and figs["lambert"][0] < 0.6 * figs["baked"][0]
     assert figs["phong"][1] < figs["lambert"][1] < 0.5 * figs["baked"][1]  # relit under the other light
-    assert len(bench.ceiling_lines(figs, 16, 48)) == 5
+    off = {k: v[0] for k, v in figs.items() if k.startswith("phong_off_")}
+    assert off["phong_off_0_0.0"] < off["phong_off_10_0.0"] < off["phong_off_20_0.0"] and off["phong_off_0_0.0"] < off["phong_off_0_0.03"]
+    assert len(bench.ceiling_lines(figs, 16, 48)) == 6
