@@ -110,6 +110,10 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
              + (f", material term (shininess {model.shininess.item():.1f})" if cfg.light and model.shininess is not None else "")]
     lines.append(f"  albedo consistency (colour L1 in the mask, the same car and view under two lights) {in_mask(flat_a.image, flat_b.image, both):.4f}"
                  f" | another car's {in_mask(flat_a.image, flat_b.image[shift], both * both[shift]):.4f}")
+    # where it comes from: each albedo's mean colour in the mask, against what is left about it
+    mean_a, mean_b = ((x.image * both).sum((2, 3), keepdim=True) / both.sum((2, 3), keepdim=True).clamp(min=1) for x in (flat_a, flat_b))
+    lines.append(f"    of which: the mean colour alone {in_mask(mean_a.expand_as(flat_a.image), mean_b.expand_as(flat_b.image), both):.4f}, "
+                 f"the rest about it {in_mask(flat_a.image - mean_a, flat_b.image - mean_b, both):.4f}")
     lb = _lighting(tb)
     m = mask.float()
     if cfg.light:
@@ -124,6 +128,10 @@ def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
         lines.append(f"  light direction error {f['dir_deg']:.1f} deg (median) | the mean light {f['dir_deg_mean']:.1f}; on the "
                      f"{f['far_images']} photos lit 45+ deg from the mean light {f['dir_deg_far']:.1f} | {f['dir_deg_far_mean']:.1f}; "
                      f"ambient r {f['ambient_r']:.2f}")
+        amb_b = head_to_light(outs_b[-1].float())[1]
+        diff_r = np.corrcoef((amb - amb_b).double().numpy(), np.asarray(e["ambient"], np.float64) - np.asarray(tb.extra["ambient"], np.float64))[0, 1]
+        lines.append(f"  a car's two photos: predicted ambients differ by {float((amb - amb_b).abs().mean()):.3f} (the truth by "
+                     f"{float(np.abs(np.asarray(e['ambient']) - np.asarray(tb.extra['ambient'])).mean()):.3f}), r {diff_r:.2f} with the true difference")
         lines.append(f"  relighting error (A's albedo under B's true light vs photo B) {in_mask(relit, b, m):.4f} | "
                      f"A under its own true light vs photo A {in_mask(own, a, m):.4f}")
     else:
