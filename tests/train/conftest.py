@@ -24,3 +24,28 @@ def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "car"
     run_synth(SynthConfig(out=out, samples=8, views=4, resolution=32, candidates=16))
     return out
+
+
+@pytest.fixture(scope="session")
+def any_photo_data(tmp_path_factory):
+    """The short "any photo" budget's data: 120 cars x 12 frozen views at 64 px (seed 3), and 60 new cars (seed 7, the
+    last 12 held out) x 4 random viewpoints each."""
+    root = tmp_path_factory.mktemp("any_photo")
+    run_synth(SynthConfig(out=root / "car", samples=120, views=12, resolution=64, seed=3))
+    run_synth(SynthConfig(out=root / "rv", samples=60, views=4, resolution=64, seed=7, viewpoints="random"))
+    return root
+
+
+def any_photo_run(root, name: str, **options):
+    """1200 steps of --fov-crop --camera-head (and ``options``) on :func:`any_photo_data`'s cars: the run's folder."""
+    from g3d.train.loop import TrainConfig, train
+
+    train(TrainConfig(folder=str(root / "car"), out=str(root / name), resolution=64, batch_size=12, steps=1200, holdout=0.2,
+                      crop="fov", camera_head=True, preview_every=10**6, checkpoint_every=10**6, **options))
+    return root / name
+
+
+@pytest.fixture(scope="session")
+def any_photo(any_photo_data):
+    """(run, random-view test set): the short "any photo" run (no light), shared by the any-photo and light tests."""
+    return any_photo_run(any_photo_data, "run"), any_photo_data / "rv"

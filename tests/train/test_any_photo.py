@@ -10,21 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from g3d.synth.sampling import SynthConfig, run_synth
-
-
-@pytest.fixture(scope="module")
-def any_photo(tmp_path_factory):
-    """(run, random-view test set): 120 cars x 12 frozen views at 64 px, 1200 steps of --fov-crop --camera-head; 60 new
-    cars (seed 7, the last 12 held out) x 4 random viewpoints each."""
-    from g3d.train.loop import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("any_photo")
-    run_synth(SynthConfig(out=root / "car", samples=120, views=12, resolution=64, seed=3))
-    run_synth(SynthConfig(out=root / "rv", samples=60, views=4, resolution=64, seed=7, viewpoints="random"))
-    train(TrainConfig(folder=str(root / "car"), out=str(root / "run"), resolution=64, batch_size=12, steps=1200, holdout=0.2,
-                      crop="fov", camera_head=True, preview_every=10**6, checkpoint_every=10**6))
-    return root / "run", root / "rv"
 
 
 @pytest.mark.slow
