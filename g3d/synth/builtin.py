@@ -610,12 +610,29 @@ class BuiltinGenerator(Generator):
         emissive = (mesh.material == HEADLIGHT) | (mesh.material == TAILLIGHT)
         return {"albedo": albedo, "diffuse": diffuse, "shade": shade, "specular": spec, "emissive": emissive, "normals": normals}
 
+    @staticmethod
+    def _face_colours(s: dict[str, torch.Tensor]) -> torch.Tensor:
+        """float [N, F, 3]: each face's colour from :meth:`_shading_terms` (the lights drawn as their albedo)."""
+        col = s["diffuse"] + s["specular"][..., None]
+        return torch.where(s["emissive"][None, :, None], s["albedo"], col).clamp(0, 1)
+
     def _shade(self, prm, mesh: Mesh, frags, R, t) -> torch.Tensor:
         """Flat Blinn-Phong shading of the visible faces, float [N, H, W, 3] (0 on background)."""
-        s = self._shading_terms(prm, mesh, R, t)
-        col = s["diffuse"] + s["specular"][..., None]
-        col = torch.where(s["emissive"][None, :, None], s["albedo"], col)
-        return gather_faces(col.clamp(0, 1), frags)
+        return gather_faces(self._face_colours(self._shading_terms(prm, mesh, R, t)), frags)
+
+    def _rasterize(self, prm, mesh: Mesh):
+        """(K, R, t of the output size, fragments at ``ssaa`` x the size): the meshes through their cameras."""
+        H = W = self.resolution
+        S = self.ssaa
+        K, R, t = self.cameras_of(prm, H, W)
+        Ks = K.copy()
+        Ks[:, :2] *= S  # the same camera at S x the resolution
+        dev = self.map_rot.device
+        Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
+        tt = torch.as_tensor(t, dtype=torch.float32, device=dev)
+        verts_cam = torch.einsum("nij,nvj->nvi", Rt, mesh.verts) + tt[:, None]
+        frags = rasterize(verts_cam, mesh.faces, torch.as_tensor(Ks, dtype=torch.float32, device=dev), H * S, W * S, cull_backfaces=True)
+        return K, R, t, frags
 
     @torch.no_grad()
     def shading_truth(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -626,21 +643,12 @@ class BuiltinGenerator(Generator):
         image = min(1, albedo * shade + specular) where cover is 1: the measurement of how far a light model can
         take a photo back to its albedo (bench/light.py --ceiling)."""
         prm = self.parameters_of(ws)
-        H = W = self.resolution
         S = self.ssaa
         mesh, _, _ = self.build_mesh(prm)
-        K, R, t = self.cameras_of(prm, H, W)
-        Ks = K.copy()
-        Ks[:, :2] *= S
-        dev = self.map_rot.device
-        Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
-        tt = torch.as_tensor(t, dtype=torch.float32, device=dev)
-        verts_cam = torch.einsum("nij,nvj->nvi", Rt, mesh.verts) + tt[:, None]
-        frags = rasterize(verts_cam, mesh.faces, torch.as_tensor(Ks, dtype=torch.float32, device=dev), H * S, W * S, cull_backfaces=True)
+        _, R, t, frags = self._rasterize(prm, mesh)
         s = self._shading_terms(prm, mesh, R, t)
         em = s["emissive"][None]
-        col = torch.where(em[..., None], s["albedo"], s["diffuse"] + s["specular"][..., None]).clamp(0, 1)
-        layers = {"image": col, "albedo": s["albedo"], "shade": torch.where(em, torch.ones_like(s["shade"]), s["shade"])[..., None],
+        layers = {"image": self._face_colours(s), "albedo": s["albedo"], "shade": torch.where(em, torch.ones_like(s["shade"]), s["shade"])[..., None],
                   "specular": torch.where(em, torch.zeros_like(s["specular"]), s["specular"])[..., None], "normal": s["normals"]}
         out = {k: F.avg_pool2d(gather_faces(v, frags).permute(0, 3, 1, 2), S) for k, v in layers.items()}
         out["cover"] = F.avg_pool2d(frags.mask[:, None].float(), S)
@@ -659,14 +667,7 @@ class BuiltinGenerator(Generator):
         dis = None
         if self.distractors > 0:
             mesh, kps, dis = self._apply_distractors(ws, mesh, kps, ground_y)
-        K, R, t = self.cameras_of(prm, H, W)
-        Ks = K.copy()
-        Ks[:, :2] *= S  # the same camera at S x the resolution
-        dev = self.map_rot.device
-        Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
-        tt = torch.as_tensor(t, dtype=torch.float32, device=dev)
-        verts_cam = torch.einsum("nij,nvj->nvi", Rt, mesh.verts) + tt[:, None]
-        frags = rasterize(verts_cam, mesh.faces, torch.as_tensor(Ks, dtype=torch.float32, device=dev), H * S, W * S, cull_backfaces=True)
+        K, R, t, frags = self._rasterize(prm, mesh)
         fg = self._shade(prm, mesh, frags, R, t).permute(0, 3, 1, 2)  # [N, 3, HS, WS], 0 off the car
         main_cover = (frags.face_id >= 0) & (frags.face_id < F_main)
         layers = torch.stack([frags.mask, main_cover], 1).float()  # [N, 2, HS, WS]: any car, the object

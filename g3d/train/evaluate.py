@@ -678,10 +678,11 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
     # 2b. Novel views: the answer for image i rendered with the cameras of other images of the same object.
     pairs = novel_view_pairs(sids)
     # 2c. One car under several lights (g3d synth --lights): albedo consistency and relighting.
+    # each answer's material (the light head's specular strength; None without the material term), relighting and scored
+    spec = head_to_specular(torch.cat(P_light)) if P_light else None
     lit_pairs = relight_pairs(cars, vids)
     if len(lit_pairs):
         truth_light = true_light(data.extra) if data.cameras.source == "ground truth" and sim is None else None
-        spec = head_to_specular(torch.cat(P_light)) if P_light else None
         rep.relight = relight_figures(lit_pairs, verts_all, torch.cat(P_tex), data, cams, tpl, cfg.light, truth_light, other, batch,
                                       specular=spec, shininess=None if model.shininess is None else model.shininess.item())
         if truth_light is None:
@@ -761,7 +762,6 @@ def evaluate(run: str | Path, folder: str | Path | None = None, device: str = "c
             d, a = head_to_light(torch.cat(P_light))
             truth = truth.astype(np.float64)
             rep.light = light_figures(d.double().numpy(), a.double().numpy(), truth[:, :3], truth[:, 3])
-            spec = head_to_specular(torch.cat(P_light))
             if spec is not None:  # the material term: its strength against the paint's, and the learned shininess
                 rep.light["shininess"] = model.shininess.item()
                 if SPECULAR in data.extra and np.isfinite(data.extra[SPECULAR]).all():

@@ -49,3 +49,9 @@ def any_photo_run(root, name: str, **options):
 def any_photo(any_photo_data):
     """(run, random-view test set): the short "any photo" run (no light), shared by the any-photo and light tests."""
     return any_photo_run(any_photo_data, "run"), any_photo_data / "rv"
+
+
+@pytest.fixture(scope="session")
+def any_photo_lit(any_photo_data):
+    """The same short run with --light (the light head and its material term)."""
+    return any_photo_run(any_photo_data, "lit", light=True)

@@ -251,17 +251,35 @@ def test_relight_pairs_join_one_car_and_view_across_its_lights():
     assert len(relight_pairs(car_ids(sids, 1), vids)) == 0  # one image per car and view: no pairs
 
 
-def test_eval_on_cars_under_two_lights_scores_albedo_and_relighting(tmp_path):
+def test_eval_on_cars_under_two_lights_scores_albedo_and_relighting(tmp_path, monkeypatch):
+    import g3d.train.evaluate as ev
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.evaluate import evaluate
-    from g3d.train.loop import TrainConfig, train
+    from g3d.train.loop import TrainConfig, load_run, train
 
     data = tmp_path / "car"
     run_synth(SynthConfig(out=data, samples=8, views=3, resolution=32, candidates=16, lights=2))
+    seen = []
+    real = ev.relight_figures
+
+    def relight_figures(*args, **kw):  # what eval hands the relighting: each answer's own material
+        seen.append(kw)
+        out = real(*args, **kw)
+        if kw.get("specular") is not None:  # the same answers relit without their highlight differ
+            plain = real(*args, **{**kw, "specular": None, "shininess": None})
+            assert plain["albedo"] == out["albedo"] and plain["relight"] != out["relight"] and plain["relight_own"] != out["relight_own"]
+        return out
+
+    monkeypatch.setattr(ev, "relight_figures", relight_figures)
     for name, light in (("lit", True), ("baked", False)):
         train(TrainConfig(folder=str(data), out=str(tmp_path / name), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.5,
                           preview_every=10**6, light=light))
         rep = evaluate(tmp_path / name)
+        _, model, _, _, _ = load_run(tmp_path / name)
+        if light:  # the run's learned shininess and one strength per held-out image
+            assert seen[-1]["shininess"] == pytest.approx(model.shininess.item()) and seen[-1]["specular"].shape == (rep.images,)
+        else:
+            assert seen[-1]["specular"] is None and seen[-1]["shininess"] is None
         g = rep.relight
         assert g["pairs"] == 2 * 2 * 3 and g["lit"] is light  # 2 held-out cars x 3 views x 2 orders
         assert all(0 <= g[k] < 1 for k in ("albedo", "albedo_other", "relight", "relight_own"))
@@ -272,7 +290,7 @@ def test_eval_on_cars_under_two_lights_scores_albedo_and_relighting(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_light_head_makes_the_texture_an_albedo_that_relights(any_photo, any_photo_data):
+def test_the_light_head_makes_the_texture_an_albedo_that_relights(any_photo, any_photo_lit, any_photo_data):
     """The short "any photo" budget with --light against the same run without (its baked texture), on new cars from
     random viewpoints each under two lights: the albedo changes less between a car's two photos, and relit under the
     other photo's true light it loses almost nothing against its own light, where the baked texture loses the change
@@ -280,11 +298,9 @@ def test_the_light_head_makes_the_texture_an_albedo_that_relights(any_photo, any
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.evaluate import evaluate
 
-    from .conftest import any_photo_run
-
     lt = any_photo_data / "lt"  # the random-view test set's cars, each under two lights
     run_synth(SynthConfig(out=lt, samples=60, views=4, resolution=64, seed=7, viewpoints="random", lights=2))
-    lit = evaluate(any_photo_run(any_photo_data, "lit", light=True), lt)
+    lit = evaluate(any_photo_lit, lt)
     baked = evaluate(any_photo[0], lt)
     g, b = lit.relight, baked.relight
     print(f"light run {g}\nbaked run {b}")  # pytest -s shows them
