@@ -214,6 +214,11 @@ def train(
     specular: bool = typer.Option(True, "--specular/--no-specular", help="With --light: a material term, a white highlight "
                                   "(Blinn-Phong) whose strength the network predicts per photo and whose shininess it learns, "
                                   "so highlights are not painted into the albedo (--no-specular: Lambertian alone)."),
+    light_encoder: bool = typer.Option(False, "--light-encoder", help="With --light: read the light with a small encoder of its "
+                                       "own instead of the image feature shape and texture share."),
+    twin_weight: float = typer.Option(1.0, help="With --light, on a set with several lights per car (g3d synth --lights 2): weight of "
+                                      "the twin relighting loss (the same car and view under another light: its texture, lit by "
+                                      "this photo's predicted light, must give this photo). 0: off."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
@@ -240,7 +245,8 @@ def train(
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
                       backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, zoom=zoom, camera_head=camera_head,
-                      light=light, albedo_weight=albedo_weight, light_weight=light_weight, ambient_weight=ambient_weight, specular=specular, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
+                      light=light, albedo_weight=albedo_weight, light_weight=light_weight, ambient_weight=ambient_weight, specular=specular, light_encoder=light_encoder,
+                      twin_weight=twin_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
     m = report.last_metrics

@@ -110,6 +110,24 @@ def first_test_sample(samples: int, holdout: float) -> int:
     return samples - n_test
 
 
+def twin_indices(sample_ids, view_ids, lights: int) -> np.ndarray:
+    """int64 [N]: for each image (``sample_ids``, ``view_ids`` int [N]) the index of its twin, the same car and view under
+    the car's next light in a set of ``lights`` lights per car (g3d synth --lights: samples in groups of ``lights``
+    consecutive ids, one car each, :func:`g3d.datasets.manifest.car_ids`), cyclically; -1 where there is none (one light
+    per car, or the twin not kept)."""
+    s = np.asarray(sample_ids, np.int64)
+    v = np.asarray(view_ids, np.int64)
+    out = np.full(len(s), -1, np.int64)
+    if lights < 2 or not len(s):
+        return out
+    where = {(a, b): i for i, (a, b) in enumerate(zip(s.tolist(), v.tolist()))}
+    first = s - s % lights
+    nxt = first + (s - first + 1) % lights
+    for i, (a, b) in enumerate(zip(nxt.tolist(), v.tolist())):
+        out[i] = where.get((a, b), -1)
+    return out
+
+
 class PairData:
     """Kept images of one split, in memory at the training resolution, served as multi-view pairs.
 
@@ -206,6 +224,8 @@ class PairData:
         for i, s in enumerate(sids):
             by_sample.setdefault(s, []).append(i)
         self.groups = [v for v in by_sample.values() if len(v) >= 2]
+        # int64 [N]: each image's twin, the same car and view under the car's next light (g3d synth --lights), -1: none
+        self.twins = torch.from_numpy(twin_indices(sids, vids, manifest.lights_per_car))
         if not self.groups and split == "train":
             raise DatasetError(f"{self.folder}: no object has two kept views, so no multi-view pairs: synthesise more views or filter less")
         self.resized = (H0, W0) != (self.height, self.width)

@@ -77,6 +77,8 @@ class TrainConfig:
     light_weight: float = 1.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
     ambient_weight: float = 1.0  # with light: weight of the ambient's error within that supervision (beside 1 - cos of the direction's angle)
     specular: bool = True  # with light: a material term, a highlight of per-photo strength and one learned shininess (else Lambertian alone)
+    light_encoder: bool = False  # with light: the light read by its own small encoder (train/model.py), not the shared image feature
+    twin_weight: float = 1.0  # with light, on data with several lights per car (g3d synth --lights): weight of the twin relighting loss (pair_losses)
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -108,6 +110,8 @@ class TrainConfig:
             raise UsageError(f"--light-weight {self.light_weight}: give a number >= 0")
         if not (math.isfinite(self.ambient_weight) and self.ambient_weight >= 0):
             raise UsageError(f"--ambient-weight {self.ambient_weight}: give a number >= 0")
+        if not (math.isfinite(self.twin_weight) and self.twin_weight >= 0):
+            raise UsageError(f"--twin-weight {self.twin_weight}: give a number >= 0")
         if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
             raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
         if self.resolution < 16:
@@ -132,7 +136,8 @@ class TrainConfig:
 # defaults; a light run before --light-weight learned its light from the render alone, before --specular it was Lambertian). Every other option a run
 # predates was added off, so the run trained with its default.
 _BEFORE = {"backbone": "resnet18", "color_readout": False, "lr_schedule": "constant", "sigma": SIGMA, "sigma_anneal": 0.5,
-           "symmetric": False, "light_weight": 0.0, "specular": False, "ambient_weight": 1.0}
+           "symmetric": False, "light_weight": 0.0, "specular": False, "ambient_weight": 1.0,
+           "light_encoder": False, "twin_weight": 0.0}
 
 
 def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +149,8 @@ def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
         del before["light_weight"]
         del before["specular"]
         del before["ambient_weight"]
+        del before["light_encoder"]
+        del before["twin_weight"]
     return {**defaults, **before, **d}
 
 
@@ -214,7 +221,7 @@ def build(cfg: TrainConfig, data: PairData, device) -> tuple[InverseGraphicsNet,
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
                                color_readout=cfg.color_readout, symmetric=cfg.symmetric, camera_head=cfg.camera_head,
-                               light_head=cfg.light, specular=cfg.specular).to(device)
+                               light_head=cfg.light, specular=cfg.specular, light_encoder=cfg.light_encoder).to(device)
     cams = ViewCameras(data.cameras.K, data.cameras.R, data.cameras.t, learn=learns_cameras(cfg, data), freedom=data.cameras.freedom()).to(device)
     return model, cams
 
@@ -245,13 +252,24 @@ def sigma_at(cfg: "TrainConfig", step: int) -> float:
     return math.exp((1 - f) * math.log(SIGMA) + f * math.log(cfg.sigma))
 
 
-def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int, light_i: torch.Tensor | None = None):
+def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int, light_i: torch.Tensor | None = None,
+                twin: tuple | None = None):
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i). ``light_i`` float [B, 4]:
-    view i's true light (:func:`g3d.train.light.true_light`), supervising the light head; None: none."""
+    view i's true light (:func:`g3d.train.light.true_light`), supervising the light head; None: none.
+
+    ``twin``: with the light, (rows int64 [T] of the batch, their twins' :class:`g3d.train.data.Batch`, the twins' true
+    lights float [T, 4] or None): photos of the same cars and views under another light (``PairData.twins``). The
+    *twin relighting loss* renders each twin's texture on the shape predicted from image i, shaded by the light
+    predicted from image i, and compares it with image i (colour L1 in the mask, weight ``cfg.twin_weight``): one
+    car's albedo must be the same whatever light it was photographed under, and the light must hold what differs.
+    The twins' lights are supervised too, where they are known."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
-    verts, tex, offsets, cam_out, light_out = InverseGraphicsNet.split(model(img_i, with_camera=cfg.camera_head, with_light=cfg.light),
-                                                                       cfg.camera_head, cfg.light)
+    use_twin = cfg.light and twin is not None and cfg.twin_weight > 0
+    B = img_i.shape[0]
+    inputs = torch.cat([img_i, twin[1].images]) if use_twin else img_i  # one call of the network (DDP)
+    outs = InverseGraphicsNet.split(model(inputs, with_camera=cfg.camera_head, with_light=cfg.light), cfg.camera_head, cfg.light)
+    verts, tex, offsets, cam_out, light_out = (None if o is None else o[:B] for o in outs)
     lighting = None
     if cfg.light:  # the light of view i shades both views: it sits in the object frame, as the car's paint does
         l_dir, l_amb = head_to_light(light_out.float())
@@ -289,6 +307,18 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         comp = out.image * mask + target * (1 - mask)  # compare the object region only
         terms["percept"] = percept(comp, target)
         total = total + w.percept * terms["percept"]
+    if use_twin:
+        rows, _, light_t = twin
+        tex_t, light_out_t = outs[1][B:], outs[4][B:]
+        lit_i = lighting_of(l_dir[rows], l_amb[rows], None if l_spec is None else l_spec[rows], getattr(model, "module", model).shininess)
+        o_t = render(verts[rows].float(), tpl.faces, K[:B][rows], R[:B][rows], t[:B][rows], H, W, face_uvs=tpl.face_uvs,
+                     texture=tex_t.float(), sigma=sigma_at(cfg, step), lighting=lit_i)
+        terms["twin"] = color_l1(o_t.image, img_i[rows], mask_i[rows])
+        total = total + cfg.twin_weight * terms["twin"]
+        if light_t is not None and cfg.light_weight > 0:
+            d_t, a_t = head_to_light(light_out_t.float())
+            terms["light_twin"] = light_loss(d_t, a_t, light_t.to(d_t), cfg.ambient_weight)
+            total = total + cfg.light_weight * terms["light_twin"]
     with torch.no_grad():
         hard = out.fragments.mask[:, None].float()
         inter = (hard * mask).flatten(1).sum(1)
@@ -372,6 +402,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     light_truth = true_light(data.extra) if cfg.light and cfg.light_weight > 0 else None
     if light_truth is not None:
         light_truth = torch.from_numpy(light_truth)
+    use_twins = cfg.light and cfg.twin_weight > 0 and bool((data.twins >= 0).any())
     if data.per_image and learns_cameras(cfg, data) and data.cameras.source == FROM_TRUTH:  # a --viewpoints random set
         raise UsageError(f"{cfg.folder} has the generator's exact camera for every image, and refining them one image at a time only "
                          "lets them drift with the shape: train with --fixed-cameras")
@@ -392,6 +423,8 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         if cfg.light:
             log("light: supervised by each image's true light (the data's gt_light_* columns)" if light_truth is not None
                 else "light: from the render alone (" + ("no true light in the data)" if cfg.light_weight > 0 else "--light-weight 0)"))
+            if use_twins:
+                log(f"light: twin relighting loss on {int((data.twins >= 0).sum())} images with a twin under another light (--twin-weight {cfg.twin_weight:g})")
         for problem in data.cameras.problems or []:
             log(f"note: {data.cameras.source}: {problem}")
         skipped = data.cameras.skipped_why()
@@ -432,9 +465,15 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
         for g, base in zip(opt.param_groups, [cfg.lr, cfg.camera_lr]):  # (no camera group when they are fixed)
             g["lr"] = base * f
         i_idx, j_idx = data.pairs(cfg.seed, step, rank, cfg.batch_size)
+        twin = None
+        if use_twins:
+            rows = torch.nonzero(data.twins[i_idx] >= 0)[:, 0]
+            if len(rows):
+                t_idx = data.twins[i_idx[rows]]
+                twin = (rows.to(device), data.batch(t_idx, device), None if light_truth is None else light_truth[t_idx].to(device))
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             total, terms, _ = pair_losses(net, cam_mod, tpl, data.batch(i_idx, device), data.batch(j_idx, device), cfg, percept, step, H, W,
-                                          light_i=None if light_truth is None else light_truth[i_idx].to(device))
+                                          light_i=None if light_truth is None else light_truth[i_idx].to(device), twin=twin)
         run.stop_unless_finite(total, step)
         opt.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
@@ -483,7 +522,7 @@ def load_run(run: str | Path, device="cpu"):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     tpl = build_template(3)
     model = InverseGraphicsNet(tpl, tex_res=cfg.tex_res, backbone=cfg.backbone, color_readout=cfg.color_readout, symmetric=cfg.symmetric,
-                               camera_head=cfg.camera_head, light_head=cfg.light, specular=cfg.specular)
+                               camera_head=cfg.camera_head, light_head=cfg.light, specular=cfg.specular, light_encoder=cfg.light_encoder)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:

@@ -64,19 +64,20 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallEncoder(nn.Module):
-    """A CNN sized for 64-128 px on a CPU: four stride-2 blocks (32-64-128-256 channels, GroupNorm, so a
-    prediction never depends on the rest of the batch), a 4 x 4 grid kept in place (not averaged away:
+    """A CNN sized for 64-128 px on a CPU: four stride-2 blocks (``width`` x 1-2-4-8 channels, 32-64-128-256 by default,
+    GroupNorm, so a prediction never depends on the rest of the batch), a 4 x 4 grid kept in place (not averaged away:
     where the silhouette's edges sit is what tells the size), and a 512-d feature.
 
     images float [B, 3, H, W] in [0, 1] -> float [B, 512]."""
 
     out_dim = 512
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(_block(3, 32), _block(32, 64), _block(64, 128), _block(128, 256))
+        w = int(width)
+        self.blocks = nn.Sequential(_block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
         self.pool = nn.AdaptiveAvgPool2d(4)
-        self.fc = nn.Sequential(nn.Linear(256 * 16, 512), nn.LeakyReLU(0.2))
+        self.fc = nn.Sequential(nn.Linear(8 * w * 16, 512), nn.LeakyReLU(0.2))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.blocks(images * 2.0 - 1.0)).flatten(1))
@@ -108,6 +109,7 @@ class ResNetEncoder(nn.Module):
 
 
 BACKBONES = ("small", "resnet18")
+LIGHT_ENCODER_WIDTH = 16  # the light's own encoder (InverseGraphicsNet's light_encoder): a SmallEncoder of half the width
 
 
 class InverseGraphicsNet(nn.Module):
@@ -134,6 +136,7 @@ class InverseGraphicsNet(nn.Module):
         camera_head: bool = False,  # also predict where the camera sits, seen from the object (train/camera.py)
         light_head: bool = False,  # also predict the light, which shades the texture (an albedo) in training (train/light.py)
         specular: bool = False,  # with light_head: a specular strength per photo and one learned shininess (train/light.py)
+        light_encoder: bool = False,  # with light_head: the light read by its own small encoder (LIGHT_ENCODER_WIDTH), not the shared feature
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -173,8 +176,10 @@ class InverseGraphicsNet(nn.Module):
         # (sin, cos) of the camera's azimuth and its elevation / 30 deg, from the image feature (train/camera.py)
         self.camera_head = nn.Sequential(nn.Linear(D, 256), nn.LeakyReLU(0.2), nn.Linear(256, 3)) if camera_head else None
         # a direction towards the light and the ambient's logit (train/light.py), from the image feature
-        # (and the specular strength's logit with the material term)
-        self.light_head = nn.Sequential(nn.Linear(D, 128), nn.LeakyReLU(0.2), nn.Linear(128, 5 if specular else 4)) if light_head else None
+        # (and the specular strength's logit with the material term); with light_encoder, from a feature of its own
+        self.light_encoder = SmallEncoder(LIGHT_ENCODER_WIDTH) if light_head and light_encoder else None
+        DL = D if self.light_encoder is None else self.light_encoder.out_dim
+        self.light_head = nn.Sequential(nn.Linear(DL, 128), nn.LeakyReLU(0.2), nn.Linear(128, 5 if specular else 4)) if light_head else None
         if light_head:  # the light starts overhead at the usual ambient, whatever the photo
             nn.init.zeros_(self.light_head[2].weight)
             nn.init.zeros_(self.light_head[2].bias)
@@ -210,7 +215,7 @@ class InverseGraphicsNet(nn.Module):
         if with_light:
             if self.light_head is None:
                 raise ValueError("this network has no light head (trained without --light)")
-            out += (self.light_head(feat),)
+            out += (self.light_head(feat if self.light_encoder is None else self.light_encoder(images)),)
         return out
 
     @staticmethod

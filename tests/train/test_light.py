@@ -311,3 +311,131 @@ def test_the_light_head_makes_the_texture_an_albedo_that_relights(any_photo, any
     # Measured (one core, 2026-12-07): albedo 0.0300 (another car's 0.157) | baked 0.0332; relighting 0.0859 (own light
     # 0.0859) | baked 0.1003 (0.0875). With the renderer ignoring the light head in training: albedo 0.0336, relighting
     # 0.1154 (0.1131): it fails.
+
+
+def test_twins_are_the_same_car_and_view_under_the_cars_next_light():
+    from g3d.train.data import twin_indices
+
+    sids = [4, 4, 5, 5, 6, 7, 8, 9, 10, 11]
+    vids = [0, 1, 0, 1, 0, 1, 0, 0, 0, 0]
+    # car 4 (samples 4, 5): both views paired; car 6: view 0 has no twin under light 7, view 1 none under 6
+    assert twin_indices(sids, vids, 2).tolist() == [2, 3, 0, 1, -1, -1, 7, 6, 9, 8]
+    # three lights per car (samples 9, 10, 11 are car 9): each image's twin is the next light's, cyclically
+    assert twin_indices(sids, vids, 3).tolist()[7:] == [8, 9, 7]
+    assert (twin_indices(sids, vids, 1) == -1).all()  # one light per car: no twins
+
+
+class _Table(torch.nn.Module):
+    """A stand-in network that answers each photo from a table (the photo's exact pixels are its key): a shape, a
+    texture and the head's raw light output."""
+
+    shininess = None  # no material term
+
+    def __init__(self, rows):
+        super().__init__()
+        self.rows = rows  # [(image float [3, H, W], verts [V, 3], texture [3, T, T], raw light [4])]
+
+    def forward(self, images, with_camera=False, with_light=False):
+        hit = [next(r for r in self.rows if torch.equal(r[0], x)) for x in images]
+        verts = torch.stack([r[1] for r in hit])
+        return verts, torch.stack([r[2] for r in hit]), torch.zeros_like(verts), torch.stack([r[3] for r in hit])
+
+
+def _raw_light(direction, ambient: float) -> torch.Tensor:
+    """The light head's raw output float [4] that head_to_light reads as this (unit) direction and ambient."""
+    up = torch.tensor([0.0, 1.0, 0.0])
+    logit = float(np.log(ambient / (1 - ambient)) - np.log(AMBIENT_START / (1 - AMBIENT_START)))
+    return torch.cat([torch.as_tensor(direction, dtype=torch.float32) - up, torch.tensor([logit])])
+
+
+def test_the_twin_loss_lights_the_twins_albedo_with_this_photos_light():
+    """One car in one view under two lights (photos A and B, rendered from a two-colour albedo). A stand-in network
+    answers A with a grey texture and A's true light, B with the true albedo and B's true light. The twin term of the
+    pair (i = A, twin B) renders B's texture on A's shape under A's light against A: zero. The pair (i = B, twin A)
+    renders A's grey texture under B's light against B: far from zero. Lighting the twin with its own light, comparing
+    with the twin's photo, or using photo i's texture would each break the first figure."""
+    from g3d.train.data import Batch
+    from g3d.train.loop import TrainConfig, pair_losses
+    from g3d.train.model import ViewCameras
+
+    tpl = build_template(2)
+    verts = tpl.verts * torch.tensor([0.45, 0.3, 1.0])
+    K, R, t = _views(2)
+    albedo = torch.zeros(3, 16, 16)
+    albedo[:, :8] = torch.tensor([0.8, 0.15, 0.1])[:, None, None]
+    albedo[:, 8:] = torch.tensor([0.3, 0.35, 0.4])[:, None, None]
+    grey = torch.full((3, 16, 16), 0.5)
+    lights = [(light_direction([60.0], [40.0])[0], 0.35), (light_direction([240.0], [30.0])[0], 0.5)]
+
+    def photo(view: int, light) -> tuple[torch.Tensor, torch.Tensor]:
+        d, a = torch.tensor(light[0], dtype=torch.float32)[None], torch.tensor([light[1]])
+        o = render(verts[None], tpl.faces, K[view:view + 1], R[view:view + 1], t[view:view + 1], 32, 32, face_uvs=tpl.face_uvs,
+                   texture=albedo[None], lighting=lighting_of(d, a), silhouette=False)
+        return o.image[0], o.fragments.mask[0][None].float()
+
+    (a0, m0), (b0, _), (a1, m1), (b1, _) = photo(0, lights[0]), photo(0, lights[1]), photo(1, lights[0]), photo(1, lights[1])
+    net = _Table([(a0, verts, grey, _raw_light(*lights[0])), (b0, verts, albedo, _raw_light(*lights[1]))])
+    cams = ViewCameras(K, R, t, learn=False)
+    cfg = TrainConfig(folder="", out="", light=True, specular=False, camera_head=False, sigma=1e-5)
+    truth = [torch.tensor([*light[0], light[1]], dtype=torch.float32)[None] for light in lights]
+
+    def twin_terms(i_img, j_img, twin_img, i_light, twin_light):
+        one = lambda img, m, v: Batch(img[None], m[None], torch.tensor([v]), torch.eye(3)[None])  # noqa: E731
+        _, terms, _ = pair_losses(net, cams, tpl, one(i_img, m0, 0), one(j_img, m1, 1), cfg, None, 10**6, 32, 32, light_i=i_light,
+                                  twin=(torch.tensor([0]), one(twin_img, m0, 0), twin_light))
+        return terms
+
+    ab = twin_terms(a0, a1, b0, truth[0], truth[1])
+    ba = twin_terms(b0, b1, a0, truth[1], truth[0])
+    assert float(ab["twin"]) < 2e-3 < 0.05 < float(ba["twin"]), (float(ab["twin"]), float(ba["twin"]))
+    assert float(ab["light_twin"]) < 1e-5 and float(ab["light"]) < 1e-5  # both photos' lights are the true ones
+    assert float(twin_terms(a0, a1, b0, truth[0], truth[0])["light_twin"]) > 0.1  # the twin's light is B's, not A's
+    cfg.twin_weight = 0.0
+    assert "twin" not in twin_terms(a0, a1, b0, truth[0], truth[1])
+
+
+def test_the_light_encoder_reads_the_light_alone():
+    """With light_encoder, the light head reads its own encoder: its output's gradient reaches that encoder and not
+    the shared one (which shape and texture read); without it, the shared one."""
+    from g3d.train.model import InverseGraphicsNet
+
+    tpl = build_template(2)
+    img = torch.rand(2, 3, 32, 32)
+    for own in (True, False):
+        net = InverseGraphicsNet(tpl, tex_res=16, light_head=True, specular=True, light_encoder=own)
+        torch.nn.init.normal_(net.light_head[2].weight)  # (it starts at zero: no gradient past it)
+        net(img, with_light=True)[-1].sum().backward()
+        shared = sum(float(p.grad.abs().sum()) for p in net.encoder.parameters() if p.grad is not None)
+        assert (net.light_encoder is not None) == own
+        if own:
+            assert shared == 0 and sum(float(p.grad.abs().sum()) for p in net.light_encoder.parameters()) > 0
+        else:
+            assert shared > 0
+
+
+def test_a_run_on_cars_under_two_lights_trains_the_twin_loss_and_its_own_light_encoder(tmp_path):
+    import json
+
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.evaluate import evaluate
+    from g3d.train.loop import TrainConfig, load_run, train, upgrade_config
+
+    data = tmp_path / "car"
+    run_synth(SynthConfig(out=data, samples=8, views=3, resolution=32, candidates=16, lights=2))
+    opts = dict(folder=str(data), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.25, preview_every=10**6, light=True)
+    log: list[str] = []
+    train(TrainConfig(out=str(tmp_path / "twin"), light_encoder=True, **opts), log=log.append)
+    assert any("twin relighting loss on 18 images" in m for m in log), log  # 6 training samples x 3 views
+    last = json.loads((tmp_path / "twin" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["twin"] > 0 and last["light_twin"] > 0
+    cfg, model, _, _, _ = load_run(tmp_path / "twin")
+    assert cfg.light_encoder and model.light_encoder is not None
+    assert evaluate(tmp_path / "twin").relight["pairs"] == 3 * 2  # the held-out car (samples 6, 7), 3 views, both ways
+    train(TrainConfig(out=str(tmp_path / "off"), twin_weight=0.0, **opts))
+    last = json.loads((tmp_path / "off" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "twin" not in last and load_run(tmp_path / "off")[1].light_encoder is None
+    # a light run from before these options trained without either
+    old = upgrade_config({"folder": "x", "out": "y", "light": True, "weights": {}})
+    assert old["twin_weight"] == 0.0 and old["light_encoder"] is False
+    with pytest.raises(Exception, match="--twin-weight -1"):
+        TrainConfig(out=str(tmp_path / "bad"), twin_weight=-1.0, **opts).validate()
