@@ -17,7 +17,9 @@ and normals (:meth:`g3d.synth.builtin.BuiltinGenerator.shading_truth`) for new c
 two lights. The albedo a model reads from a photo is the photo divided by the model's shading (Lambertian: ambient plus
 one direction; Blinn-Phong: the same less the highlight; SH9: the 9 spherical-harmonic coefficients that best explain
 the photo, least squares over the car), scored by the same colour L1 in the mask as above, beside the photo itself
-(a baked texture).
+(a baked texture). It also reads the ambient back from each photo (:func:`fit_ambient`: the best least-squares ambient
+with the true normals and highlight and the albedo's regions known, their colours not) with the light's direction exact
+or turned 5, 10, 20 deg: how much of the ambient a photo of this size holds, and how much of it needs the direction.
 
     python bench/light.py RUN [RUN ...] [--cars 32] [--views 6] [--threads 1] [--picture docs/light_car.png]
     python bench/light.py --ceiling [--cars 128] [--resolution 64]
@@ -275,6 +277,49 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
         aa = (A["image"] - A["specular"]) / off_shade(A, ws_a, deg, amb_off)
         ab = (B["image"] - B["specular"]) / off_shade(B, ws_b, deg, amb_off)
         out[f"phong_off_{deg}_{amb_off}"] = (l1(aa, ab), float("nan"))
+    # The ambient read back from the photo: each photo's best ambient (least squares over the pixels wholly on the car,
+    # each region of one true albedo given its own unknown colour, the true normals and highlight), with the light's
+    # direction exact or turned some degrees: its r with the true ambient, beside the mean ambient's error.
+    for deg in (0, 5, 10, 20):
+        est, true = [], []
+        for T, ws in ((A, ws_a), (B, ws_b)):
+            p = G.parameters_of(ws)
+            d = light_direction(p["light_azimuth_deg"].numpy(), p["light_elevation_deg"].numpy())
+            axis = rng.normal(size=d.shape)
+            axis -= (axis * d).sum(1, keepdims=True) * d
+            axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+            d = d * np.cos(np.radians(deg)) + axis * np.sin(np.radians(deg))
+            est.append(fit_ambient(T, m, d))
+            true.append(p["ambient"].numpy())
+        est, true = np.concatenate(est), np.concatenate(true)
+        out[f"ambient_{deg}"] = (float(np.corrcoef(est, true)[0, 1]), float(np.abs(est - true).mean()))
+    out["ambient_mean"] = (0.0, float(np.abs(true - true.mean()).mean()))
+    return out
+
+
+def fit_ambient(T: dict, m: torch.Tensor, direction: np.ndarray, grid: np.ndarray = np.linspace(0.1, 0.8, 141)) -> np.ndarray:
+    """Each photo's ambient float [N] that best explains it (least squares over the pixels where ``m`` float [N, 1, H, W]
+    is 1 and the shade is not the lights' 1): shade = a + (1 - a) max(0, n . l) with the true normals of ``T``
+    (:meth:`g3d.synth.builtin.BuiltinGenerator.shading_truth`) and ``direction`` float [N, 3], its true highlight taken
+    off, and each region of one true albedo given the colour that fits it best (the albedo's pattern known, its colours
+    not); ``a`` searched on ``grid``."""
+    out = np.zeros(len(direction))
+    for k in range(len(direction)):
+        keep = (m[k, 0] > 0.5) & (T["shade"][k, 0] < 1)
+        img = (T["image"][k] - T["specular"][k]).permute(1, 2, 0)[keep].double().numpy()  # [P, 3]
+        n = T["normal"][k].permute(1, 2, 0)[keep].double().numpy()
+        c = np.clip((n / np.linalg.norm(n, axis=1, keepdims=True).clip(1e-6)) @ direction[k], 0, None)  # [P]
+        _, region = np.unique(np.round(T["albedo"][k].permute(1, 2, 0)[keep].numpy(), 3), axis=0, return_inverse=True)
+        region = region.ravel()
+        best, best_a = np.inf, grid[0]
+        for a in grid:
+            s = a + (1 - a) * c
+            num = np.stack([np.bincount(region, s * img[:, ch]) for ch in range(3)], 1)
+            den = np.bincount(region, s * s)[:, None].clip(1e-9)
+            res = float(((img - (num / den)[region] * s[:, None]) ** 2).sum())
+            if res < best:
+                best, best_a = res, a
+        out[k] = best_a
     return out
 
 
@@ -295,6 +340,12 @@ def ceiling_lines(figs: dict[str, tuple[float, float]], cars: int, resolution: i
             parts.append(f"{'exact' if float(deg) == 0 and float(amb) == 0 else (f'direction {deg} deg off' if float(deg) else f'ambient {amb} off')} "
                          f"{cons:.4f} ({baked / max(cons, 1e-9):.1f}x)")
         lines.append("  Blinn-Phong, the light off (normals averaged over each pixel, so exact is not 0): albedo consistency " + ", ".join(parts))
+    amb = [(k, v) for k, v in figs.items() if k.startswith("ambient_") and k != "ambient_mean"]
+    if amb:
+        lines.append("  the ambient read back from each photo (its best fit, the true normals and highlight, the albedo's regions known, "
+                     "their colours not), the direction " + ", ".join(
+                         f"{'exact' if k == 'ambient_0' else k.split('_')[1] + ' deg off'}: r {r:.2f}, error {e:.3f}" for k, (r, e) in amb)
+                     + f" | the mean ambient: r 0, error {figs['ambient_mean'][1]:.3f}")
     return lines
 
 

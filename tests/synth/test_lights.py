@@ -93,4 +93,20 @@ def test_shading_truth_takes_the_photo_apart_and_the_light_models_ceilings():
     assert figs["phong"][1] < figs["lambert"][1] < 0.5 * figs["baked"][1]  # relit under the other light
     off = {k: v[0] for k, v in figs.items() if k.startswith("phong_off_")}
     assert off["phong_off_0_0.0"] < off["phong_off_10_0.0"] < off["phong_off_20_0.0"] and off["phong_off_0_0.0"] < off["phong_off_0_0.03"]
-    assert len(bench.ceiling_lines(figs, 16, 48)) == 6
+    assert figs["ambient_0"][0] > figs["ambient_20"][0] and figs["ambient_0"][1] < figs["ambient_20"][1]  # the ambient needs the direction
+    assert len(bench.ceiling_lines(figs, 16, 48)) == 7
+    # The ambient fit itself: on photos that are exactly albedo times the shade of their normals (no pixel pooling
+    # albedos and normals), it finds each photo's ambient; with the direction 20 deg off it does not.
+    from g3d.train.light import light_direction
+
+    p = G.parameters_of(ws)
+    d = light_direction(p["light_azimuth_deg"].numpy(), p["light_elevation_deg"].numpy())
+    n = st["normal"] / st["normal"].norm(dim=1, keepdim=True).clamp(min=1e-6)
+    amb = p["ambient"][:, None, None, None]
+    shade = amb + (1 - amb) * (n * torch.tensor(d, dtype=torch.float32)[:, :, None, None]).sum(1, keepdim=True).clamp(min=0)
+    shade = torch.where(st["shade"] == 1, st["shade"], shade)
+    exact = {**st, "image": st["albedo"] * shade + st["specular"], "shade": shade}
+    m = (st["cover"] > 0.999).float()
+    err = np.abs(bench.fit_ambient(exact, m, d) - p["ambient"].numpy())
+    turned = np.roll(d, 1, 0)  # another car's light
+    assert err.max() < 0.01 and np.abs(bench.fit_ambient(exact, m, turned) - p["ambient"].numpy()).mean() > 3 * err.mean() + 0.01
