@@ -129,10 +129,12 @@ def test_truncation_cutoff_rows(nv):
     z = torch.from_numpy(c["z"])
     full, trunc = torch.from_numpy(c["ws_psi1"]), torch.from_numpy(c["ws_psi07"])
     with torch.no_grad():
+        own = gen.mapping(z)  # psi 1 here: bit for bit what the rows past the cutoff must be (the fixture's within TOL:
+        _close(own, full)  # another machine's float path)
         for cutoff in (0, 1, 4, 9):
             ws = gen.mapping(z, truncation_psi=0.7, truncation_cutoff=cutoff)
             torch.testing.assert_close(ws[:, :cutoff], trunc[:, :cutoff], **TOL)
-            torch.testing.assert_close(ws[:, cutoff:], full[:, cutoff:], atol=0, rtol=0)  # untouched
+            torch.testing.assert_close(ws[:, cutoff:], own[:, cutoff:], atol=0, rtol=0)  # untouched
         torch.testing.assert_close(gen.mapping(z, 0.7, truncation_cutoff=50), trunc, **TOL)
         avg = gen.mapping(z, truncation_psi=0.0)
         torch.testing.assert_close(avg, gen.w_avg.expand(4, 10, 128), atol=1e-6, rtol=0)

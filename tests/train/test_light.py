@@ -292,9 +292,8 @@ def test_eval_on_cars_under_two_lights_scores_albedo_and_relighting(tmp_path, mo
 @pytest.mark.slow
 def test_the_light_head_makes_the_texture_an_albedo_that_relights(any_photo, any_photo_lit, any_photo_data):
     """The short "any photo" budget with --light against the same run without (its baked texture), on new cars from
-    random viewpoints each under two lights: the albedo changes less between a car's two photos, and relit under the
-    other photo's true light it loses almost nothing against its own light, where the baked texture loses the change
-    of light. A light head the renderer ignores in training (a baked texture shaded again) fails here."""
+    random viewpoints each under two lights: relit under the other photo's true light the albedo does better than the
+    baked texture and loses almost nothing against its own light, where the baked texture loses the change of light. A light head the renderer ignores in training (a baked texture shaded again) fails here."""
     from g3d.synth.sampling import SynthConfig, run_synth
     from g3d.train.evaluate import evaluate
 
@@ -305,7 +304,9 @@ def test_the_light_head_makes_the_texture_an_albedo_that_relights(any_photo, any
     g, b = lit.relight, baked.relight
     print(f"light run {g}\nbaked run {b}")  # pytest -s shows them
     assert g["pairs"] == b["pairs"] == 12 // 2 * 4 * 2 and g["lit"] and not b["lit"]
-    assert g["albedo"] < 0.97 * b["albedo"] and g["albedo"] < 0.5 * g["albedo_other"], (g, b)  # and not one texture for all cars
+    # The albedo against the baked texture is left out: at this budget it is within noise of it (0.0300 vs 0.0332 on one
+    # machine, 0.0321 vs 0.0322 on another, the same code); the relighting below separates them on both.
+    assert g["albedo"] < 0.5 * g["albedo_other"], (g, b)  # not one texture for all cars
     assert g["relight"] < b["relight"] - 0.005, (g, b)
     assert g["relight"] - g["relight_own"] < 0.5 * (b["relight"] - b["relight_own"]), (g, b)
     # Measured (one core, 2026-12-07): albedo 0.0300 (another car's 0.157) | baked 0.0332; relighting 0.0859 (own light
