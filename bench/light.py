@@ -261,13 +261,16 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
 
     rng = np.random.default_rng(seed)
 
-    def off_shade(T, ws, deg, amb_off):
-        p = G.parameters_of(ws)
+    def turned(p, deg):  # float64 [N, 3]: each true light direction of parameters p turned deg about a random axis
         d = light_direction(p["light_azimuth_deg"].numpy(), p["light_elevation_deg"].numpy())
         axis = rng.normal(size=d.shape)
         axis -= (axis * d).sum(1, keepdims=True) * d
         axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-        d = torch.tensor(d * np.cos(np.radians(deg)) + axis * np.sin(np.radians(deg)), dtype=torch.float32)
+        return d * np.cos(np.radians(deg)) + axis * np.sin(np.radians(deg))
+
+    def off_shade(T, ws, deg, amb_off):
+        p = G.parameters_of(ws)
+        d = torch.tensor(turned(p, deg), dtype=torch.float32)
         amb = (p["ambient"] + amb_off * torch.tensor(rng.choice([-1.0, 1.0], cars), dtype=torch.float32))[:, None, None, None]
         n = T["normal"] / T["normal"].norm(dim=1, keepdim=True).clamp(min=1e-6)
         s = amb + (1 - amb) * (n * d[:, :, None, None]).sum(1, keepdim=True).clamp(min=0)
@@ -284,12 +287,7 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
         est, true = [], []
         for T, ws in ((A, ws_a), (B, ws_b)):
             p = G.parameters_of(ws)
-            d = light_direction(p["light_azimuth_deg"].numpy(), p["light_elevation_deg"].numpy())
-            axis = rng.normal(size=d.shape)
-            axis -= (axis * d).sum(1, keepdims=True) * d
-            axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-            d = d * np.cos(np.radians(deg)) + axis * np.sin(np.radians(deg))
-            est.append(fit_ambient(T, m, d))
+            est.append(fit_ambient(T, m, turned(p, deg)))
             true.append(p["ambient"].numpy())
         est, true = np.concatenate(est), np.concatenate(true)
         out[f"ambient_{deg}"] = (float(np.corrcoef(est, true)[0, 1]), float(np.abs(est - true).mean()))

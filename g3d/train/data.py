@@ -18,7 +18,7 @@ import torch
 from g3d.datasets import cameras as dscam
 from g3d.datasets import folder as dsf
 from g3d.datasets.shards import read_shard
-from g3d.datasets.manifest import Manifest, read_manifest
+from g3d.datasets.manifest import Manifest, car_ids, read_manifest
 from g3d.datasets.schema import decode_png
 from g3d.errors import DatasetError, UsageError
 from g3d.synth.viewpoints import item_seed
@@ -121,7 +121,7 @@ def twin_indices(sample_ids, view_ids, lights: int) -> np.ndarray:
     if lights < 2 or not len(s):
         return out
     where = {(a, b): i for i, (a, b) in enumerate(zip(s.tolist(), v.tolist()))}
-    first = s - s % lights
+    first = car_ids(s, lights)
     nxt = first + (s - first + 1) % lights
     for i, (a, b) in enumerate(zip(nxt.tolist(), v.tolist())):
         out[i] = where.get((a, b), -1)

@@ -299,7 +299,6 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         terms["light"] = light_loss(l_dir, l_amb, light_i.to(l_dir), cfg.ambient_weight)
         total = total + cfg.light_weight * terms["light"]
     if cfg.camera_head:  # supervised by view i's camera as training has it (detached: the head does not move the cameras)
-        B = img_i.shape[0]
         az, el = view_direction(R[:B].detach().float(), t[:B].detach().float())
         terms["camera"] = camera_loss(cam_out.float(), az, el)
         total = total + cfg.camera_weight * terms["camera"]
@@ -309,7 +308,7 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
         total = total + w.percept * terms["percept"]
     if use_twin:
         rows, _, light_t = twin
-        tex_t, light_out_t = outs[1][B:], outs[4][B:]
+        _, tex_t, _, _, light_out_t = (None if o is None else o[B:] for o in outs)  # the twins' answers
         lit_i = lighting_of(l_dir[rows], l_amb[rows], None if l_spec is None else l_spec[rows], getattr(model, "module", model).shininess)
         o_t = render(verts[rows].float(), tpl.faces, K[:B][rows], R[:B][rows], t[:B][rows], H, W, face_uvs=tpl.face_uvs,
                      texture=tex_t.float(), sigma=sigma_at(cfg, step), lighting=lit_i)
