@@ -219,6 +219,8 @@ def train(
     twin_weight: float = typer.Option(1.0, help="With --light, on a set with several lights per car (g3d synth --lights 2): weight of "
                                       "the twin relighting loss (the same car and view under another light: its texture, lit by "
                                       "this photo's predicted light, must give this photo). 0: off."),
+    consistency_weight: float = typer.Option(0.0, help="With the twin relighting loss: weight of the albedo consistency loss "
+                                             "(the texture maps read from the two photos of one car and view pulled together, L1). 0: off."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (AMP on)."),
     preview_every: int = typer.Option(500, min=1, help="Write previews/step_*.png every K steps."),
@@ -246,7 +248,7 @@ def train(
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
                       backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, zoom=zoom, camera_head=camera_head,
                       light=light, albedo_weight=albedo_weight, light_weight=light_weight, ambient_weight=ambient_weight, specular=specular, light_encoder=light_encoder,
-                      twin_weight=twin_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
+                      twin_weight=twin_weight, consistency_weight=consistency_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)
     m = report.last_metrics

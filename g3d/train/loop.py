@@ -79,6 +79,7 @@ class TrainConfig:
     specular: bool = True  # with light: a material term, a highlight of per-photo strength and one learned shininess (else Lambertian alone)
     light_encoder: bool = False  # with light: the light read by its own small encoder (train/model.py), not the shared image feature
     twin_weight: float = 1.0  # with light, on data with several lights per car (g3d synth --lights): weight of the twin relighting loss (pair_losses)
+    consistency_weight: float = 0.0  # with the twins: weight of the albedo consistency loss, L1 between the texture maps read from a photo and from its twin
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -112,6 +113,8 @@ class TrainConfig:
             raise UsageError(f"--ambient-weight {self.ambient_weight}: give a number >= 0")
         if not (math.isfinite(self.twin_weight) and self.twin_weight >= 0):
             raise UsageError(f"--twin-weight {self.twin_weight}: give a number >= 0")
+        if not (math.isfinite(self.consistency_weight) and self.consistency_weight >= 0):
+            raise UsageError(f"--consistency-weight {self.consistency_weight}: give a number >= 0")
         if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
             raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
         if self.resolution < 16:
@@ -137,7 +140,7 @@ class TrainConfig:
 # predates was added off, so the run trained with its default.
 _BEFORE = {"backbone": "resnet18", "color_readout": False, "lr_schedule": "constant", "sigma": SIGMA, "sigma_anneal": 0.5,
            "symmetric": False, "light_weight": 0.0, "specular": False, "ambient_weight": 1.0,
-           "light_encoder": False, "twin_weight": 0.0}
+           "light_encoder": False, "twin_weight": 0.0, "consistency_weight": 0.0}
 
 
 def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +154,7 @@ def upgrade_config(d: dict[str, Any]) -> dict[str, Any]:
         del before["ambient_weight"]
         del before["light_encoder"]
         del before["twin_weight"]
+        del before["consistency_weight"]
     return {**defaults, **before, **d}
 
 
@@ -262,7 +266,9 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     *twin relighting loss* renders each twin's texture on the shape predicted from image i, shaded by the light
     predicted from image i, and compares it with image i (colour L1 in the mask, weight ``cfg.twin_weight``): one
     car's albedo must be the same whatever light it was photographed under, and the light must hold what differs.
-    The twins' lights are supervised too, where they are known."""
+    The twins' lights are supervised too, where they are known. With ``cfg.consistency_weight`` the two texture maps
+    (photo i's and its twin's) are also pulled together directly: colour L1 over the map (the *albedo consistency
+    loss*; both move, the render losses keep each one the photo's)."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
     use_twin = cfg.light and twin is not None and cfg.twin_weight > 0
@@ -314,6 +320,9 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
                      texture=tex_t.float(), sigma=sigma_at(cfg, step), lighting=lit_i)
         terms["twin"] = color_l1(o_t.image, img_i[rows], mask_i[rows])
         total = total + cfg.twin_weight * terms["twin"]
+        if cfg.consistency_weight > 0:
+            terms["consistency"] = (tex[rows].float() - tex_t.float()).abs().mean()
+            total = total + cfg.consistency_weight * terms["consistency"]
         if light_t is not None and cfg.light_weight > 0:
             d_t, a_t = head_to_light(light_out_t.float())
             terms["light_twin"] = light_loss(d_t, a_t, light_t.to(d_t), cfg.ambient_weight)
