@@ -79,7 +79,7 @@ class TrainConfig:
     specular: bool = True  # with light: a material term, a highlight of per-photo strength and one learned shininess (else Lambertian alone)
     light_encoder: bool = False  # with light: the light read by its own small encoder (train/model.py), not the shared image feature
     twin_weight: float = 1.0  # with light, on data with several lights per car (g3d synth --lights): weight of the twin relighting loss (pair_losses)
-    consistency_weight: float = 0.0  # with the twins: weight of the albedo consistency loss, L1 between the texture maps read from a photo and from its twin
+    consistency_weight: float = 20.0  # with the twins: weight of the albedo consistency loss, L1 between the texture maps read from a photo and from its twin
 
     def validate(self) -> None:
         """Options that the loop cannot work with are a one-line :class:`UsageError`."""
@@ -432,7 +432,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
             log("light: supervised by each image's true light (the data's gt_light_* columns)" if light_truth is not None
                 else "light: from the render alone (" + ("no true light in the data)" if cfg.light_weight > 0 else "--light-weight 0)"))
             if use_twins:
-                log(f"light: twin relighting loss on {int((data.twins >= 0).sum())} images with a twin under another light (--twin-weight {cfg.twin_weight:g})")
+                log(f"light: twin relighting loss on {int((data.twins >= 0).sum())} images with a twin under another light (--twin-weight {cfg.twin_weight:g}, --consistency-weight {cfg.consistency_weight:g})")
         for problem in data.cameras.problems or []:
             log(f"note: {data.cameras.source}: {problem}")
         skipped = data.cameras.skipped_why()

@@ -391,14 +391,16 @@ def test_the_twin_loss_lights_the_twins_albedo_with_this_photos_light():
     assert float(ab["twin"]) < 2e-3 < 0.05 < float(ba["twin"]), (float(ab["twin"]), float(ba["twin"]))
     assert float(ab["light_twin"]) < 1e-5 and float(ab["light"]) < 1e-5  # both photos' lights are the true ones
     assert float(twin_terms(a0, a1, b0, truth[0], truth[0])["light_twin"]) > 0.1  # the twin's light is B's, not A's
-    assert "consistency" not in ab  # off by default
-    # the albedo consistency loss: the two texture maps' L1, whichever photo is i (grey vs the albedo), 0 for one map
-    cfg.consistency_weight = 1.0
+    # the albedo consistency loss (on by default): the two texture maps' L1, whichever photo is i (grey vs the albedo),
+    # 0 for one map, absent at weight 0
+    assert cfg.consistency_weight > 0
     gap = float((grey - albedo).abs().mean())
     for terms in (twin_terms(a0, a1, b0, truth[0], truth[1]), twin_terms(b0, b1, a0, truth[1], truth[0])):
         assert abs(float(terms["consistency"]) - gap) < 1e-6, (float(terms["consistency"]), gap)
     assert float(twin_terms(b0, b1, b0, truth[1], truth[1])["consistency"]) == 0.0
-    cfg.twin_weight = 0.0
+    cfg.consistency_weight = 0.0
+    assert "consistency" not in twin_terms(a0, a1, b0, truth[0], truth[1])
+    cfg.consistency_weight, cfg.twin_weight = 20.0, 0.0
     assert not {"twin", "consistency"} & set(twin_terms(a0, a1, b0, truth[0], truth[1]))
 
 
@@ -432,7 +434,7 @@ def test_a_run_on_cars_under_two_lights_trains_the_twin_loss_and_its_own_light_e
     run_synth(SynthConfig(out=data, samples=8, views=3, resolution=32, candidates=16, lights=2))
     opts = dict(folder=str(data), resolution=32, batch_size=2, steps=2, tex_res=16, holdout=0.25, preview_every=10**6, light=True)
     log: list[str] = []
-    train(TrainConfig(out=str(tmp_path / "twin"), light_encoder=True, consistency_weight=1.0, **opts), log=log.append)
+    train(TrainConfig(out=str(tmp_path / "twin"), light_encoder=True, **opts), log=log.append)
     assert any("twin relighting loss on 18 images" in m for m in log), log  # 6 training samples x 3 views
     last = json.loads((tmp_path / "twin" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["twin"] > 0 and last["light_twin"] > 0 and last["consistency"] > 0
