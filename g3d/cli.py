@@ -207,7 +207,7 @@ def train(
                                "shades the texture with it, so the texture is an albedo (g3d eval scores the light on built-in data)."),
     albedo_weight: float = typer.Option(0.0, help="With --light: weight of the texture's colour spread (a car's paint is one colour, "
                                         "so the shading goes to the light)."),
-    light_weight: float = typer.Option(1.0, help="With --light: weight of the light's supervision by each image's true light where the "
+    light_weight: float = typer.Option(3.0, help="With --light: weight of the light's supervision by each image's true light where the "
                                        "data has one (the built-in generator's); 0, or a StyleGAN's data: from the render alone."),
     ambient_weight: float = typer.Option(1.0, help="With --light and the true light: weight of the ambient's absolute error beside "
                                          "1 - cos of the direction's angle in that supervision."),

@@ -74,7 +74,7 @@ class TrainConfig:
     camera_weight: float = 1.0  # weight of that supervision beside the render losses
     light: bool = False  # the network also predicts the light, and the renderer shades its texture (an albedo) with it (train/light.py)
     albedo_weight: float = 0.0  # with light: weight of the texture map's spread about its mean colour (a car's paint is one colour: the shading is the light's)
-    light_weight: float = 1.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
+    light_weight: float = 3.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
     ambient_weight: float = 1.0  # with light: weight of the ambient's error within that supervision (beside 1 - cos of the direction's angle)
     specular: bool = True  # with light: a material term, a highlight of per-photo strength and one learned shininess (else Lambertian alone)
     light_encoder: bool = False  # with light: the light read by its own small encoder (train/model.py), not the shared image feature
