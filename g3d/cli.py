@@ -219,7 +219,7 @@ def train(
     twin_weight: float = typer.Option(1.0, help="With --light, on a set with several lights per car (g3d synth --lights 2): weight of "
                                       "the twin relighting loss (the same car and view under another light: its texture, lit by "
                                       "this photo's predicted light, must give this photo). 0: off."),
-    consistency_weight: float = typer.Option(20.0, help="With the twin relighting loss: weight of the albedo consistency loss "
+    consistency_weight: float = typer.Option(20.0, help="With --light, on a set with several lights per car: weight of the albedo consistency loss "
                                              "(the texture maps read from the two photos of one car and view pulled together, L1; "
                                              "the colour loss's weight is 20). 0: off."),
     seed: int = typer.Option(0),

@@ -256,6 +256,12 @@ def sigma_at(cfg: "TrainConfig", step: int) -> float:
     return math.exp((1 - f) * math.log(SIGMA) + f * math.log(cfg.sigma))
 
 
+def uses_twins(cfg: TrainConfig) -> bool:
+    """Whether a light run reads each photo's twin (the same car and view under another light): for the twin
+    relighting loss, the albedo consistency loss, or both."""
+    return cfg.twin_weight > 0 or cfg.consistency_weight > 0
+
+
 def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, step: int, H: int, W: int, light_i: torch.Tensor | None = None,
                 twin: tuple | None = None):
     """Loss terms of one batch of pairs; returns (total, terms dict, prediction of view i). ``light_i`` float [B, 4]:
@@ -271,7 +277,7 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     loss*; both move, the render losses keep each one the photo's)."""
     img_i, mask_i, view_i, crop_i = data_i
     img_j, mask_j, view_j, crop_j = data_j
-    use_twin = cfg.light and twin is not None and cfg.twin_weight > 0
+    use_twin = cfg.light and twin is not None and uses_twins(cfg)
     B = img_i.shape[0]
     inputs = torch.cat([img_i, twin[1].images]) if use_twin else img_i  # one call of the network (DDP)
     outs = InverseGraphicsNet.split(model(inputs, with_camera=cfg.camera_head, with_light=cfg.light), cfg.camera_head, cfg.light)
@@ -315,11 +321,12 @@ def pair_losses(model, cams, tpl, data_i, data_j, cfg: TrainConfig, percept, ste
     if use_twin:
         rows, _, light_t = twin
         _, tex_t, _, _, light_out_t = (None if o is None else o[B:] for o in outs)  # the twins' answers
-        lit_i = lighting_of(l_dir[rows], l_amb[rows], None if l_spec is None else l_spec[rows], getattr(model, "module", model).shininess)
-        o_t = render(verts[rows].float(), tpl.faces, K[:B][rows], R[:B][rows], t[:B][rows], H, W, face_uvs=tpl.face_uvs,
-                     texture=tex_t.float(), sigma=sigma_at(cfg, step), lighting=lit_i)
-        terms["twin"] = color_l1(o_t.image, img_i[rows], mask_i[rows])
-        total = total + cfg.twin_weight * terms["twin"]
+        if cfg.twin_weight > 0:
+            lit_i = lighting_of(l_dir[rows], l_amb[rows], None if l_spec is None else l_spec[rows], getattr(model, "module", model).shininess)
+            o_t = render(verts[rows].float(), tpl.faces, K[:B][rows], R[:B][rows], t[:B][rows], H, W, face_uvs=tpl.face_uvs,
+                         texture=tex_t.float(), sigma=sigma_at(cfg, step), lighting=lit_i)
+            terms["twin"] = color_l1(o_t.image, img_i[rows], mask_i[rows])
+            total = total + cfg.twin_weight * terms["twin"]
         if cfg.consistency_weight > 0:
             terms["consistency"] = (tex[rows].float() - tex_t.float()).abs().mean()
             total = total + cfg.consistency_weight * terms["consistency"]
@@ -410,7 +417,7 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
     light_truth = true_light(data.extra) if cfg.light and cfg.light_weight > 0 else None
     if light_truth is not None:
         light_truth = torch.from_numpy(light_truth)
-    use_twins = cfg.light and cfg.twin_weight > 0 and bool((data.twins >= 0).any())
+    use_twins = cfg.light and uses_twins(cfg) and bool((data.twins >= 0).any())
     if data.per_image and learns_cameras(cfg, data) and data.cameras.source == FROM_TRUTH:  # a --viewpoints random set
         raise UsageError(f"{cfg.folder} has the generator's exact camera for every image, and refining them one image at a time only "
                          "lets them drift with the shape: train with --fixed-cameras")
@@ -432,7 +439,8 @@ def train(cfg: TrainConfig, progress: Callable[[str, int], Callable[[int], None]
             log("light: supervised by each image's true light (the data's gt_light_* columns)" if light_truth is not None
                 else "light: from the render alone (" + ("no true light in the data)" if cfg.light_weight > 0 else "--light-weight 0)"))
             if use_twins:
-                log(f"light: twin relighting loss on {int((data.twins >= 0).sum())} images with a twin under another light (--twin-weight {cfg.twin_weight:g}, --consistency-weight {cfg.consistency_weight:g})")
+                log(f"light: twin losses on {int((data.twins >= 0).sum())} images with a twin under another light (relighting: --twin-weight "
+                    f"{cfg.twin_weight:g}, albedo consistency: --consistency-weight {cfg.consistency_weight:g})")
         for problem in data.cameras.problems or []:
             log(f"note: {data.cameras.source}: {problem}")
         skipped = data.cameras.skipped_why()
