@@ -11,6 +11,9 @@ generator's light rows alone resampled, car and camera held. For each run:
   runs without light: their texture as it is, and shaded by B's light), against the generator's photo B, colour L1
   in the true mask; beside the same for photo A itself (no relighting: the floor of what the texture can show).
 
+Each photo reaches a run as its training data did (:func:`run_boxes`, :func:`run_view`): a ``--fov-crop`` / ``--crop``
+run reads the crop PairData cuts round the car (intrinsics cropped alike), a whole-view run the view.
+
 With ``--ceiling`` (no run needed) it measures, with no network, how far each light model can take a photo back to
 its albedo when it is handed the true car and the true light: the generator's own per-pixel albedo, shading, highlight
 and normals (:meth:`g3d.synth.builtin.BuiltinGenerator.shading_truth`) for new cars at random viewpoints, each under
@@ -75,23 +78,52 @@ def _lighting(truth, specular=None, shininess=None):
     return lighting_of(d, torch.tensor(e["ambient"], dtype=torch.float32), specular, shininess)
 
 
-@torch.no_grad()
-def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
+def run_boxes(cfg, cams, masks, K) -> list[tuple[int, int, int]] | None:
+    """The crop box ``(x0, y0, side)`` the run's training data would take round each photo's object (its mask bool
+    [N, H, W], its intrinsics K float [N, 3, 3] in the photo's pixels): ``g3d train --fov-crop`` / ``--crop`` runs
+    read crops (:mod:`g3d.train.crop`, as PairData and g3d predict cut them); None for a run on whole views."""
+    from g3d.train.crop import crop_box, crop_mode, mask_box, run_span
+
+    mode = crop_mode(cfg.crop)
+    if mode == "none":
+        return None
+    span = run_span(cams.K, cfg.resolution)
+    return [crop_box(mode, mask_box(np.asarray(m) > 0.5), span, float(k[0, 0])) for m, k in zip(masks, np.asarray(K))]
+
+
+def run_view(images: torch.Tensor, K, size: int, boxes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images float [N, C, H, W] as the run reads them, float [N, C, size, size] (each ``boxes`` crop, or the whole
+    view resampled where ``boxes`` is None), and their intrinsics float [N, 3, 3] (K float [N, 3, 3], the photos')."""
     import torch.nn.functional as F
 
+    from g3d import cameras as camlib
+    from g3d.train.crop import crop_image
+
+    K = np.asarray(K, np.float64)
+    if boxes is None:
+        scale = size / images.shape[-1]
+        out = F.interpolate(images, size=(size, size), mode="area") if images.shape[-1] != size else images
+        return out, torch.tensor(K * np.array([scale, scale, 1.0])[:, None], dtype=torch.float32)
+    crops = [crop_image(np.ascontiguousarray(x.permute(1, 2, 0).numpy()), box, size) for x, box in zip(images, boxes)]
+    out = torch.stack([torch.from_numpy(np.asarray(c, np.float32).reshape(size, size, -1)).permute(2, 0, 1) for c in crops])
+    Ks = np.stack([camlib.crop_intrinsics(k, box, size) for k, box in zip(K, boxes)])
+    return out, torch.tensor(Ks, dtype=torch.float32)
+
+
+@torch.no_grad()
+def figures(run: Path, img_a, img_b, ta, tb) -> list[str]:
     from g3d.render.dibr import render
     from g3d.train.evaluate import light_figures
     from g3d.train.light import head_to_light, head_to_specular, light_direction
     from g3d.train.loop import load_run
 
-    cfg, model, _, tpl, _ = load_run(run)
+    cfg, model, cams, tpl, _ = load_run(run)
     S = cfg.resolution
-    a = F.interpolate(img_a, size=(S, S), mode="area") if img_a.shape[-1] != S else img_a
-    b = F.interpolate(img_b, size=(S, S), mode="area") if img_b.shape[-1] != S else img_b
-    scale = S / img_a.shape[-1]
-    K = torch.tensor(ta.K, dtype=torch.float32) * torch.tensor([scale, scale, 1.0])[:, None]
+    boxes = run_boxes(cfg, cams, ta.masks, ta.K)  # the run's crops (both photos of a pair share the car's mask)
+    a, K = run_view(img_a, ta.K, S, boxes)
+    b, _ = run_view(img_b, ta.K, S, boxes)
     R, t = torch.tensor(ta.R, dtype=torch.float32), torch.tensor(ta.t, dtype=torch.float32)
-    mask = F.interpolate(torch.tensor(ta.masks, dtype=torch.float32)[:, None], size=(S, S), mode="area") > 0.5
+    mask = run_view(torch.tensor(np.asarray(ta.masks), dtype=torch.float32)[:, None], ta.K, S, boxes)[0] > 0.5
     outs_a = model(a, with_light=cfg.light)
     outs_b = model(b, with_light=cfg.light)
     verts, tex_a, tex_b = outs_a[0], outs_a[1], outs_b[1]
@@ -147,7 +179,6 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     """One new car at dataset view ``view``: its photo, then under ``lights`` new lights (the light rows of other latents) the generator's own
     render (top row) beside the run's answer from the photo, its albedo shaded by that true light (bottom row)."""
     import cv2
-    import torch.nn.functional as F
 
     from g3d.datasets import folder as dsf
     from g3d.datasets import io as dsio
@@ -160,7 +191,7 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     from g3d.train.light import head_to_specular
     from g3d.train.loop import load_run
 
-    cfg, model, _, tpl, _ = load_run(run)
+    cfg, model, cams, tpl, _ = load_run(run)
     dataset = Path(cfg.folder)
     m = read_manifest(dataset)
     G = BuiltinGenerator.from_record(m.generator.fields, distractors=0.0)
@@ -174,13 +205,15 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     img, truth = G.synthesis_with_truth(ws_all)
     img = (img + 1) / 2
     S = cfg.resolution
-    photo = F.interpolate(img[:1], size=(S, S), mode="area")
+    # every image of the car as the run sees the photo: its crop (one box: one car, one view), or the whole view
+    boxes = run_boxes(cfg, cams, np.asarray(truth.masks)[:1].repeat(len(img), 0), np.asarray(truth.K)[:1].repeat(len(img), 0))
+    img, Ks = run_view(img, np.asarray(truth.K)[:1].repeat(len(img), 0), S, boxes)
+    photo = img[:1]
     outs = model(photo, with_light=cfg.light)
     verts, tex = outs[:2]
     spec = head_to_specular(outs[-1].float()) if cfg.light else None
     shin = None if model.shininess is None else model.shininess.item()
-    scale = S / img.shape[-1]
-    K = torch.tensor(truth.K[:1], dtype=torch.float32) * torch.tensor([scale, scale, 1.0])[:, None]
+    K = Ks[:1]
     R, t = torch.tensor(truth.R[:1], dtype=torch.float32), torch.tensor(truth.t[:1], dtype=torch.float32)
     light = _lighting(truth)
     size = 128

@@ -454,3 +454,33 @@ def test_a_run_on_cars_under_two_lights_trains_the_twin_loss_and_its_own_light_e
         TrainConfig(out=str(tmp_path / "bad"), twin_weight=-1.0, **opts).validate()
     with pytest.raises(Exception, match="--consistency-weight nan"):
         TrainConfig(out=str(tmp_path / "bad"), consistency_weight=float("nan"), **opts).validate()
+
+
+def test_bench_light_feeds_a_crop_run_the_crops_it_trained_on(tmp_path):
+    """bench/light.py's photos (whole generator views) reach a --fov-crop run as PairData cut them in training: the
+    same pixels and intrinsics; the whole view, resampled, is another picture (what the bench fed such runs before)."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from g3d.synth.sampling import SynthConfig, run_synth
+    from g3d.train.data import PairData
+
+    spec = importlib.util.spec_from_file_location("bench_light", Path(__file__).resolve().parents[2] / "bench" / "light.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = tmp_path / "car"
+    run_synth(SynthConfig(out=data, samples=3, views=4, resolution=32, candidates=16))
+    whole = PairData(data, 32, "train")
+    crops = PairData(data, 32, "train", crop="fov")
+    assert torch.equal(whole.sample_ids, crops.sample_ids) and torch.equal(whole.view_ids, crops.view_ids)
+    K = whole.cameras.K[whole.camera_ids].numpy()  # the photos' own (32 px: the training size)
+    photos = whole.images.permute(0, 3, 1, 2).float() / 255
+    cfg, cams = SimpleNamespace(crop="fov", resolution=32), SimpleNamespace(K=crops.cameras.K)
+    boxes = bench.run_boxes(cfg, cams, whole.masks.numpy(), K)
+    seen, K_seen = bench.run_view(photos, K, 32, boxes)
+    trained = crops.images.permute(0, 3, 1, 2).float() / 255
+    assert (seen - trained).abs().max() < 1.5 / 255  # the same crop (uint8 rounding apart)
+    assert torch.allclose(K_seen, crops.crop_mats @ crops.cameras.K[crops.camera_ids], atol=1e-3)
+    plain, K_plain = bench.run_view(photos, K, 32, bench.run_boxes(SimpleNamespace(crop=False, resolution=32), cams, whole.masks.numpy(), K))
+    assert torch.equal(plain, photos) and (plain - trained).abs().mean() > 0.02  # a whole-view run reads the view itself
