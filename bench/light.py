@@ -206,8 +206,9 @@ def picture(run: Path, path: Path, view: int = 20, lights: int = 4, seed: int = 
     img = (img + 1) / 2
     S = cfg.resolution
     # every image of the car as the run sees the photo: its crop (one box: one car, one view), or the whole view
-    boxes = run_boxes(cfg, cams, np.asarray(truth.masks)[:1].repeat(len(img), 0), np.asarray(truth.K)[:1].repeat(len(img), 0))
-    img, Ks = run_view(img, np.asarray(truth.K)[:1].repeat(len(img), 0), S, boxes)
+    K_all = np.asarray(truth.K)[:1].repeat(len(img), 0)
+    boxes = run_boxes(cfg, cams, np.asarray(truth.masks)[:1].repeat(len(img), 0), K_all)
+    img, Ks = run_view(img, K_all, S, boxes)
     photo = img[:1]
     outs = model(photo, with_light=cfg.light)
     verts, tex = outs[:2]

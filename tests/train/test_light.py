@@ -482,5 +482,5 @@ def test_bench_light_feeds_a_crop_run_the_crops_it_trained_on(tmp_path):
     trained = crops.images.permute(0, 3, 1, 2).float() / 255
     assert (seen - trained).abs().max() < 1.5 / 255  # the same crop (uint8 rounding apart)
     assert torch.allclose(K_seen, crops.crop_mats @ crops.cameras.K[crops.camera_ids], atol=1e-3)
-    plain, K_plain = bench.run_view(photos, K, 32, bench.run_boxes(SimpleNamespace(crop=False, resolution=32), cams, whole.masks.numpy(), K))
+    plain, _ = bench.run_view(photos, K, 32, bench.run_boxes(SimpleNamespace(crop=False, resolution=32), cams, whole.masks.numpy(), K))
     assert torch.equal(plain, photos) and (plain - trained).abs().mean() > 0.02  # a whole-view run reads the view itself
