@@ -53,6 +53,8 @@ DISTRACTOR_KINDS = {0: "none", 1: "second_car", 2: "small", 3: "off_frame"}
 # Labels in the mask PNG: the object, and other instances (distractor cars).
 MASK_OBJECT, MASK_OTHER = 255, 100
 
+AMBIENT_RANGE = (0.3, 0.55)  # the ambient light level every built-in image draws from (its light rows)
+LIGHT_ELEVATION_RANGE = (25.0, 70.0)  # the light's elevation above the ground, degrees (its azimuth: any)
 FOV_DEG = 40.0  # horizontal field of view of every built-in camera
 
 # Version of what the generator draws (bump it whenever the same arguments would draw other images):
@@ -257,8 +259,8 @@ class BuiltinGenerator(Generator):
             "texture_contrast": _sig(b[:, 9], 0.02, 0.18),
             # light
             "light_azimuth_deg": 360.0 * _angle01(li[:, 0], li[:, 1]),
-            "light_elevation_deg": _sig(li[:, 2], 25.0, 70.0),
-            "ambient": _sig(li[:, 3], 0.3, 0.55),
+            "light_elevation_deg": _sig(li[:, 2], *LIGHT_ELEVATION_RANGE),
+            "ambient": _sig(li[:, 3], *AMBIENT_RANGE),
         }
         prm = out
         prm["distance"] = view_distance(prm["azimuth_deg"], prm["elevation_deg"], torch.sigmoid(c[:, 3]))
