@@ -216,9 +216,6 @@ def train(
                                   "so highlights are not painted into the albedo (--no-specular: Lambertian alone)."),
     light_encoder: bool = typer.Option(False, "--light-encoder", help="With --light: read the light with a small encoder of its "
                                        "own instead of the image feature shape and texture share."),
-    log_light_encoder: bool = typer.Option(False, "--log-light-encoder", help="With --light: read the light with an encoder of its own "
-                                           "that sees the photo beside its logarithm (a shade is then a difference between faces of "
-                                           "one paint), instead of the image feature shape and texture share."),
     twin_weight: float = typer.Option(1.0, help="With --light, on a set with several lights per car (g3d synth --lights 2): weight of "
                                       "the twin relighting loss (the same car and view under another light: its texture, lit by "
                                       "this photo's predicted light, must give this photo). 0: off."),
@@ -247,13 +244,11 @@ def train(
         _fail(G3DError(f"--seed {seed}: give a whole number from 0 to 2**63 - 1"))
     if crop and fov_crop:
         _fail(G3DError("--crop and --fov-crop are two ways to cut the views: give one"))
-    if light_encoder and log_light_encoder:
-        _fail(G3DError("--light-encoder and --log-light-encoder are two encoders for the light: give one"))
     cfg = TrainConfig(folder=str(folder), out=str(out), resolution=resolution, batch_size=batch_size, steps=steps, lr=lr,
                       lr_schedule=lr_schedule, sigma=sigma, backbone=backbone,
                       learn_cameras=learn_cameras, tex_res=tex_res, vgg_weights=str(vgg_weights) if vgg_weights else None,
                       backbone_weights=str(backbone_weights) if backbone_weights else None, warmup_steps=warmup_steps, crop="fov" if fov_crop else crop, zoom=zoom, camera_head=camera_head,
-                      light=light, albedo_weight=albedo_weight, light_weight=light_weight, ambient_weight=ambient_weight, specular=specular, light_encoder="log" if log_light_encoder else light_encoder,
+                      light=light, albedo_weight=albedo_weight, light_weight=light_weight, ambient_weight=ambient_weight, specular=specular, light_encoder=light_encoder,
                       twin_weight=twin_weight, consistency_weight=consistency_weight, seed=seed, device=device, preview_every=preview_every, checkpoint_every=checkpoint_every)
     with _progress() as progress:
         report = run_train(cfg, progress=progress, log=lambda m: console.print(m, highlight=False), overwrite=overwrite)

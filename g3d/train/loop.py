@@ -77,7 +77,7 @@ class TrainConfig:
     light_weight: float = 3.0  # with light: weight of its supervision by each image's true light where the data has one (built-in gt_light_* columns)
     ambient_weight: float = 1.0  # with light: weight of the ambient's error within that supervision (beside 1 - cos of the direction's angle)
     specular: bool = True  # with light: a material term, a highlight of per-photo strength and one learned shininess (else Lambertian alone)
-    light_encoder: bool | str = False  # with light: the light read by an encoder of its own (train/model.py; True / "small": a half-width SmallEncoder, "log": LogLightEncoder), not the shared image feature
+    light_encoder: bool = False  # with light: the light read by its own small encoder (train/model.py), not the shared image feature
     twin_weight: float = 1.0  # with light, on data with several lights per car (g3d synth --lights): weight of the twin relighting loss (pair_losses)
     consistency_weight: float = 20.0  # with the twins: weight of the albedo consistency loss, L1 between the texture maps read from a photo and from its twin
 
@@ -117,10 +117,6 @@ class TrainConfig:
             raise UsageError(f"--consistency-weight {self.consistency_weight}: give a number >= 0")
         if not (math.isfinite(self.camera_weight) and self.camera_weight >= 0):
             raise UsageError(f"camera weight {self.camera_weight}: give a number >= 0")
-        from g3d.train.model import LIGHT_ENCODERS
-
-        if self.light_encoder not in (False, True, *LIGHT_ENCODERS):
-            raise UsageError(f"light encoder {self.light_encoder!r}: choose one of {', '.join(LIGHT_ENCODERS)}")
         if self.resolution < 16:
             raise UsageError(f"--resolution {self.resolution}: give at least 16 pixels")
 

@@ -108,36 +108,8 @@ class ResNetEncoder(nn.Module):
         return self.net((images - self.mean) / self.std)
 
 
-class LogLightEncoder(nn.Module):
-    """The light's own encoder that reads the photo beside its logarithm: a colour is albedo times shade, so in the log a
-    face's shade is a difference from the same paint on another face, whatever the paint (the ambient is the shadowed
-    paint's ratio to the lit). Four stride-2 blocks (``width`` x 1-2-4-4 channels, GroupNorm, SiLU) averaged over the
-    image, then 128-d.
-
-    images float [B, 3, H, W] in [0, 1] -> float [B, 128]."""
-
-    out_dim = 128
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        w = int(width)
-
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
-                                 nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
-
-        self.blocks = nn.Sequential(block(6, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 4 * w))
-        self.fc = nn.Sequential(nn.Linear(4 * w, 128), nn.SiLU())
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([images * 2.0 - 1.0, torch.log(images.float().clamp(min=0) + LOG_FLOOR).to(images.dtype)], 1)
-        return self.fc(self.blocks(x).mean((2, 3)))
-
-
 BACKBONES = ("small", "resnet18")
 LIGHT_ENCODER_WIDTH = 16  # the light's own encoder (InverseGraphicsNet's light_encoder): a SmallEncoder of half the width
-LIGHT_ENCODERS = ("small", "log")  # light_encoder True / "small": SmallEncoder(LIGHT_ENCODER_WIDTH); "log": LogLightEncoder
-LOG_FLOOR = 0.02  # LogLightEncoder reads log(colour + LOG_FLOOR): black stays finite
 
 
 class InverseGraphicsNet(nn.Module):
@@ -164,7 +136,7 @@ class InverseGraphicsNet(nn.Module):
         camera_head: bool = False,  # also predict where the camera sits, seen from the object (train/camera.py)
         light_head: bool = False,  # also predict the light, which shades the texture (an albedo) in training (train/light.py)
         specular: bool = False,  # with light_head: a specular strength per photo and one learned shininess (train/light.py)
-        light_encoder: bool | str = False,  # with light_head: the light read by its own encoder (True / "small", or "log": LIGHT_ENCODERS), not the shared feature
+        light_encoder: bool = False,  # with light_head: the light read by its own small encoder (LIGHT_ENCODER_WIDTH), not the shared feature
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -205,11 +177,7 @@ class InverseGraphicsNet(nn.Module):
         self.camera_head = nn.Sequential(nn.Linear(D, 256), nn.LeakyReLU(0.2), nn.Linear(256, 3)) if camera_head else None
         # a direction towards the light and the ambient's logit (train/light.py), from the image feature
         # (and the specular strength's logit with the material term); with light_encoder, from a feature of its own
-        if light_encoder not in (False, None, True, *LIGHT_ENCODERS):
-            raise ValueError(f"light_encoder {light_encoder!r}: False, True or one of {', '.join(LIGHT_ENCODERS)}")
-        self.light_encoder = None
-        if light_head and light_encoder:
-            self.light_encoder = LogLightEncoder() if light_encoder == "log" else SmallEncoder(LIGHT_ENCODER_WIDTH)
+        self.light_encoder = SmallEncoder(LIGHT_ENCODER_WIDTH) if light_head and light_encoder else None
         DL = D if self.light_encoder is None else self.light_encoder.out_dim
         self.light_head = nn.Sequential(nn.Linear(DL, 128), nn.LeakyReLU(0.2), nn.Linear(128, 5 if specular else 4)) if light_head else None
         if light_head:  # the light starts overhead at the usual ambient, whatever the photo
