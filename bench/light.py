@@ -304,8 +304,9 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
         axis /= np.linalg.norm(axis, axis=1, keepdims=True)
         return d * np.cos(np.radians(deg)) + axis * np.sin(np.radians(deg))
 
-    def off_shade(T, ws, deg, amb_off):
-        p = G.parameters_of(ws)
+    pa, pb = G.parameters_of(ws_a), G.parameters_of(ws_b)
+
+    def off_shade(T, p, deg, amb_off):
         d = torch.tensor(turned(p, deg), dtype=torch.float32)
         amb = (p["ambient"] + amb_off * torch.tensor(rng.choice([-1.0, 1.0], cars), dtype=torch.float32))[:, None, None, None]
         n = T["normal"] / T["normal"].norm(dim=1, keepdim=True).clamp(min=1e-6)
@@ -313,8 +314,8 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
         return torch.where(T["shade"] == 1, T["shade"], s).clamp(min=1e-3)  # the lights stay unshaded
 
     for deg, amb_off in ((0, 0.0), (10, 0.0), (20, 0.0), (0, 0.03)):
-        aa = (A["image"] - A["specular"]) / off_shade(A, ws_a, deg, amb_off)
-        ab = (B["image"] - B["specular"]) / off_shade(B, ws_b, deg, amb_off)
+        aa = (A["image"] - A["specular"]) / off_shade(A, pa, deg, amb_off)
+        ab = (B["image"] - B["specular"]) / off_shade(B, pb, deg, amb_off)
         out[f"phong_off_{deg}_{amb_off}"] = (l1(aa, ab), float("nan"))
     # The ambient read back from the photo: each photo's best ambient (least squares over the pixels wholly on one face,
     # each region of one true albedo given its own unknown colour, the true normals and highlight), with the light's
@@ -324,42 +325,41 @@ def ceiling(cars: int, resolution: int, seed: int = 7) -> dict[str, tuple[float,
     # then answers anywhere in it.
     from g3d.synth.builtin import AMBIENT_RANGE
 
+    photos = ((photo_pixels(A, m), pa), (photo_pixels(B, m), pb))  # each photo's pixels, read once for every fit
+    true = np.concatenate([p["ambient"].numpy() for _, p in photos])
     for deg in (0, 5, 10, 20):
         for name, grid in (("", np.linspace(0.1, 0.8, 141)), ("range_", np.linspace(*AMBIENT_RANGE, 51))):
-            est, true = [], []
-            for T, ws in ((A, ws_a), (B, ws_b)):
-                p = G.parameters_of(ws)
-                est.append(fit_ambient(T, m, turned(p, deg), grid))
-                true.append(p["ambient"].numpy())
-            est, true = np.concatenate(est), np.concatenate(true)
+            est = np.concatenate([fit_ambient(px, turned(p, deg), grid) for px, p in photos])
             out[f"ambient_{name}{deg}"] = (float(np.corrcoef(est, true)[0, 1]), float(np.abs(est - true).mean()))
     out["ambient_mean"] = (0.0, float(np.abs(true - true.mean()).mean()))
     # Neither handed: direction and ambient searched together from each photo A, its car alone known.
-    p = G.parameters_of(ws_a)
-    d_true = light_direction(p["light_azimuth_deg"].numpy(), p["light_elevation_deg"].numpy())
-    d_fit, a_fit = fit_light(A, m, cars)
+    d_true = light_direction(pa["light_azimuth_deg"].numpy(), pa["light_elevation_deg"].numpy())
+    d_fit, a_fit = fit_light(photos[0][0])
     ang = np.degrees(np.arccos(np.clip((d_fit * d_true).sum(1), -1, 1)))
     out["joint_direction"] = (float(np.median(ang)), float(np.mean(ang > 20)))
-    out["joint_ambient"] = (float(np.corrcoef(a_fit, p["ambient"].numpy())[0, 1]), float(np.abs(a_fit - p["ambient"].numpy()).mean()))
+    out["joint_ambient"] = (float(np.corrcoef(a_fit, true[:cars])[0, 1]), float(np.abs(a_fit - true[:cars]).mean()))
     return out
 
 
-def _photo_pixels(T: dict, m: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Photo ``k``'s pixels a light fit reads: where ``m`` float [N, 1, H, W] is 1, the shade is not the lights' 1, and
+def photo_pixels(T: dict, m: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each photo's pixels a light fit reads, one tuple per photo of ``T``: where ``m`` float [N, 1, H, W] is 1, the shade is not the lights' 1, and
     the pixel is one face's (its averaged normal of unit length: where the sub-samples pool faces of several normals
     neither the normal nor the shade is a face's, and least squares bends the light to fit them). -> (colour less the
     true highlight float64 [P, 3], unit normal [P, 3], the albedo's region one-hot [P, R]: the pattern known, its
     colours not)."""
-    keep = (m[k, 0] > 0.5) & (T["shade"][k, 0] < 1) & (T["normal"][k].norm(dim=0) > 1 - 1e-4)
-    img = (T["image"][k] - T["specular"][k]).permute(1, 2, 0)[keep].double().numpy()
-    n = T["normal"][k].permute(1, 2, 0)[keep].double().numpy()
-    n = n / np.linalg.norm(n, axis=1, keepdims=True).clip(1e-6)
-    _, region = np.unique(np.round(T["albedo"][k].permute(1, 2, 0)[keep].numpy(), 3), axis=0, return_inverse=True)
-    return img, n, np.eye(int(region.max()) + 1 if region.size else 1)[region.ravel()]
+    out = []
+    for k in range(m.shape[0]):
+        keep = (m[k, 0] > 0.5) & (T["shade"][k, 0] < 1) & (T["normal"][k].norm(dim=0) > 1 - 1e-4)
+        img = (T["image"][k] - T["specular"][k]).permute(1, 2, 0)[keep].double().numpy()
+        n = T["normal"][k].permute(1, 2, 0)[keep].double().numpy()
+        n = n / np.linalg.norm(n, axis=1, keepdims=True).clip(1e-6)
+        _, region = np.unique(np.round(T["albedo"][k].permute(1, 2, 0)[keep].numpy(), 3), axis=0, return_inverse=True)
+        out.append((img, n, np.eye(int(region.max()) + 1 if region.size else 1)[region.ravel()]))
+    return out
 
 
 def _residuals(img: np.ndarray, n: np.ndarray, onehot: np.ndarray, directions: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """float [M, A]: the least-squares residual of the pixels (:func:`_photo_pixels`) under shade = a + (1 - a)
+    """float [M, A]: the least-squares residual of one photo's pixels (:func:`photo_pixels`) under shade = a + (1 - a)
     max(0, n . l) for each direction l of ``directions`` float [M, 3] and ambient a of ``grid`` [A], each region given
     the colour that fits it best."""
     out = []
@@ -374,20 +374,17 @@ def _residuals(img: np.ndarray, n: np.ndarray, onehot: np.ndarray, directions: n
     return np.concatenate(out)
 
 
-def fit_ambient(T: dict, m: torch.Tensor, direction: np.ndarray, grid: np.ndarray = np.linspace(0.1, 0.8, 141)) -> np.ndarray:
-    """Each photo's ambient float [N] that best explains it (least squares over :func:`_photo_pixels`): shade = a +
-    (1 - a) max(0, n . l) with the true normals of ``T`` (:meth:`g3d.synth.builtin.BuiltinGenerator.shading_truth`) and
-    ``direction`` float [N, 3], its true highlight taken off, and each region of one true albedo given the colour that
-    fits it best (the albedo's pattern known, its colours not); ``a`` searched on ``grid``."""
-    out = np.zeros(len(direction))
-    for k in range(len(direction)):
-        out[k] = grid[int(_residuals(*_photo_pixels(T, m, k), np.asarray(direction[k], np.float64)[None], grid)[0].argmin())]
-    return out
+def fit_ambient(pixels: list, direction: np.ndarray, grid: np.ndarray = np.linspace(0.1, 0.8, 141)) -> np.ndarray:
+    """Each photo's ambient float [N] that best explains it (least squares over its :func:`photo_pixels` of
+    :meth:`g3d.synth.builtin.BuiltinGenerator.shading_truth`): shade = a + (1 - a) max(0, n . l) with the true normals
+    and ``direction`` float [N, 3], the true highlight taken off, and each region of one true albedo given the colour
+    that fits it best (the albedo's pattern known, its colours not); ``a`` searched on ``grid``."""
+    return np.array([grid[int(_residuals(*px, np.asarray(d, np.float64)[None], grid)[0].argmin())] for px, d in zip(pixels, direction)])
 
 
-def fit_light(T: dict, m: torch.Tensor, photos: int) -> tuple[np.ndarray, np.ndarray]:
-    """The light each of the first ``photos`` photos holds when only its car is known: direction float [n, 3] and
-    ambient [n] searched together (least squares over :func:`_photo_pixels`, as :func:`fit_ambient` with the direction
+def fit_light(pixels: list) -> tuple[np.ndarray, np.ndarray]:
+    """The light each photo holds when only its car is known (its :func:`photo_pixels`): direction float [N, 3] and
+    ambient [N] searched together (least squares, as :func:`fit_ambient` with the direction
     unknown too): the generator's ranges (any azimuth, LIGHT_ELEVATION_RANGE, AMBIENT_RANGE), every 4 deg of azimuth
     and 3 of elevation, then every 0.5 deg round the best."""
     from g3d.synth.builtin import AMBIENT_RANGE, LIGHT_ELEVATION_RANGE
@@ -395,9 +392,8 @@ def fit_light(T: dict, m: torch.Tensor, photos: int) -> tuple[np.ndarray, np.nda
 
     grid = np.linspace(*AMBIENT_RANGE, 26)
     lo_el, hi_el = LIGHT_ELEVATION_RANGE
-    dirs, ambs = np.zeros((photos, 3)), np.zeros(photos)
-    for k in range(photos):
-        px = _photo_pixels(T, m, k)
+    dirs, ambs = np.zeros((len(pixels), 3)), np.zeros(len(pixels))
+    for k, px in enumerate(pixels):
         az, el = (x.ravel() for x in np.meshgrid(np.arange(0.0, 360.0, 4.0), np.arange(lo_el, hi_el + 1e-6, 3.0)))
         best = np.unravel_index(_residuals(*px, light_direction(az, el), grid).argmin(), (len(az), len(grid)))
         az, el = (x.ravel() for x in np.meshgrid(az[best[0]] + np.arange(-4.0, 4.01, 0.5), np.clip(el[best[0]] + np.arange(-3.0, 3.01, 0.5), lo_el, hi_el)))
